@@ -1,0 +1,222 @@
+/*
+ * stgrad — training neural networks on a static graph.
+ *
+ * Declare a graph once (fixed shapes), create a plan from it (the plan derives
+ * the backward graph, lays every buffer out in one arena and precomputes every
+ * kernel's parameters), then run training steps that allocate nothing.
+ *
+ * Conventions used throughout this header:
+ * - All tensors are float32, row-major, with 0 to STG_MAX_DIMS dims; a tensor
+ *   with 0 dims is a scalar.  Every dim is at least 1.
+ * - Builder calls (stg_input ... stg_mse_loss) never fail loudly: an invalid
+ *   call records the graph's first error and returns an invalid tensor (id < 0);
+ *   every later builder call on that graph returns an invalid tensor too and
+ *   changes nothing.  Check stg_graph_status() once after building.
+ * - Functions that return stg_status leave their objects unchanged on failure.
+ * - A graph or plan may be used by one thread at a time; distinct objects may be
+ *   used from distinct threads.
+ */
+#ifndef STGRAD_H
+#define STGRAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(STG_BUILDING) && defined(__GNUC__)
+#define STG_API __attribute__((visibility("default")))
+#else
+#define STG_API
+#endif
+
+#define STG_MAX_DIMS 8
+
+/* Status codes: one list generates the enum, the names and the messages. */
+#define STG_STATUS_MAP(X)                                                     \
+    X(OK, "success")                                                          \
+    X(NOMEM, "out of memory")                                                 \
+    X(SHAPE, "shapes do not fit the operation")                              \
+    X(INVALID, "invalid argument")                                            \
+    X(STATE, "object is in a state that does not allow the call")            \
+    X(SMALL_ARENA, "caller-provided arena is too small or misaligned")       \
+    X(NOT_FOUND, "tensor is not part of the plan or has no such value")
+
+typedef enum stg_status {
+#define STG_STATUS_ENUM(name, msg) STG_##name,
+    STG_STATUS_MAP(STG_STATUS_ENUM)
+#undef STG_STATUS_ENUM
+} stg_status;
+
+/* "STG_SHAPE" style name of a status; never NULL ("STG_UNKNOWN" if out of range). */
+STG_API const char *stg_status_name(stg_status s);
+/* A one-line description of a status; never NULL. */
+STG_API const char *stg_status_message(stg_status s);
+
+/* ------------------------------------------------------------------------ */
+/* Graph declaration                                                         */
+/* ------------------------------------------------------------------------ */
+
+typedef struct stg_graph stg_graph;
+
+/* A node of a graph.  Copyable value; id < 0 means invalid. */
+typedef struct stg_tensor {
+    int32_t id;
+} stg_tensor;
+
+/* Creates an empty graph.  Returns NULL only when memory is exhausted.
+ * The caller owns the graph and frees it with stg_graph_free(). */
+STG_API stg_graph *stg_graph_new(void);
+/* Frees a graph and everything it owns.  NULL is allowed.  Plans created from
+ * the graph stay valid: they copied what they need. */
+STG_API void stg_graph_free(stg_graph *g);
+
+/* The first error recorded by a builder call, or STG_OK. */
+STG_API stg_status stg_graph_status(const stg_graph *g);
+/* The message of the first error ("" when there is none).  Owned by the graph,
+ * valid until the graph is freed. */
+STG_API const char *stg_graph_message(const stg_graph *g);
+
+/* Nonzero when 't' names a node of 'g'. */
+STG_API int stg_tensor_valid(const stg_graph *g, stg_tensor t);
+/* Number of dims of 't' (-1 if invalid). */
+STG_API int stg_tensor_ndim(const stg_graph *g, stg_tensor t);
+/* Copies the dims of 't' into 'dims' (room for STG_MAX_DIMS); returns the
+ * number of dims or -1 if 't' is invalid. */
+STG_API int stg_tensor_shape(const stg_graph *g, stg_tensor t, int64_t *dims);
+/* Number of elements of 't' (0 if invalid). */
+STG_API int64_t stg_tensor_numel(const stg_graph *g, stg_tensor t);
+
+/* Leaves of the graph.  'name' (may be NULL) is copied; it names the tensor in
+ * messages.  'dims' holds 'ndim' positive sizes (may be NULL when ndim is 0).
+ * An input is data supplied before each step; a parameter is trained; a
+ * constant's 'data' (numel floats) is copied into the graph. */
+STG_API stg_tensor stg_input(stg_graph *g, const char *name, int ndim, const int64_t *dims);
+STG_API stg_tensor stg_param(stg_graph *g, const char *name, int ndim, const int64_t *dims);
+STG_API stg_tensor stg_constant(stg_graph *g, int ndim, const int64_t *dims, const float *data);
+/* A scalar constant. */
+STG_API stg_tensor stg_scalar(stg_graph *g, float value);
+
+/* Products.  stg_matmul follows NumPy/PyTorch matmul exactly:
+ *   (K)·(K) -> ();  (...,M,K)·(K) -> (...,M);  (K)·(...,K,N) -> (...,N);
+ *   (...,M,K)·(...,K,N) -> (bcast(...),M,N), batch dims broadcast.
+ * stg_outer(a (M), b (N)) -> (M,N). */
+STG_API stg_tensor stg_matmul(stg_graph *g, stg_tensor a, stg_tensor b);
+STG_API stg_tensor stg_outer(stg_graph *g, stg_tensor a, stg_tensor b);
+
+/* Elementwise arithmetic with NumPy broadcasting. */
+STG_API stg_tensor stg_add(stg_graph *g, stg_tensor a, stg_tensor b);
+STG_API stg_tensor stg_sub(stg_graph *g, stg_tensor a, stg_tensor b);
+STG_API stg_tensor stg_mul(stg_graph *g, stg_tensor a, stg_tensor b);
+STG_API stg_tensor stg_div(stg_graph *g, stg_tensor a, stg_tensor b);
+STG_API stg_tensor stg_neg(stg_graph *g, stg_tensor a);
+/* a * factor, for a constant factor. */
+STG_API stg_tensor stg_scale(stg_graph *g, stg_tensor a, float factor);
+
+/* Reductions over the 'naxes' axes listed in 'axes' (negative counts from the
+ * end; each axis at most once).  naxes == 0 reduces over all axes.  With
+ * keepdims the reduced axes stay as size 1. */
+STG_API stg_tensor stg_sum(stg_graph *g, stg_tensor a, int naxes, const int *axes, int keepdims);
+STG_API stg_tensor stg_mean(stg_graph *g, stg_tensor a, int naxes, const int *axes, int keepdims);
+
+/* Shape changes.  reshape keeps the element count (no -1 wildcard) and is a
+ * view when the input is contiguous, a copy otherwise.  transpose permutes the
+ * dims (perm has ndim entries) and swapaxes exchanges two; both are views.
+ * broadcast_to expands size-1 or missing leading dims, as a view. */
+STG_API stg_tensor stg_reshape(stg_graph *g, stg_tensor a, int ndim, const int64_t *dims);
+STG_API stg_tensor stg_transpose(stg_graph *g, stg_tensor a, const int *perm);
+STG_API stg_tensor stg_swapaxes(stg_graph *g, stg_tensor a, int axis1, int axis2);
+STG_API stg_tensor stg_broadcast_to(stg_graph *g, stg_tensor a, int ndim, const int64_t *dims);
+
+/* Mean squared error mean((pred - target)^2): a scalar.  Shapes must match. */
+STG_API stg_tensor stg_mse_loss(stg_graph *g, stg_tensor pred, stg_tensor target);
+
+/* Asks the plan to compute the gradient of the loss with respect to 't'
+ * (parameters always get one; inputs and intermediate tensors only on
+ * request). */
+STG_API stg_status stg_graph_require_grad(stg_graph *g, stg_tensor t);
+/* Asks the plan to keep the value of 't' readable after each step (the loss
+ * and all leaves are always kept). */
+STG_API stg_status stg_graph_keep(stg_graph *g, stg_tensor t);
+
+/* ------------------------------------------------------------------------ */
+/* Plans                                                                     */
+/* ------------------------------------------------------------------------ */
+
+typedef struct stg_plan stg_plan;
+
+typedef enum stg_optimizer {
+    STG_OPTIM_NONE = 0, /* compute gradients only */
+    STG_OPTIM_SGD = 1   /* param -= lr * grad, inside the step */
+} stg_optimizer;
+
+typedef struct stg_plan_options {
+    int threads;             /* OpenMP threads per step; 0 means 1 */
+    stg_optimizer optimizer; /* default STG_OPTIM_SGD */
+    float lr;                /* learning rate, default 0.01 */
+    void *arena;             /* caller memory (64-byte aligned) or NULL */
+    size_t arena_bytes;      /* size of 'arena' */
+} stg_plan_options;
+
+/* Fills 'opts' with the defaults. */
+STG_API void stg_plan_options_init(stg_plan_options *opts);
+
+/* Builds a plan that minimises the scalar 'loss' of 'g'.  'opts' may be NULL
+ * for the defaults.  'loss' may be invalid ({-1}) for a forward-only plan that
+ * computes the kept tensors.  The graph is not changed and may be freed
+ * afterwards.  On success '*out' owns a new plan (free with stg_plan_free).
+ * Returns STG_INVALID for a graph with an error or a non-scalar loss (the
+ * message is available from stg_plan_last_message()), STG_NOMEM, or
+ * STG_SMALL_ARENA when opts->arena cannot hold the plan. */
+STG_API stg_status stg_plan_create(const stg_graph *g, stg_tensor loss,
+                                   const stg_plan_options *opts, stg_plan **out);
+/* The arena size in bytes that stg_plan_create would need for these arguments
+ * (for a caller-provided arena). */
+STG_API stg_status stg_plan_arena_size(const stg_graph *g, stg_tensor loss,
+                                       const stg_plan_options *opts, size_t *bytes);
+/* A message about the last failed stg_plan_create/stg_plan_arena_size call of
+ * this thread ("" if none). */
+STG_API const char *stg_plan_last_message(void);
+STG_API void stg_plan_free(stg_plan *p);
+
+/* One training step: forward, backward and the optimizer update. */
+STG_API stg_status stg_plan_step(stg_plan *p);
+/* Forward pass only (no gradients, no update). */
+STG_API stg_status stg_plan_forward(stg_plan *p);
+
+/* Pointer to the data of an input, parameter or constant (writable) or of a
+ * kept tensor (read it after a step).  Valid for the plan's life; NULL if 't'
+ * has no readable storage in this plan. */
+STG_API float *stg_plan_data(stg_plan *p, stg_tensor t);
+/* Pointer to the gradient of 't' (a parameter or a tensor given to
+ * stg_graph_require_grad), valid after stg_plan_step; NULL otherwise. */
+STG_API const float *stg_plan_grad(stg_plan *p, stg_tensor t);
+/* Copies 'n' floats into/out of the data of 't'; STG_SHAPE if n != numel. */
+STG_API stg_status stg_plan_set(stg_plan *p, stg_tensor t, const float *src, int64_t n);
+STG_API stg_status stg_plan_get(stg_plan *p, stg_tensor t, float *dst, int64_t n);
+/* The loss value of the last step. */
+STG_API float stg_plan_loss(const stg_plan *p);
+/* Changes the learning rate for later steps (no re-planning). */
+STG_API stg_status stg_plan_set_lr(stg_plan *p, float lr);
+
+/* Memory: the arena's size, and the sum of the sizes of all buffers it holds
+ * (what it would take without lifetime-based reuse). */
+STG_API size_t stg_plan_arena_bytes(const stg_plan *p);
+STG_API size_t stg_plan_buffer_bytes(const stg_plan *p);
+STG_API int stg_plan_threads(const stg_plan *p);
+/* Number of nodes the plan executes per step (forward, backward, update). */
+STG_API int stg_plan_node_count(const stg_plan *p);
+
+/* Checks the plan's invariants: every node runs after its inputs, every buffer
+ * lies inside the arena, buffers share bytes only when their lifetimes are
+ * disjoint.  Returns STG_OK or STG_STATE with a description in 'msg' (room for
+ * 'msglen' bytes; may be NULL). */
+STG_API stg_status stg_plan_check(const stg_plan *p, char *msg, size_t msglen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* STGRAD_H */

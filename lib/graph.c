@@ -1,0 +1,217 @@
+/*
+ * The graph: a growing array of nodes, each input id below its own, and the
+ * sticky first error that builder calls record instead of failing loudly.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const char *const status_names[] = {
+#define STG_STATUS_NAME(name, msg) "STG_" #name,
+    STG_STATUS_MAP(STG_STATUS_NAME)
+#undef STG_STATUS_NAME
+};
+static const char *const status_msgs[] = {
+#define STG_STATUS_MSG(name, msg) msg,
+    STG_STATUS_MAP(STG_STATUS_MSG)
+#undef STG_STATUS_MSG
+};
+#define NSTATUS ((int)(sizeof status_names / sizeof status_names[0]))
+
+STG_API const char *stg_status_name(stg_status s)
+{
+    return (int)s >= 0 && (int)s < NSTATUS ? status_names[s] : "STG_UNKNOWN";
+}
+
+STG_API const char *stg_status_message(stg_status s)
+{
+    return (int)s >= 0 && (int)s < NSTATUS ? status_msgs[s] : "unknown status";
+}
+
+STG_API stg_graph *stg_graph_new(void)
+{
+    return calloc(1, sizeof(stg_graph));
+}
+
+STG_API void stg_graph_free(stg_graph *g)
+{
+    if (!g)
+        return;
+    for (int32_t i = 0; i < g->n; i++) {
+        free(g->nodes[i].name);
+        free(g->nodes[i].data);
+    }
+    free(g->nodes);
+    free(g);
+}
+
+STG_API stg_status stg_graph_status(const stg_graph *g)
+{
+    return g ? g->status : STG_INVALID;
+}
+
+STG_API const char *stg_graph_message(const stg_graph *g)
+{
+    return g ? g->msg : "no graph (NULL)";
+}
+
+stg_tensor stgG_fail(stg_graph *g, stg_status s, const char *fmt, ...)
+{
+    if (g && g->status == STG_OK) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(g->msg, sizeof g->msg, fmt, ap);
+        va_end(ap);
+        g->status = s;
+    }
+    return stgG_t(-1);
+}
+
+bool stgG_ok(const stg_graph *g)
+{
+    return g && g->status == STG_OK;
+}
+
+STG_API int stg_tensor_valid(const stg_graph *g, stg_tensor t)
+{
+    return g && t.id >= 0 && t.id < g->n;
+}
+
+bool stgG_check_tensor(stg_graph *g, const char *op, stg_tensor t)
+{
+    if (stg_tensor_valid(g, t))
+        return true;
+    stgG_fail(g, STG_INVALID, "%s: argument is not a tensor of this graph (id %d)", op, (int)t.id);
+    return false;
+}
+
+STG_API int stg_tensor_ndim(const stg_graph *g, stg_tensor t)
+{
+    return stg_tensor_valid(g, t) ? g->nodes[t.id].shape.nd : -1;
+}
+
+STG_API int stg_tensor_shape(const stg_graph *g, stg_tensor t, int64_t *dims)
+{
+    if (!stg_tensor_valid(g, t))
+        return -1;
+    const stg_shape *s = &g->nodes[t.id].shape;
+    if (dims)
+        memcpy(dims, s->d, (size_t)s->nd * sizeof(int64_t));
+    return s->nd;
+}
+
+STG_API int64_t stg_tensor_numel(const stg_graph *g, stg_tensor t)
+{
+    return stg_tensor_valid(g, t) ? stgS_numel(&g->nodes[t.id].shape) : 0;
+}
+
+static stg_node *append(stg_graph *g)
+{
+    if (g->n == g->cap) {
+        int32_t cap = g->cap ? g->cap * 2 : 64;
+        stg_node *nodes = realloc(g->nodes, (size_t)cap * sizeof *nodes);
+        if (!nodes) {
+            stgG_fail(g, STG_NOMEM, "graph: out of memory growing to %d nodes", (int)cap);
+            return NULL;
+        }
+        g->nodes = nodes;
+        g->cap = cap;
+    }
+    stg_node *n = &g->nodes[g->n];
+    memset(n, 0, sizeof *n);
+    n->base = g->n;
+    return n;
+}
+
+stg_tensor stgG_add(stg_graph *g, const stg_op *op, int nin, const int32_t *in,
+                    const stg_shape *shape, const stg_attr *attr)
+{
+    if (!stgG_ok(g))
+        return stgG_t(-1);
+    stg_node *n = append(g);
+    if (!n)
+        return stgG_t(-1);
+    n->op = op;
+    n->nin = nin;
+    for (int i = 0; i < nin; i++)
+        n->in[i] = in[i];
+    n->shape = *shape;
+    stgS_contiguous(shape, &n->lay);
+    if (attr)
+        n->attr = *attr;
+    return stgG_t(g->n++);
+}
+
+stg_tensor stgG_add_view(stg_graph *g, const stg_op *op, int32_t in, const stg_shape *shape,
+                         const stg_layout *lay, const stg_attr *attr)
+{
+    stg_tensor t = stgG_add(g, op, 1, &in, shape, attr);
+    if (t.id >= 0) {
+        stg_node *n = &g->nodes[t.id];
+        n->lay = *lay;
+        n->base = g->nodes[in].base;
+    }
+    return t;
+}
+
+/* A deep copy; the plan differentiates and extends its own copy. */
+stg_graph *stgG_clone(const stg_graph *src)
+{
+    stg_graph *g = calloc(1, sizeof *g);
+    if (!g)
+        return NULL;
+    g->cap = src->n + 64;
+    g->nodes = calloc((size_t)g->cap, sizeof *g->nodes);
+    if (!g->nodes) {
+        free(g);
+        return NULL;
+    }
+    for (int32_t i = 0; i < src->n; i++) {
+        stg_node *d = &g->nodes[i];
+        const stg_node *s = &src->nodes[i];
+        *d = *s;
+        d->name = NULL;
+        d->data = NULL;
+        g->n = i + 1;
+        if (s->name && !(d->name = strdup(s->name)))
+            goto fail;
+        if (s->data) {
+            size_t bytes = (size_t)stgS_numel(&s->shape) * sizeof(float);
+            if (!(d->data = malloc(bytes)))
+                goto fail;
+            memcpy(d->data, s->data, bytes);
+        }
+    }
+    return g;
+fail:
+    stg_graph_free(g);
+    return NULL;
+}
+
+static stg_status mark(stg_graph *g, stg_tensor t, const char *what, bool grad)
+{
+    if (!g)
+        return STG_INVALID;
+    if (g->status != STG_OK)
+        return g->status;
+    if (!stgG_check_tensor(g, what, t))
+        return g->status;
+    if (grad)
+        g->nodes[t.id].want_grad = true;
+    else
+        g->nodes[t.id].keep = true;
+    return STG_OK;
+}
+
+STG_API stg_status stg_graph_require_grad(stg_graph *g, stg_tensor t)
+{
+    return mark(g, t, "require_grad", true);
+}
+
+STG_API stg_status stg_graph_keep(stg_graph *g, stg_tensor t)
+{
+    return mark(g, t, "keep", false);
+}

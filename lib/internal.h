@@ -1,0 +1,264 @@
+/*
+ * Internal structures shared by the modules of lib/.  Module prefixes:
+ * stgG_ graph, stgS_ shapes, stgD_ autodiff, stgA_ arena, stgP_ plan,
+ * stgR_ run (executor), stgB_ BLIS, stgK_ kernels shared by op families,
+ * stgO_ op registry.
+ */
+#ifndef STG_INTERNAL_H
+#define STG_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "stgrad.h"
+
+#define STG_MAX_INPUTS 3
+#define STG_ALIGN 64 /* bytes; every arena buffer starts on a cache line */
+
+typedef struct stg_shape {
+    int nd;
+    int64_t d[STG_MAX_DIMS];
+} stg_shape;
+
+/* A strided view of 'shape' elements inside some buffer. */
+typedef struct stg_layout {
+    int64_t st[STG_MAX_DIMS]; /* element strides; 0 along broadcast dims */
+    int64_t off;              /* element offset from the buffer's start */
+} stg_layout;
+
+typedef enum stg_role {
+    STG_ROLE_COMPUTE = 0, /* produced by an op every step */
+    STG_ROLE_INPUT,
+    STG_ROLE_PARAM,
+    STG_ROLE_CONST
+} stg_role;
+
+/* Op attributes; which fields mean something depends on the op. */
+typedef struct stg_attr {
+    uint32_t axes;  /* reductions: bit i set = input dim i is reduced */
+    int keepdims;   /* reductions */
+    int perm[STG_MAX_DIMS]; /* transpose */
+    float f;        /* scale factor, learning-rate slot, ... */
+} stg_attr;
+
+struct stg_op;
+
+/*
+ * A node.  Invariants (checked by stgG_check in debug builds and by the plan
+ * checker): every in[i] < the node's own id; 'base' is the node whose buffer
+ * holds the data (the node itself unless it is a view) and base <= id; a
+ * node that is not a view has a contiguous layout with off == 0.
+ */
+typedef struct stg_node {
+    const struct stg_op *op;
+    int nin;
+    int32_t in[STG_MAX_INPUTS];
+    stg_shape shape;
+    stg_layout lay;
+    int32_t base;
+    stg_role role;
+    bool keep;      /* value must stay readable after a step */
+    bool want_grad; /* gradient requested by the user */
+    stg_attr attr;
+    char *name;   /* leaves only; owned */
+    float *data;  /* constants only; owned */
+} stg_node;
+
+struct stg_graph {
+    stg_node *nodes;
+    int32_t n, cap;
+    stg_status status;
+    char msg[512];
+};
+
+/* ---- ops ------------------------------------------------------------- */
+
+struct stg_plan;
+struct stg_pnode;
+struct stg_ad;
+
+enum {
+    STG_OPF_VIEW = 1 << 0,        /* no kernel: data is a view of input 0 */
+    STG_OPF_ELEMENTWISE = 1 << 1, /* out[i] depends on inputs at i only */
+    STG_OPF_WRITES_IN0 = 1 << 2,  /* updates input 0 in place (optimizers) */
+    STG_OPF_LEAF = 1 << 3         /* input, param, constant */
+};
+
+/*
+ * One descriptor per op.  'prepare' runs once at plan time and fills the
+ * node's kernel descriptor; 'run' executes the share of the node's work that
+ * belongs to thread 'tid' of 'nt'; 'backward' adds gradient nodes to the graph
+ * being differentiated; 'flops' counts floating-point operations per step.
+ */
+typedef struct stg_op {
+    const char *name;
+    unsigned flags;
+    stg_status (*prepare)(struct stg_plan *p, struct stg_pnode *pn);
+    void (*run)(const struct stg_pnode *pn, int tid, int nt);
+    void (*backward)(struct stg_ad *ad, int32_t id, stg_tensor gout);
+    double (*flops)(const stg_graph *g, const stg_node *n);
+} stg_op;
+
+#define STG_OP(name) extern const stg_op stg_op_##name;
+#define STG_UNARY(name, expr) STG_OP(name)
+#define STG_BINARY(name, expr) STG_OP(name)
+#include "ops.def"
+#undef STG_OP
+#undef STG_UNARY
+#undef STG_BINARY
+
+/* Registry: every op, in ops.def order, for lookups by name and for tests. */
+const stg_op *const *stgO_all(int *count);
+const stg_op *stgO_find(const char *name);
+
+/* ---- graph (graph.c) ------------------------------------------------- */
+
+stg_graph *stgG_clone(const stg_graph *g);
+bool stgG_ok(const stg_graph *g);
+bool stgG_check_tensor(stg_graph *g, const char *op, stg_tensor t);
+/* Records the first error (printf-style message) and returns an invalid tensor. */
+stg_tensor stgG_fail(stg_graph *g, stg_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Appends a computed node with a fresh contiguous layout. */
+stg_tensor stgG_add(stg_graph *g, const stg_op *op, int nin, const int32_t *in,
+                    const stg_shape *shape, const stg_attr *attr);
+/* Appends a view of input 0 with the given shape and layout (relative to the
+ * input's base buffer). */
+stg_tensor stgG_add_view(stg_graph *g, const stg_op *op, int32_t in, const stg_shape *shape,
+                         const stg_layout *lay, const stg_attr *attr);
+static inline stg_node *stgG_node(const stg_graph *g, stg_tensor t) { return &g->nodes[t.id]; }
+static inline stg_tensor stgG_t(int32_t id) { return (stg_tensor){id}; }
+/* "(2,3,4)" into buf; returns buf. */
+const char *stgS_str(const stg_shape *s, char *buf, size_t len);
+
+/* ---- shapes (shape.c) ------------------------------------------------ */
+
+int64_t stgS_numel(const stg_shape *s);
+void stgS_contiguous(const stg_shape *s, stg_layout *lay);
+bool stgS_is_contiguous(const stg_shape *s, const stg_layout *lay);
+bool stgS_equal(const stg_shape *a, const stg_shape *b);
+/* NumPy broadcast of a and b into out; false if they do not broadcast. */
+bool stgS_broadcast(const stg_shape *a, const stg_shape *b, stg_shape *out);
+/* Strides that read 'in' (layout 'lay') as if broadcast to 'out': 0 along
+ * missing or size-1 dims that out expands. */
+void stgS_broadcast_strides(const stg_shape *in, const stg_layout *lay, const stg_shape *out,
+                            int64_t *st);
+/* Normalises an axis (negative counts from the end); -1 if out of range. */
+int stgS_axis(int axis, int nd);
+
+/* A strided loop over up to three operands sharing one index space, with dims
+ * coalesced at plan time.  Operand 0 is the output. */
+#define STG_LOOP_OPS 3
+typedef struct stg_loop {
+    int nd;
+    int64_t d[STG_MAX_DIMS];
+    int64_t st[STG_LOOP_OPS][STG_MAX_DIMS];
+    int64_t total;
+} stg_loop;
+void stgS_loop_init(stg_loop *L, const stg_shape *s, int nops, int64_t (*st)[STG_MAX_DIMS]);
+/* Element offsets of each operand at flat index 'i'. */
+void stgS_loop_offsets(const stg_loop *L, int64_t i, int64_t *off);
+
+/* ---- autodiff (autodiff.c) ------------------------------------------- */
+
+typedef struct stg_ad {
+    stg_graph *g;
+    int32_t nfwd;  /* nodes below this id are the graph being differentiated */
+    int32_t *grad; /* per forward node: accumulated gradient node, or -1 */
+    bool *needs;   /* per forward node: depends on something that wants a gradient */
+} stg_ad;
+/* Whether forward node 'id' needs a gradient; backward rules skip work otherwise. */
+bool stgD_needs(const stg_ad *ad, int32_t id);
+/* Adds 'contrib' to the gradient of node 'id' (a new add node if one exists). */
+void stgD_accumulate(stg_ad *ad, int32_t id, stg_tensor contrib);
+/* The gradient 'gout' (shape of a broadcast result) summed down to 'shape'. */
+stg_tensor stgD_sum_to(stg_graph *g, stg_tensor gout, const stg_shape *shape);
+/* Differentiates the scalar 'loss'; 'grad' gets one entry per node. */
+stg_status stgD_differentiate(stg_graph *g, int32_t loss, int32_t *grad);
+
+/* ---- arena (arena.c) ------------------------------------------------- */
+
+typedef struct stg_interval {
+    size_t bytes;
+    int32_t first, last; /* schedule positions, inclusive */
+    size_t offset;       /* output */
+} stg_interval;
+/* Places the intervals so that any two that overlap in time get disjoint
+ * bytes; returns the arena size.  Pure: depends only on its input. */
+size_t stgA_place(stg_interval *iv, int32_t n, int32_t *scratch);
+
+/* ---- plan (plan.c) --------------------------------------------------- */
+
+/* A planned node: everything its kernel needs, resolved at plan time. */
+typedef struct stg_pnode {
+    const stg_node *node;
+    int32_t id;
+    float *out;                      /* base address of the node's data */
+    const float *in[STG_MAX_INPUTS]; /* inputs' data (view layouts applied by the kernel) */
+    const stg_node *innode[STG_MAX_INPUTS];
+    const struct stg_plan *plan;
+    void *desc;                     /* op-specific kernel descriptor (owned by the plan) */
+    bool barrier_before;
+} stg_pnode;
+
+typedef struct stg_buffer {
+    size_t bytes, offset;
+    int32_t first, last;
+    bool persistent;
+} stg_buffer;
+
+struct stg_barrier;
+
+struct stg_plan {
+    stg_graph *g;      /* private copy: user graph + backward + update nodes */
+    int32_t nfwd;      /* node ids below this are the user's forward graph */
+    int32_t loss;
+    int32_t *grad;     /* per forward node: gradient node or -1 */
+    int32_t *value;    /* per forward node: node holding its kept value, or -1 */
+    int32_t *bufof;    /* per node id: buffer index or -1 */
+    stg_buffer *bufs;
+    int32_t nbufs;
+    stg_pnode *sched;  /* executed nodes in order */
+    int32_t nsched, nsched_fwd;
+    unsigned char *arena;
+    size_t arena_bytes, buffer_bytes;
+    bool own_arena;
+    int threads;
+    float lr;
+    struct stg_barrier *barrier;
+    void **blis; /* per-thread BLIS runtime objects */
+};
+
+/* Element pointer of node 'id' (its base buffer + layout offset). */
+float *stgP_ptr(const struct stg_plan *p, int32_t id);
+/* Allocates a zeroed descriptor owned by the plan (freed with it). */
+void *stgP_desc(struct stg_plan *p, stg_pnode *pn, size_t bytes);
+
+/* ---- run (run.c) ----------------------------------------------------- */
+
+struct stg_barrier *stgR_barrier_new(void);
+void stgR_barrier_free(struct stg_barrier *b);
+/* Splits [0, n) into nt nearly equal contiguous ranges; thread tid's is [*lo, *hi). */
+static inline void stgR_split(int64_t n, int tid, int nt, int64_t *lo, int64_t *hi)
+{
+    *lo = n * tid / nt;
+    *hi = n * (tid + 1) / nt;
+}
+
+/* ---- BLIS (blis.c) --------------------------------------------------- */
+
+void *stgB_ctx_new(void);
+void stgB_ctx_free(void *ctx);
+/* C = alpha*A*B + beta*C with general strides; single-threaded. */
+void stgB_sgemm(void *ctx, int64_t m, int64_t n, int64_t k, const float *a, int64_t rsa,
+                int64_t csa, const float *b, int64_t rsb, int64_t csb, float beta, float *c,
+                int64_t rsc, int64_t csc);
+
+/* ---- shared kernels --------------------------------------------------- */
+
+/* Copies a strided view into contiguous memory (the 'copy' op and tests). */
+void stgK_gather(float *dst, const float *src, const stg_shape *s, const stg_layout *lay,
+                 int64_t lo, int64_t hi);
+
+#endif /* STG_INTERNAL_H */

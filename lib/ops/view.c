@@ -1,0 +1,203 @@
+/*
+ * Views and copies.  A view has no kernel: it reads its input's buffer
+ * through a different shape and strides, fixed when the graph is built.
+ *
+ *   y = reshape(x, s)        dx = reshape(g, shape(x))
+ *   y = transpose(x, p)      dx = transpose(g, inverse(p))
+ *   y = broadcast_to(x, s)   dx = sum_to(g, shape(x))
+ *   y = copy(x)              dx = g        (materialises a strided view)
+ */
+#include <string.h>
+
+#include "../internal.h"
+
+#define COPY_GRAIN 16384
+
+static stg_tensor copy(stg_graph *g, stg_tensor a)
+{
+    return stgG_add(g, &stg_op_copy, 1, &a.id, &stgG_node(g, a)->shape, NULL);
+}
+
+STG_API stg_tensor stg_reshape(stg_graph *g, stg_tensor a, int ndim, const int64_t *dims)
+{
+    if (!stgG_ok(g) || !stgG_check_tensor(g, "reshape", a))
+        return stgG_t(-1);
+    const stg_node *x = stgG_node(g, a);
+    char bx[96], bt[96];
+    if (ndim < 0 || ndim > STG_MAX_DIMS || (ndim > 0 && !dims))
+        return stgG_fail(g, STG_SHAPE, "reshape: a %s to %d dims (a tensor has 0 to %d dims)",
+                         stgS_str(&x->shape, bx, sizeof bx), ndim, STG_MAX_DIMS);
+    stg_shape s = {.nd = ndim};
+    for (int i = 0; i < ndim; i++) {
+        if (dims[i] < 1)
+            return stgG_fail(g, STG_SHAPE, "reshape: a %s: target dim %d is %lld (must be >= 1)",
+                             stgS_str(&x->shape, bx, sizeof bx), i, (long long)dims[i]);
+        s.d[i] = dims[i];
+    }
+    if (stgS_numel(&s) != stgS_numel(&x->shape))
+        return stgG_fail(g, STG_SHAPE,
+                         "reshape: a %s has %lld elements but the target %s has %lld",
+                         stgS_str(&x->shape, bx, sizeof bx), (long long)stgS_numel(&x->shape),
+                         stgS_str(&s, bt, sizeof bt), (long long)stgS_numel(&s));
+    if (stgS_equal(&s, &x->shape))
+        return a;
+    if (!stgS_is_contiguous(&x->shape, &x->lay)) {
+        a = copy(g, a);
+        if (a.id < 0)
+            return a;
+        x = stgG_node(g, a);
+    }
+    stg_layout lay;
+    stgS_contiguous(&s, &lay);
+    lay.off = x->lay.off;
+    return stgG_add_view(g, &stg_op_reshape, a.id, &s, &lay, NULL);
+}
+
+STG_API stg_tensor stg_transpose(stg_graph *g, stg_tensor a, const int *perm)
+{
+    if (!stgG_ok(g) || !stgG_check_tensor(g, "transpose", a))
+        return stgG_t(-1);
+    const stg_node *x = stgG_node(g, a);
+    int nd = x->shape.nd;
+    unsigned seen = 0;
+    char bx[96];
+    if (nd > 0 && !perm)
+        return stgG_fail(g, STG_INVALID, "transpose: perm is NULL");
+    for (int i = 0; i < nd; i++) {
+        if (perm[i] < 0 || perm[i] >= nd || (seen & (1u << perm[i])))
+            return stgG_fail(g, STG_SHAPE,
+                             "transpose: a %s: perm[%d] = %d (perm must list each of 0..%d once)",
+                             stgS_str(&x->shape, bx, sizeof bx), i, perm[i], nd - 1);
+        seen |= 1u << perm[i];
+    }
+    stg_shape s = {.nd = nd};
+    stg_layout lay = {.off = x->lay.off};
+    stg_attr attr = {0};
+    for (int i = 0; i < nd; i++) {
+        s.d[i] = x->shape.d[perm[i]];
+        lay.st[i] = x->lay.st[perm[i]];
+        attr.perm[i] = perm[i];
+    }
+    return stgG_add_view(g, &stg_op_transpose, a.id, &s, &lay, &attr);
+}
+
+STG_API stg_tensor stg_swapaxes(stg_graph *g, stg_tensor a, int axis1, int axis2)
+{
+    if (!stgG_ok(g) || !stgG_check_tensor(g, "swapaxes", a))
+        return stgG_t(-1);
+    const stg_node *x = stgG_node(g, a);
+    int nd = x->shape.nd, i = stgS_axis(axis1, nd), j = stgS_axis(axis2, nd);
+    char bx[96];
+    if (i < 0 || j < 0)
+        return stgG_fail(g, STG_SHAPE, "swapaxes: a %s: axes %d and %d (each must be in [%d, %d])",
+                         stgS_str(&x->shape, bx, sizeof bx), axis1, axis2, -nd, nd - 1);
+    int perm[STG_MAX_DIMS];
+    for (int k = 0; k < nd; k++)
+        perm[k] = k;
+    perm[i] = j;
+    perm[j] = i;
+    return stg_transpose(g, a, perm);
+}
+
+STG_API stg_tensor stg_broadcast_to(stg_graph *g, stg_tensor a, int ndim, const int64_t *dims)
+{
+    if (!stgG_ok(g) || !stgG_check_tensor(g, "broadcast_to", a))
+        return stgG_t(-1);
+    const stg_node *x = stgG_node(g, a);
+    char bx[96], bt[96];
+    if (ndim < x->shape.nd || ndim > STG_MAX_DIMS || (ndim > 0 && !dims))
+        return stgG_fail(g, STG_SHAPE, "broadcast_to: a %s to %d dims (need %d to %d)",
+                         stgS_str(&x->shape, bx, sizeof bx), ndim, x->shape.nd, STG_MAX_DIMS);
+    stg_shape s = {.nd = ndim}, b;
+    for (int i = 0; i < ndim; i++)
+        s.d[i] = dims[i];
+    if (!stgS_broadcast(&x->shape, &s, &b) || !stgS_equal(&b, &s))
+        return stgG_fail(g, STG_SHAPE,
+                         "broadcast_to: a %s cannot broadcast to %s (each dim of a must be 1 or "
+                         "equal the target's, aligned from the right)",
+                         stgS_str(&x->shape, bx, sizeof bx), stgS_str(&s, bt, sizeof bt));
+    if (stgS_equal(&s, &x->shape))
+        return a;
+    stg_layout lay = {.off = x->lay.off};
+    stgS_broadcast_strides(&x->shape, &x->lay, &s, lay.st);
+    return stgG_add_view(g, &stg_op_broadcast_to, a.id, &s, &lay, NULL);
+}
+
+/* ---- backward rules ----------------------------------------------------- */
+
+static void backward_reshape(stg_ad *ad, int32_t id, stg_tensor g)
+{
+    const stg_node *x = &ad->g->nodes[ad->g->nodes[id].in[0]];
+    stgD_accumulate(ad, ad->g->nodes[id].in[0], stg_reshape(ad->g, g, x->shape.nd, x->shape.d));
+}
+
+static void backward_transpose(stg_ad *ad, int32_t id, stg_tensor g)
+{
+    const stg_node *n = &ad->g->nodes[id];
+    int inv[STG_MAX_DIMS];
+    for (int i = 0; i < n->shape.nd; i++)
+        inv[n->attr.perm[i]] = i;
+    stgD_accumulate(ad, n->in[0], stg_transpose(ad->g, g, inv));
+}
+
+static void backward_broadcast_to(stg_ad *ad, int32_t id, stg_tensor g)
+{
+    int32_t x = ad->g->nodes[id].in[0];
+    stgD_accumulate(ad, x, stgD_sum_to(ad->g, g, &ad->g->nodes[x].shape));
+}
+
+static void backward_copy(stg_ad *ad, int32_t id, stg_tensor g)
+{
+    stgD_accumulate(ad, ad->g->nodes[id].in[0], g);
+}
+
+/* ---- the copy kernel ---------------------------------------------------- */
+
+void stgK_gather(float *dst, const float *src, const stg_shape *s, const stg_layout *lay,
+                 int64_t lo, int64_t hi)
+{
+    stg_loop L;
+    int64_t st[STG_LOOP_OPS][STG_MAX_DIMS] = {{0}};
+    stg_layout out;
+    stgS_contiguous(s, &out);
+    memcpy(st[0], out.st, sizeof out.st);
+    memcpy(st[1], lay->st, sizeof lay->st);
+    stgS_loop_init(&L, s, 2, st);
+    int k = L.nd - 1;
+    while (lo < hi) {
+        int64_t off[STG_LOOP_OPS];
+        stgS_loop_offsets(&L, lo, off);
+        int64_t n = k < 0 ? 1 : L.d[k] - lo % L.d[k], sx = k < 0 ? 0 : L.st[1][k];
+        if (n > hi - lo)
+            n = hi - lo;
+        for (int64_t i = 0; i < n; i++)
+            dst[off[0] + i] = src[off[1] + i * sx];
+        lo += n;
+    }
+}
+
+static void run_copy(const stg_pnode *pn, int tid, int nt)
+{
+    const stg_node *x = pn->innode[0];
+    int64_t total = stgS_numel(&x->shape), lo = 0, hi = total;
+    if (total >= COPY_GRAIN)
+        stgR_split(total, tid, nt, &lo, &hi);
+    else if (tid != 0)
+        return;
+    stg_layout lay = x->lay;
+    lay.off = 0; /* pn->in[0] already points at the view's first element */
+    stgK_gather(pn->out, pn->in[0], &x->shape, &lay, lo, hi);
+}
+
+static double no_flops(const stg_graph *g, const stg_node *n)
+{
+    (void)g, (void)n;
+    return 0.0;
+}
+
+const stg_op stg_op_reshape = {"reshape", STG_OPF_VIEW, NULL, NULL, backward_reshape, no_flops};
+const stg_op stg_op_transpose = {"transpose", STG_OPF_VIEW, NULL, NULL, backward_transpose,
+                                 no_flops};
+const stg_op stg_op_broadcast_to = {"broadcast_to", STG_OPF_VIEW, NULL, NULL,
+                                    backward_broadcast_to, no_flops};
+const stg_op stg_op_copy = {"copy", 0, NULL, run_copy, backward_copy, no_flops};

@@ -1,0 +1,478 @@
+/*
+ * The planner: from a graph and a loss to everything a step needs.
+ *
+ *   1. copy the graph, differentiate it, append the optimizer's update nodes;
+ *   2. keep the nodes the roots (loss, gradients, updates, kept tensors) need
+ *      and schedule them in id order (a topological order by construction);
+ *   3. give every node that owns data a buffer with a lifetime, letting an
+ *      elementwise node write over an input that dies there;
+ *   4. place the buffers in one arena (arena.c) and resolve every pointer;
+ *   5. let each op precompute its kernel descriptor, and mark the nodes that
+ *      need a barrier before them.
+ *
+ * Invariants (stg_plan_check): a scheduled node's inputs have smaller ids;
+ * every buffer lies inside the arena; buffers whose bytes overlap have
+ * disjoint lifetimes.  Leaves, gradients of parameters, the loss and kept
+ * tensors are persistent: their lifetime is the whole step.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static _Thread_local char last_message[512];
+
+STG_API const char *stg_plan_last_message(void)
+{
+    return last_message;
+}
+
+static stg_status fail(stg_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static stg_status fail(stg_status s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_message, sizeof last_message, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+STG_API void stg_plan_options_init(stg_plan_options *opts)
+{
+    memset(opts, 0, sizeof *opts);
+    opts->threads = 1;
+    opts->optimizer = STG_OPTIM_SGD;
+    opts->lr = 0.01f;
+}
+
+/* calloc/malloc count for a node count (never 0, never negative). */
+static size_t count_of(int32_t n)
+{
+    return n > 0 ? (size_t)n : 1;
+}
+
+/* Per-node facts the planner works out; freed when planning ends. */
+typedef struct scratch {
+    bool *needed, *persistent;
+    int32_t *pos;  /* schedule position, -1 if not scheduled */
+    int32_t *last; /* last schedule position that reads the node's data */
+} scratch;
+
+float *stgP_ptr(const stg_plan *p, int32_t id)
+{
+    const stg_node *n = &p->g->nodes[id];
+    int32_t b = p->bufof[n->base];
+    return (float *)(p->arena + p->bufs[b].offset) + n->lay.off;
+}
+
+void *stgP_desc(stg_plan *p, stg_pnode *pn, size_t bytes)
+{
+    (void)p;
+    pn->desc = calloc(1, bytes);
+    return pn->desc;
+}
+
+/* A readable, contiguous version of 'id' for a gradient or kept value. */
+static int32_t materialize(stg_graph *g, int32_t id)
+{
+    const stg_node *n = &g->nodes[id];
+    if (stgS_is_contiguous(&n->shape, &n->lay))
+        return id;
+    return stgG_add(g, &stg_op_copy, 1, &id, &n->shape, NULL).id;
+}
+
+/* Step 1: backward and update nodes; fills p->grad for the forward nodes. */
+static stg_status extend(stg_plan *p, const stg_plan_options *o)
+{
+    stg_graph *g = p->g;
+    if (p->loss >= 0) {
+        stg_status s = stgD_differentiate(g, p->loss, p->grad);
+        if (s != STG_OK)
+            return fail(s, "plan: differentiating the graph failed: %s", g->msg);
+    }
+    for (int32_t i = 0; i < p->nfwd && p->loss >= 0; i++) {
+        const stg_node *n = &g->nodes[i];
+        if (p->grad[i] >= 0 && (n->role == STG_ROLE_PARAM || n->want_grad))
+            p->grad[i] = materialize(g, p->grad[i]);
+        else
+            p->grad[i] = -1;
+    }
+    for (int32_t i = 0; i < p->nfwd && o->optimizer == STG_OPTIM_SGD; i++)
+        if (g->nodes[i].role == STG_ROLE_PARAM && p->grad[i] >= 0) {
+            int32_t in[2] = {i, p->grad[i]};
+            stgG_add(g, &stg_op_sgd, 2, in, &g->nodes[i].shape, NULL);
+        }
+    for (int32_t i = 0; i < p->nfwd; i++)
+        if (g->nodes[i].keep && g->nodes[i].role == STG_ROLE_COMPUTE)
+            p->value[i] = materialize(g, i);
+    return g->status == STG_OK ? STG_OK : fail(g->status, "plan: %s", g->msg);
+}
+
+/* Step 2: what the roots need, and the schedule. */
+static stg_status schedule(stg_plan *p, scratch *s)
+{
+    stg_graph *g = p->g;
+    for (int32_t i = 0; i < p->nfwd; i++) {
+        if (p->grad[i] >= 0)
+            s->needed[p->grad[i]] = s->persistent[p->grad[i]] = true;
+        if (p->value[i] >= 0)
+            s->needed[p->value[i]] = s->persistent[p->value[i]] = true;
+    }
+    for (int32_t i = 0; i < g->n; i++)
+        if (g->nodes[i].role != STG_ROLE_COMPUTE)
+            s->needed[i] = s->persistent[i] = true;
+    if (p->loss >= 0)
+        s->needed[p->loss] = s->persistent[p->loss] = true;
+    for (int32_t i = p->nfwd; i < g->n; i++)
+        if (g->nodes[i].op->flags & STG_OPF_WRITES_IN0)
+            s->needed[i] = true;
+    int32_t count = 0;
+    for (int32_t i = g->n - 1; i >= 0; i--)
+        if (s->needed[i])
+            for (int j = 0; j < g->nodes[i].nin; j++)
+                s->needed[g->nodes[i].in[j]] = true;
+    for (int32_t i = 0; i < g->n; i++) {
+        const stg_op *op = g->nodes[i].op;
+        s->pos[i] = -1;
+        if (s->needed[i] && !(op->flags & (STG_OPF_VIEW | STG_OPF_LEAF))) {
+            if (i < p->nfwd)
+                p->nsched_fwd = count + 1;
+            s->pos[i] = count++;
+        }
+    }
+    p->nsched = count;
+    p->sched = calloc(count_of(count), sizeof *p->sched);
+    if (!p->sched)
+        return fail(STG_NOMEM, "plan: out of memory for the schedule");
+    for (int32_t i = 0; i < g->n; i++)
+        if (s->pos[i] >= 0) {
+            p->sched[s->pos[i]].id = i;
+            p->sched[s->pos[i]].node = &g->nodes[i];
+        }
+    return STG_OK;
+}
+
+/* Last schedule position reading each node's data; a view's readers read its base. */
+static void last_uses(const stg_plan *p, scratch *s)
+{
+    const stg_graph *g = p->g;
+    for (int32_t i = 0; i < g->n; i++)
+        s->last[i] = s->persistent[i] ? p->nsched : s->pos[i];
+    for (int32_t i = g->n - 1; i >= 0; i--) {
+        if (!s->needed[i])
+            continue;
+        const stg_node *n = &g->nodes[i];
+        int32_t use = (n->op->flags & STG_OPF_VIEW) ? s->last[i] : s->pos[i];
+        for (int j = 0; j < n->nin; j++)
+            if (s->last[n->in[j]] < use)
+                s->last[n->in[j]] = use;
+    }
+}
+
+/* Whether elementwise node 'n' may write over input 'x' (which dies at n). */
+static bool can_share(const stg_plan *p, const scratch *s, const stg_node *n, int32_t x, int32_t pos)
+{
+    const stg_node *xn = &p->g->nodes[x];
+    int32_t b = p->bufof[x];
+    if (xn->base != x || b < 0 || p->bufs[b].persistent || p->bufs[b].last != pos ||
+        !stgS_equal(&xn->shape, &n->shape))
+        return false;
+    for (int j = 0; j < n->nin; j++)
+        if (n->in[j] != x && p->bufof[p->g->nodes[n->in[j]].base] == b)
+            return false;
+    (void)s;
+    return true;
+}
+
+/* Step 3: buffers and lifetimes, with in-place sharing. */
+static stg_status assign_buffers(stg_plan *p, scratch *s)
+{
+    stg_graph *g = p->g;
+    p->bufs = calloc(count_of(g->n), sizeof *p->bufs);
+    if (!p->bufs)
+        return fail(STG_NOMEM, "plan: out of memory for buffers");
+    for (int32_t i = 0; i < g->n; i++) {
+        const stg_node *n = &g->nodes[i];
+        p->bufof[i] = -1;
+        if (!s->needed[i] || n->base != i)
+            continue;
+        int32_t pos = s->pos[i] < 0 ? 0 : s->pos[i];
+        if (n->op->flags & STG_OPF_WRITES_IN0) {
+            p->bufof[i] = p->bufof[n->in[0]];
+            continue;
+        }
+        if ((n->op->flags & STG_OPF_ELEMENTWISE) && !s->persistent[i]) {
+            for (int j = 0; j < n->nin && p->bufof[i] < 0; j++)
+                if (can_share(p, s, n, n->in[j], pos)) {
+                    int32_t b = p->bufof[n->in[j]];
+                    p->bufof[i] = b;
+                    p->bufs[b].last = s->last[i];
+                }
+            if (p->bufof[i] >= 0)
+                continue;
+        }
+        stg_buffer *b = &p->bufs[p->nbufs];
+        b->bytes = (size_t)stgS_numel(&n->shape) * sizeof(float);
+        b->persistent = s->persistent[i];
+        b->first = b->persistent ? 0 : pos;
+        b->last = s->last[i];
+        p->buffer_bytes += b->bytes;
+        p->bufof[i] = p->nbufs++;
+    }
+    return STG_OK;
+}
+
+static stg_status place(stg_plan *p)
+{
+    stg_interval *iv = calloc(count_of(p->nbufs), sizeof *iv);
+    int32_t *order = calloc(count_of(p->nbufs), sizeof *order);
+    if (!iv || !order) {
+        free(iv);
+        free(order);
+        return fail(STG_NOMEM, "plan: out of memory placing buffers");
+    }
+    for (int32_t i = 0; i < p->nbufs; i++)
+        iv[i] = (stg_interval){p->bufs[i].bytes, p->bufs[i].first, p->bufs[i].last, 0};
+    p->arena_bytes = stgA_place(iv, p->nbufs, order);
+    for (int32_t i = 0; i < p->nbufs; i++)
+        p->bufs[i].offset = iv[i].offset;
+    free(iv);
+    free(order);
+    return STG_OK;
+}
+
+/* Byte range of a node's whole buffer. */
+typedef struct range {
+    size_t lo, hi;
+} range;
+
+static range buf_range(const stg_plan *p, int32_t id)
+{
+    const stg_buffer *b = &p->bufs[p->bufof[p->g->nodes[id].base]];
+    return (range){b->offset, b->offset + b->bytes};
+}
+
+static bool hits(range r, const range *set, int32_t n)
+{
+    for (int32_t i = 0; i < n; i++)
+        if (r.lo < set[i].hi && set[i].lo < r.hi)
+            return true;
+    return false;
+}
+
+/* Step 5b: a barrier goes before a node that reads what was written since the
+ * last barrier, or writes what was read or written since then. */
+static stg_status mark_barriers(stg_plan *p)
+{
+    size_t cap = count_of(p->nsched) * (STG_MAX_INPUTS + 1);
+    range *rd = malloc(cap * sizeof *rd), *wr = malloc(cap * sizeof *wr);
+    if (!rd || !wr) {
+        free(rd);
+        free(wr);
+        return fail(STG_NOMEM, "plan: out of memory marking barriers");
+    }
+    int32_t nrd = 0, nwr = 0;
+    for (int32_t i = 0; i < p->nsched; i++) {
+        stg_pnode *pn = &p->sched[i];
+        range w = buf_range(p, pn->id);
+        bool need = hits(w, rd, nrd) || hits(w, wr, nwr);
+        for (int j = 0; j < pn->node->nin; j++)
+            need = need || hits(buf_range(p, pn->node->in[j]), wr, nwr);
+        if (need)
+            nrd = nwr = 0;
+        pn->barrier_before = need;
+        wr[nwr++] = w;
+        for (int j = 0; j < pn->node->nin; j++)
+            rd[nrd++] = buf_range(p, pn->node->in[j]);
+    }
+    free(rd);
+    free(wr);
+    return STG_OK;
+}
+
+/* Step 5a: pointers and kernel descriptors. */
+static stg_status prepare_nodes(stg_plan *p)
+{
+    for (int32_t i = 0; i < p->nsched; i++) {
+        stg_pnode *pn = &p->sched[i];
+        pn->plan = p;
+        pn->out = stgP_ptr(p, pn->id);
+        for (int j = 0; j < pn->node->nin; j++) {
+            pn->innode[j] = &p->g->nodes[pn->node->in[j]];
+            pn->in[j] = stgP_ptr(p, pn->node->in[j]);
+        }
+        if (pn->node->op->prepare) {
+            stg_status s = pn->node->op->prepare(p, pn);
+            if (s != STG_OK)
+                return fail(s, "plan: preparing node %d (%s) failed", (int)pn->id,
+                            pn->node->op->name);
+        }
+    }
+    return mark_barriers(p);
+}
+
+static stg_status validate(const stg_graph *g, stg_tensor loss, const stg_plan_options *o)
+{
+    char b[96];
+    if (!g)
+        return fail(STG_INVALID, "plan: graph is NULL");
+    if (g->status != STG_OK)
+        return fail(STG_INVALID, "plan: the graph has an error: %s", g->msg);
+    if (loss.id >= g->n)
+        return fail(STG_INVALID, "plan: loss is not a tensor of this graph (id %d)", (int)loss.id);
+    if (loss.id >= 0 && g->nodes[loss.id].shape.nd != 0)
+        return fail(STG_INVALID, "plan: loss %s must be a scalar (0 dims)",
+                    stgS_str(&g->nodes[loss.id].shape, b, sizeof b));
+    if (o->threads < 0 || o->threads > 1024)
+        return fail(STG_INVALID, "plan: threads = %d (need 0 to 1024)", o->threads);
+    if (o->optimizer != STG_OPTIM_NONE && o->optimizer != STG_OPTIM_SGD)
+        return fail(STG_INVALID, "plan: unknown optimizer %d", (int)o->optimizer);
+    return STG_OK;
+}
+
+/* Steps 1-4 without the arena: enough to know its size. */
+static stg_status build(const stg_graph *g, stg_tensor loss, const stg_plan_options *o,
+                        stg_plan **out)
+{
+    stg_status st = validate(g, loss, o);
+    if (st != STG_OK)
+        return st;
+    stg_plan *p = calloc(1, sizeof *p);
+    if (!p || !(p->g = stgG_clone(g))) {
+        free(p);
+        return fail(STG_NOMEM, "plan: out of memory copying the graph");
+    }
+    *out = p;
+    p->nfwd = g->n;
+    p->loss = loss.id;
+    p->threads = o->threads ? o->threads : 1;
+    p->lr = o->lr;
+    p->grad = malloc(count_of(g->n) * sizeof *p->grad);
+    p->value = malloc(count_of(g->n) * sizeof *p->value);
+    if (!p->grad || !p->value)
+        return fail(STG_NOMEM, "plan: out of memory");
+    for (int32_t i = 0; i < g->n; i++)
+        p->grad[i] = p->value[i] = -1;
+    if ((st = extend(p, o)) != STG_OK)
+        return st;
+    int32_t n = p->g->n;
+    scratch s = {calloc(count_of(n), sizeof(bool)), calloc(count_of(n), sizeof(bool)),
+                 calloc(count_of(n), sizeof(int32_t)), calloc(count_of(n), sizeof(int32_t))};
+    p->bufof = calloc(count_of(n), sizeof *p->bufof);
+    if (!s.needed || !s.persistent || !s.pos || !s.last || !p->bufof)
+        st = fail(STG_NOMEM, "plan: out of memory");
+    if (st == STG_OK)
+        st = schedule(p, &s);
+    if (st == STG_OK) {
+        last_uses(p, &s);
+        st = assign_buffers(p, &s);
+    }
+    if (st == STG_OK)
+        st = place(p);
+    free(s.needed);
+    free(s.persistent);
+    free(s.pos);
+    free(s.last);
+    return st;
+}
+
+STG_API void stg_plan_free(stg_plan *p)
+{
+    if (!p)
+        return;
+    for (int32_t i = 0; p->sched && i < p->nsched; i++)
+        free(p->sched[i].desc);
+    for (int t = 0; p->blis && t < p->threads; t++)
+        stgB_ctx_free(p->blis[t]);
+    free(p->blis);
+    stgR_barrier_free(p->barrier);
+    if (p->own_arena)
+        free(p->arena);
+    free(p->sched);
+    free(p->bufs);
+    free(p->bufof);
+    free(p->grad);
+    free(p->value);
+    stg_graph_free(p->g);
+    free(p);
+}
+
+STG_API stg_status stg_plan_arena_size(const stg_graph *g, stg_tensor loss,
+                                       const stg_plan_options *opts, size_t *bytes)
+{
+    stg_plan_options def;
+    if (!opts)
+        stg_plan_options_init(&def), opts = &def;
+    if (!bytes)
+        return fail(STG_INVALID, "plan: 'bytes' is NULL");
+    stg_plan *p = NULL;
+    stg_status st = build(g, loss, opts, &p);
+    if (st == STG_OK)
+        *bytes = p->arena_bytes;
+    stg_plan_free(p);
+    return st;
+}
+
+static stg_status attach_arena(stg_plan *p, const stg_plan_options *o)
+{
+    if (o->arena) {
+        if ((uintptr_t)o->arena % STG_ALIGN != 0 || o->arena_bytes < p->arena_bytes)
+            return fail(STG_SMALL_ARENA,
+                        "plan: the arena given (%zu bytes at %p) must hold %zu bytes and be "
+                        "aligned to %d bytes",
+                        o->arena_bytes, o->arena, p->arena_bytes, STG_ALIGN);
+        p->arena = o->arena;
+    } else {
+        p->arena = aligned_alloc(STG_ALIGN, p->arena_bytes ? p->arena_bytes : STG_ALIGN);
+        if (!p->arena)
+            return fail(STG_NOMEM, "plan: out of memory for a %zu-byte arena", p->arena_bytes);
+        p->own_arena = true;
+    }
+    memset(p->arena, 0, p->arena_bytes);
+    for (int32_t i = 0; i < p->g->n; i++) {
+        const stg_node *n = &p->g->nodes[i];
+        if (n->role == STG_ROLE_CONST)
+            memcpy(stgP_ptr(p, i), n->data, (size_t)stgS_numel(&n->shape) * sizeof(float));
+    }
+    return STG_OK;
+}
+
+static stg_status start_threads(stg_plan *p)
+{
+    p->blis = calloc((size_t)p->threads, sizeof *p->blis);
+    p->barrier = stgR_barrier_new();
+    if (!p->blis || !p->barrier)
+        return fail(STG_NOMEM, "plan: out of memory for thread state");
+    for (int t = 0; t < p->threads; t++)
+        if (!(p->blis[t] = stgB_ctx_new()))
+            return fail(STG_NOMEM, "plan: out of memory for thread state");
+    return STG_OK;
+}
+
+STG_API stg_status stg_plan_create(const stg_graph *g, stg_tensor loss,
+                                   const stg_plan_options *opts, stg_plan **out)
+{
+    stg_plan_options def;
+    if (!opts)
+        stg_plan_options_init(&def), opts = &def;
+    if (!out)
+        return fail(STG_INVALID, "plan: 'out' is NULL");
+    *out = NULL;
+    stg_plan *p = NULL;
+    stg_status st = build(g, loss, opts, &p);
+    if (st == STG_OK)
+        st = attach_arena(p, opts);
+    if (st == STG_OK)
+        st = prepare_nodes(p);
+    if (st == STG_OK)
+        st = start_threads(p);
+    if (st != STG_OK) {
+        stg_plan_free(p);
+        return st;
+    }
+    last_message[0] = '\0';
+    *out = p;
+    return STG_OK;
+}

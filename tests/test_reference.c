@@ -1,0 +1,216 @@
+/*
+ * Values and gradients against PyTorch.  the reference files in tests/data are written by
+ * tools/gen_reference.py from float32 inputs with float64 arithmetic; each
+ * case builds loss = sum(op(inputs) * seed), so grad_i is the vector-Jacobian
+ * product with a random seed.  Tolerance: |got - want| <= 2e-5 + 1e-4 |want|.
+ * Every case runs at 1 and 2 threads (results must be bitwise equal), and
+ * matmul cases run a second time with each matrix operand given as a
+ * transposed view of column-major data.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "testutil.h"
+
+#define ATOL 2e-5
+#define RTOL 1e-4
+
+static stg_tensor build_op(stg_graph *g, const tu_case *c, const stg_tensor *in)
+{
+    const char *op = c->op;
+    const long *a = c->attr;
+    int ax[STG_MAX_DIMS];
+    int64_t dims[STG_MAX_DIMS];
+    if (!strcmp(op, "matmul"))
+        return stg_matmul(g, in[0], in[1]);
+    if (!strcmp(op, "outer"))
+        return stg_outer(g, in[0], in[1]);
+    if (!strcmp(op, "add"))
+        return stg_add(g, in[0], in[1]);
+    if (!strcmp(op, "sub"))
+        return stg_sub(g, in[0], in[1]);
+    if (!strcmp(op, "mul"))
+        return stg_mul(g, in[0], in[1]);
+    if (!strcmp(op, "div"))
+        return stg_div(g, in[0], in[1]);
+    if (!strcmp(op, "neg"))
+        return stg_neg(g, in[0]);
+    if (!strcmp(op, "mse"))
+        return stg_mse_loss(g, in[0], in[1]);
+    if (!strcmp(op, "sum") || !strcmp(op, "mean")) {
+        for (int i = 0; i < a[1]; i++)
+            ax[i] = (int)a[2 + i];
+        return (op[0] == 's' ? stg_sum : stg_mean)(g, in[0], (int)a[1], ax, (int)a[0]);
+    }
+    if (!strcmp(op, "reshape")) {
+        for (int i = 0; i < a[0]; i++)
+            dims[i] = a[1 + i];
+        return stg_reshape(g, in[0], (int)a[0], dims);
+    }
+    if (!strcmp(op, "transpose")) {
+        for (int i = 0; i < a[0]; i++)
+            ax[i] = (int)a[1 + i];
+        return stg_transpose(g, in[0], ax);
+    }
+    if (!strcmp(op, "swapaxes"))
+        return stg_swapaxes(g, in[0], (int)a[0], (int)a[1]);
+    fail_msg("%s: unknown op %s in reference file", c->name, op);
+    return (stg_tensor){-1};
+}
+
+/* Column-major copy of the last two dims of 't' (for the transposed-view variant). */
+static float *transposed_copy(const tu_tensor *t)
+{
+    int64_t r = t->d[t->nd - 2], cdim = t->d[t->nd - 1], mat = r * cdim;
+    float *v = malloc((size_t)t->n * sizeof(float));
+    for (int64_t b = 0; b < t->n / mat; b++)
+        for (int64_t i = 0; i < r; i++)
+            for (int64_t j = 0; j < cdim; j++)
+                v[b * mat + j * r + i] = t->v[b * mat + i * cdim + j];
+    return v;
+}
+
+typedef struct result {
+    float *out, *grad[2];
+} result;
+
+/* Builds and runs one case; returns the output and input gradients. */
+static result run_case(const tu_case *c, int threads, bool views)
+{
+    stg_graph *g = stg_graph_new();
+    const tu_tensor *seed = tu_find(c, "seed"), *out = tu_find(c, "out");
+    assert_non_null(seed);
+    assert_non_null(out);
+    stg_tensor leaf[2], in[2];
+    float *data[2];
+    int nin = 0;
+    for (const tu_tensor *t; nin < 2 && (t = tu_find(c, nin ? "in1" : "in0")); nin++) {
+        bool tr = views && t->nd >= 2;
+        int64_t d[STG_MAX_DIMS];
+        memcpy(d, t->d, sizeof d);
+        if (tr) { /* declare the column-major shape, then view it transposed */
+            d[t->nd - 2] = t->d[t->nd - 1];
+            d[t->nd - 1] = t->d[t->nd - 2];
+        }
+        leaf[nin] = stg_input(g, t->role, t->nd, d);
+        stg_graph_require_grad(g, leaf[nin]);
+        in[nin] = tr ? stg_swapaxes(g, leaf[nin], -1, -2) : leaf[nin];
+        data[nin] = tr ? transposed_copy(t) : t->v;
+    }
+    stg_tensor y = build_op(g, c, in);
+    stg_graph_keep(g, y);
+    stg_tensor s = stg_input(g, "seed", seed->nd, seed->d);
+    stg_tensor loss = stg_sum(g, stg_mul(g, y, s), 0, NULL, 0);
+    if (stg_graph_status(g) != STG_OK)
+        fail_msg("%s: %s", c->name, stg_graph_message(g));
+    stg_plan *p = tu_plan(g, loss, threads, STG_OPTIM_NONE);
+    for (int i = 0; i < nin; i++)
+        assert_int_equal(stg_plan_set(p, leaf[i], data[i], stg_tensor_numel(g, leaf[i])), STG_OK);
+    assert_int_equal(stg_plan_set(p, s, seed->v, seed->n), STG_OK);
+    assert_int_equal(stg_plan_step(p), STG_OK);
+
+    result r = {0};
+    r.out = malloc((size_t)out->n * sizeof(float));
+    stg_status st = stg_plan_get(p, y, r.out, out->n);
+    if (st != STG_OK)
+        fail_msg("%s: reading the output: %s", c->name, stg_status_name(st));
+    for (int i = 0; i < nin; i++) {
+        int64_t n = stg_tensor_numel(g, leaf[i]);
+        const float *gr = stg_plan_grad(p, leaf[i]);
+        assert_non_null(gr);
+        r.grad[i] = malloc((size_t)n * sizeof(float));
+        if (views && c->t[i].nd >= 2) { /* gradient of the column-major leaf: transpose back */
+            tu_tensor tt = c->t[i];
+            int64_t rr = tt.d[tt.nd - 1], cc = tt.d[tt.nd - 2];
+            tt.d[tt.nd - 2] = rr, tt.d[tt.nd - 1] = cc, tt.v = (float *)gr;
+            float *back = transposed_copy(&tt);
+            memcpy(r.grad[i], back, (size_t)n * sizeof(float));
+            free(back);
+        } else {
+            memcpy(r.grad[i], gr, (size_t)n * sizeof(float));
+        }
+        if (data[i] != c->t[i].v)
+            free(data[i]);
+    }
+    stg_plan_free(p);
+    stg_graph_free(g);
+    return r;
+}
+
+static void check_case(const tu_case *c, bool views)
+{
+    result r1 = run_case(c, 1, views), r2 = run_case(c, 2, views);
+    const tu_tensor *out = tu_find(c, "out");
+    double e = tu_err(r1.out, out->v, out->n, ATOL, RTOL);
+    if (e > 1.0)
+        fail_msg("%s%s: output off by %.3g tolerances", c->name, views ? " (views)" : "", e);
+    if (memcmp(r1.out, r2.out, (size_t)out->n * sizeof(float)) != 0)
+        fail_msg("%s: output differs between 1 and 2 threads", c->name);
+    for (int i = 0; i < 2; i++) {
+        const tu_tensor *gt = tu_find(c, i ? "grad1" : "grad0");
+        if (!gt)
+            continue;
+        e = tu_err(r1.grad[i], gt->v, gt->n, ATOL, RTOL);
+        if (e > 1.0)
+            fail_msg("%s%s: grad of input %d off by %.3g tolerances", c->name,
+                     views ? " (views)" : "", i, e);
+        if (memcmp(r1.grad[i], r2.grad[i], (size_t)gt->n * sizeof(float)) != 0)
+            fail_msg("%s: grad %d differs between 1 and 2 threads", c->name, i);
+        free(r1.grad[i]);
+        free(r2.grad[i]);
+    }
+    free(r1.out);
+    free(r2.out);
+}
+
+static int run_file(const char *name, bool views)
+{
+    FILE *f = tu_open_data(name);
+    tu_case c;
+    int n = 0;
+    while (tu_read_case(f, &c)) {
+        if (!views || !strcmp(c.op, "matmul"))
+            check_case(&c, views);
+        tu_free_case(&c);
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
+static void test_matmul_reference(void **state)
+{
+    (void)state;
+    int n = run_file("matmul_ref.txt", false);
+    assert_true(n >= 100);
+    print_message("%d matmul cases match PyTorch\n", n);
+}
+
+static void test_matmul_reference_transposed_views(void **state)
+{
+    (void)state;
+    assert_true(run_file("matmul_ref.txt", true) >= 100);
+}
+
+static void test_ops_reference(void **state)
+{
+    (void)state;
+    int n = run_file("ops_ref.txt", false);
+    assert_true(n >= 100);
+    print_message("%d op cases match PyTorch\n", n);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matmul_reference),
+        cmocka_unit_test(test_matmul_reference_transposed_views),
+        cmocka_unit_test(test_ops_reference),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
