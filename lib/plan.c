@@ -110,21 +110,28 @@ static stg_status extend(stg_plan *p, const stg_plan_options *o)
     return g->status == STG_OK ? STG_OK : fail(g->status, "plan: %s", g->msg);
 }
 
+/* A root whose data must survive the whole step: its buffer is persistent. */
+static void root(const stg_graph *g, scratch *s, int32_t id)
+{
+    s->needed[id] = true;
+    s->persistent[g->nodes[id].base] = s->persistent[id] = true;
+}
+
 /* Step 2: what the roots need, and the schedule. */
 static stg_status schedule(stg_plan *p, scratch *s)
 {
     stg_graph *g = p->g;
     for (int32_t i = 0; i < p->nfwd; i++) {
         if (p->grad[i] >= 0)
-            s->needed[p->grad[i]] = s->persistent[p->grad[i]] = true;
+            root(g, s, p->grad[i]);
         if (p->value[i] >= 0)
-            s->needed[p->value[i]] = s->persistent[p->value[i]] = true;
+            root(g, s, p->value[i]);
     }
     for (int32_t i = 0; i < g->n; i++)
         if (g->nodes[i].role != STG_ROLE_COMPUTE)
-            s->needed[i] = s->persistent[i] = true;
+            root(g, s, i);
     if (p->loss >= 0)
-        s->needed[p->loss] = s->persistent[p->loss] = true;
+        root(g, s, p->loss);
     for (int32_t i = p->nfwd; i < g->n; i++)
         if (g->nodes[i].op->flags & STG_OPF_WRITES_IN0)
             s->needed[i] = true;

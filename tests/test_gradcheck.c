@@ -1,5 +1,209 @@
+/*
+ * Gradients against central finite differences, for every op that has a
+ * backward rule.  Each case builds loss = sum(f(inputs) * seed) with a random
+ * seed, takes the plan's gradients, then perturbs each input element by +-h
+ * and re-runs the forward pass: d loss / d x ~ (L(x+h) - L(x-h)) / 2h.
+ * A registry walk fails the suite when some op is not covered by any case.
+ */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include <cmocka.h>
-int main(void){return 0;}
+
+#include "internal.h"
+#include "testutil.h"
+
+#define H 1e-2f
+#define ATOL 2e-3
+#define RTOL 2e-2
+#define MAXIN 4
+
+typedef struct fd_case {
+    const char *name;
+    int nin;
+    int nd[MAXIN];
+    int64_t d[MAXIN][STG_MAX_DIMS];
+    /* builds f(inputs); may add extra nodes */
+    stg_tensor (*f)(stg_graph *g, const stg_tensor *x);
+    float lo, hi; /* input range (division needs |x| away from 0) */
+} fd_case;
+
+static bool covered[64];
+
+static stg_tensor f_matmul(stg_graph *g, const stg_tensor *x) { return stg_matmul(g, x[0], x[1]); }
+static stg_tensor f_outer(stg_graph *g, const stg_tensor *x) { return stg_outer(g, x[0], x[1]); }
+static stg_tensor f_add(stg_graph *g, const stg_tensor *x) { return stg_add(g, x[0], x[1]); }
+static stg_tensor f_sub(stg_graph *g, const stg_tensor *x) { return stg_sub(g, x[0], x[1]); }
+static stg_tensor f_mul(stg_graph *g, const stg_tensor *x) { return stg_mul(g, x[0], x[1]); }
+static stg_tensor f_div(stg_graph *g, const stg_tensor *x) { return stg_div(g, x[0], x[1]); }
+static stg_tensor f_neg(stg_graph *g, const stg_tensor *x) { return stg_neg(g, x[0]); }
+static stg_tensor f_scale(stg_graph *g, const stg_tensor *x) { return stg_scale(g, x[0], -2.5f); }
+static stg_tensor f_mse(stg_graph *g, const stg_tensor *x) { return stg_mse_loss(g, x[0], x[1]); }
+
+static stg_tensor f_sum_axes(stg_graph *g, const stg_tensor *x)
+{
+    int ax[2] = {0, -1};
+    return stg_sum(g, x[0], 2, ax, 1);
+}
+
+static stg_tensor f_mean_mid(stg_graph *g, const stg_tensor *x)
+{
+    int ax[1] = {1};
+    return stg_mean(g, x[0], 1, ax, 0);
+}
+
+static stg_tensor f_transpose(stg_graph *g, const stg_tensor *x)
+{
+    int perm[3] = {2, 0, 1};
+    return stg_mul(g, stg_transpose(g, x[0], perm), x[1]);
+}
+
+/* reshape of a transposed (non-contiguous) view goes through a copy */
+static stg_tensor f_reshape_copy(stg_graph *g, const stg_tensor *x)
+{
+    int64_t d[1] = {12};
+    return stg_reshape(g, stg_swapaxes(g, x[0], 0, 1), 1, d);
+}
+
+/* a broadcast (stride-0) operand is copied before the product */
+static stg_tensor f_matmul_bcast_view(stg_graph *g, const stg_tensor *x)
+{
+    int64_t d[2] = {4, 3};
+    return stg_matmul(g, stg_broadcast_to(g, x[0], 2, d), x[1]);
+}
+
+static stg_tensor f_matmul_tview(stg_graph *g, const stg_tensor *x)
+{
+    return stg_matmul(g, stg_swapaxes(g, x[0], -1, -2), x[1]);
+}
+
+/* fan-out: x is used three times, its gradients accumulate */
+static stg_tensor f_fanout(stg_graph *g, const stg_tensor *x)
+{
+    return stg_add(g, stg_mul(g, x[0], x[0]), stg_matmul(g, x[0], x[1]));
+}
+
+static stg_tensor f_linear_chain(stg_graph *g, const stg_tensor *x)
+{
+    stg_tensor h = stg_add(g, stg_matmul(g, x[0], x[1]), x[2]);
+    return stg_mean(g, stg_mul(g, h, h), 0, NULL, 0);
+}
+
+#define D(...) {__VA_ARGS__}
+static const fd_case cases[] = {
+    {"matmul_mm", 2, {2, 2}, {D(2, 3), D(3, 4)}, f_matmul, -1, 1},
+    {"matmul_bcast", 2, {4, 3}, {D(2, 1, 2, 3), D(3, 3, 2)}, f_matmul, -1, 1},
+    {"matmul_vm", 2, {1, 2}, {D(3), D(3, 4)}, f_matmul, -1, 1},
+    {"matmul_mv_batched", 2, {3, 1}, {D(2, 2, 3), D(3)}, f_matmul, -1, 1},
+    {"matmul_dot", 2, {1, 1}, {D(5), D(5)}, f_matmul, -1, 1},
+    {"matmul_vec_batched_right", 2, {1, 3}, {D(3), D(2, 3, 2)}, f_matmul, -1, 1},
+    {"matmul_transposed_view", 2, {3, 2}, {D(2, 3, 2), D(3, 4)}, f_matmul_tview, -1, 1},
+    {"matmul_broadcast_view", 2, {1, 2}, {D(3), D(3, 2)}, f_matmul_bcast_view, -1, 1},
+    {"outer", 2, {1, 1}, {D(3), D(4)}, f_outer, -1, 1},
+    {"add_bcast", 2, {3, 2}, {D(2, 1, 3), D(4, 1)}, f_add, -1, 1},
+    {"sub_bcast", 2, {1, 2}, {D(3), D(2, 3)}, f_sub, -1, 1},
+    {"mul_bcast", 2, {2, 0}, {D(2, 3), D(0)}, f_mul, -1, 1},
+    {"div_bcast", 2, {2, 2}, {D(2, 3), D(1, 3)}, f_div, 0.5f, 2},
+    {"neg", 1, {2}, {D(3, 2)}, f_neg, -1, 1},
+    {"scale", 1, {1}, {D(4)}, f_scale, -1, 1},
+    {"sum_axes_keepdims", 1, {3}, {D(2, 3, 2)}, f_sum_axes, -1, 1},
+    {"mean_axis", 1, {3}, {D(2, 3, 2)}, f_mean_mid, -1, 1},
+    {"transpose", 2, {3, 3}, {D(2, 3, 2), D(2, 2, 3)}, f_transpose, -1, 1},
+    {"reshape_copy", 1, {2}, {D(3, 4)}, f_reshape_copy, -1, 1},
+    {"mse", 2, {2, 2}, {D(3, 2), D(3, 2)}, f_mse, -1, 1},
+    {"fanout", 2, {2, 2}, {D(3, 3), D(3, 3)}, f_fanout, -1, 1},
+    {"linear_chain", 3, {2, 2, 1}, {D(4, 3), D(3, 2), D(2)}, f_linear_chain, -1, 1},
+};
+#define NCASES ((int)(sizeof cases / sizeof cases[0]))
+
+static void mark_ops(const stg_graph *g)
+{
+    int nops;
+    const stg_op *const *all = stgO_all(&nops);
+    for (int32_t i = 0; i < g->n; i++)
+        for (int k = 0; k < nops; k++)
+            if (g->nodes[i].op == all[k])
+                covered[k] = true;
+}
+
+static void check_case(const fd_case *c, int threads)
+{
+    stg_graph *g = stg_graph_new();
+    stg_tensor x[MAXIN];
+    for (int i = 0; i < c->nin; i++) {
+        x[i] = stg_input(g, "x", c->nd[i], c->d[i]);
+        stg_graph_require_grad(g, x[i]);
+    }
+    stg_tensor y = c->f(g, x);
+    int64_t yd[STG_MAX_DIMS];
+    int ynd = stg_tensor_shape(g, y, yd);
+    stg_tensor seed = stg_input(g, "seed", ynd < 0 ? 0 : ynd, yd);
+    stg_tensor loss = stg_sum(g, stg_mul(g, y, seed), 0, NULL, 0);
+    stg_plan *p = tu_plan(g, loss, threads, STG_OPTIM_NONE);
+    /* the plan's copy holds the backward nodes too */
+    const stg_graph *pg = p->g;
+    mark_ops(pg);
+
+    tu_fill(stg_plan_data(p, seed), stg_tensor_numel(g, seed), 99, -1, 1);
+    for (int i = 0; i < c->nin; i++)
+        tu_fill(stg_plan_data(p, x[i]), stg_tensor_numel(g, x[i]), (uint64_t)i + 7, c->lo, c->hi);
+    assert_int_equal(stg_plan_step(p), STG_OK);
+    for (int i = 0; i < c->nin; i++) {
+        int64_t n = stg_tensor_numel(g, x[i]);
+        float *an = malloc((size_t)n * sizeof(float)), *fd = malloc((size_t)n * sizeof(float));
+        memcpy(an, stg_plan_grad(p, x[i]), (size_t)n * sizeof(float));
+        float *v = stg_plan_data(p, x[i]);
+        for (int64_t k = 0; k < n; k++) {
+            float keep = v[k];
+            v[k] = keep + H;
+            stg_plan_forward(p);
+            double up = stg_plan_loss(p);
+            v[k] = keep - H;
+            stg_plan_forward(p);
+            double down = stg_plan_loss(p);
+            v[k] = keep;
+            fd[k] = (float)((up - down) / (2.0 * H));
+        }
+        double e = tu_err(an, fd, n, ATOL, RTOL);
+        if (e > 1.0)
+            fail_msg("%s (%d threads): gradient of input %d is %.3g tolerances from finite "
+                     "differences", c->name, threads, i, e);
+        free(an);
+        free(fd);
+    }
+    stg_plan_free(p);
+    stg_graph_free(g);
+}
+
+static void test_finite_differences(void **state)
+{
+    (void)state;
+    for (int i = 0; i < NCASES; i++) {
+        check_case(&cases[i], 1);
+        check_case(&cases[i], 2);
+    }
+}
+
+/* Every registered op with a backward rule appears in some case above. */
+static void test_every_op_is_covered(void **state)
+{
+    (void)state;
+    int nops;
+    const stg_op *const *all = stgO_all(&nops);
+    assert_true(nops <= 64);
+    for (int k = 0; k < nops; k++)
+        if (all[k]->backward && !covered[k])
+            fail_msg("op '%s' has a backward rule but no finite-difference case", all[k]->name);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_finite_differences),
+        cmocka_unit_test(test_every_op_is_covered),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
