@@ -1,36 +1,45 @@
 /*
- * The one file that talks to BLIS.  Each executor thread owns a BLIS runtime
- * object asking for one thread: BLIS's own threading allocates inside
- * steady-state calls, single-threaded calls made from our threads do not.
- * Shapes and strides are validated by the planner before they get here.
+ * The one file that talks to BLIS.  stgrad uses BLIS's sgemm micro-kernel
+ * and block sizes for the current CPU and drives it itself (gemm.c).
+ *
+ * Why not bli_sgemm_ex with a one-thread runtime: measured with Debian's
+ * BLIS 0.9 (OpenMP flavour) and GCC 12's libgomp, every level-3 call opens
+ * an OpenMP region, and libgomp allocates a team for each region of one
+ * thread or nested in another; a step would allocate once per product.  The
+ * micro-kernel path allocates nothing, is strictly single-threaded per call,
+ * and lets the planner choose the partition of every product.
  */
-#include <stdlib.h>
+#include <string.h>
 
 #include <blis.h>
 
 #include "internal.h"
 
-void *stgB_ctx_new(void)
+typedef void (*sgemm_ukr)(dim_t m, dim_t n, dim_t k, float *alpha, float *a, float *b,
+                          float *beta, float *c, inc_t rs_c, inc_t cs_c, auxinfo_t *data,
+                          cntx_t *cntx);
+
+void stgB_query(stgB_info *info)
 {
-    rntm_t *r = malloc(sizeof *r);
-    if (!r)
-        return NULL;
-    bli_rntm_init(r);
-    bli_rntm_set_num_threads(1, r);
-    return r;
+    cntx_t *cntx = bli_gks_query_cntx();
+    memset(info, 0, sizeof *info);
+    info->cntx = cntx;
+    info->ukr = (void (*)(void))bli_cntx_get_l3_nat_ukr_dt(BLIS_FLOAT, BLIS_GEMM_UKR, cntx);
+    info->mr = bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_MR, cntx);
+    info->nr = bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_NR, cntx);
+    info->mc = bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_MC, cntx);
+    info->kc = bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_KC, cntx);
+    info->nc = bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_NC, cntx);
 }
 
-void stgB_ctx_free(void *ctx)
+void stgB_kernel(const stgB_info *info, int64_t m, int64_t n, int64_t k, const float *ap,
+                 const float *bp, float beta, float *c, int64_t rsc, int64_t csc,
+                 const float *next_a, const float *next_b)
 {
-    free(ctx);
-}
-
-void stgB_sgemm(void *ctx, int64_t m, int64_t n, int64_t k, const float *a, int64_t rsa,
-                int64_t csa, const float *b, int64_t rsb, int64_t csb, float beta, float *c,
-                int64_t rsc, int64_t csc)
-{
+    auxinfo_t aux;
+    memset(&aux, 0, sizeof aux);
+    bli_auxinfo_set_next_ab((void *)next_a, (void *)next_b, &aux);
     float one = 1.0f;
-    bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)m, (dim_t)n, (dim_t)k, &one,
-                 (float *)a, (inc_t)rsa, (inc_t)csa, (float *)b, (inc_t)rsb, (inc_t)csb, &beta, c,
-                 (inc_t)rsc, (inc_t)csc, NULL, (rntm_t *)ctx);
+    ((sgemm_ukr)info->ukr)((dim_t)m, (dim_t)n, (dim_t)k, &one, (float *)ap, (float *)bp, &beta,
+                           c, (inc_t)rsc, (inc_t)csc, &aux, (cntx_t *)info->cntx);
 }

@@ -188,6 +188,29 @@ typedef struct stg_interval {
  * bytes; returns the arena size.  Pure: depends only on its input. */
 size_t stgA_place(stg_interval *iv, int32_t n, int32_t *scratch);
 
+/* ---- BLIS (blis.c) --------------------------------------------------- */
+
+/* BLIS's sgemm micro-kernel for this CPU and its block sizes. */
+typedef struct stgB_info {
+    void *cntx;
+    void (*ukr)(void);
+    int64_t mr, nr, mc, kc, nc;
+} stgB_info;
+void stgB_query(stgB_info *info);
+/* One MR x NR tile (m <= MR, n <= NR): C = Ap Bp + beta C, packed panels. */
+void stgB_kernel(const stgB_info *info, int64_t m, int64_t n, int64_t k, const float *ap,
+                 const float *bp, float beta, float *c, int64_t rsc, int64_t csc,
+                 const float *next_a, const float *next_b);
+
+/* ---- GEMM driver (gemm.c) ---------------------------------------------- */
+
+/* Bytes of packing workspace stgK_gemm needs for an m x n x k product. */
+size_t stgK_gemm_workspace(const stgB_info *bi, int64_t m, int64_t n, int64_t k);
+/* C = A B + beta C with general strides; single-threaded; allocates nothing. */
+void stgK_gemm(const stgB_info *bi, float *work, int64_t m, int64_t n, int64_t k,
+               const float *a, int64_t rsa, int64_t csa, const float *b, int64_t rsb,
+               int64_t csb, float beta, float *c, int64_t rsc, int64_t csc);
+
 /* ---- plan (plan.c) --------------------------------------------------- */
 
 /* A planned node: everything its kernel needs, resolved at plan time. */
@@ -227,7 +250,9 @@ struct stg_plan {
     int threads;
     float lr;
     struct stg_barrier *barrier;
-    void **blis; /* per-thread BLIS runtime objects */
+    stgB_info blis;     /* micro-kernel and block sizes */
+    size_t work_bytes;  /* packing workspace each thread needs */
+    float **work;       /* per-thread packing workspace */
 };
 
 /* Element pointer of node 'id' (its base buffer + layout offset). */
@@ -245,15 +270,6 @@ static inline void stgR_split(int64_t n, int tid, int nt, int64_t *lo, int64_t *
     *lo = n * tid / nt;
     *hi = n * (tid + 1) / nt;
 }
-
-/* ---- BLIS (blis.c) --------------------------------------------------- */
-
-void *stgB_ctx_new(void);
-void stgB_ctx_free(void *ctx);
-/* C = alpha*A*B + beta*C with general strides; single-threaded. */
-void stgB_sgemm(void *ctx, int64_t m, int64_t n, int64_t k, const float *a, int64_t rsa,
-                int64_t csa, const float *b, int64_t rsb, int64_t csb, float beta, float *c,
-                int64_t rsc, int64_t csc);
 
 /* ---- shared kernels --------------------------------------------------- */
 

@@ -302,6 +302,7 @@ static stg_status mark_barriers(stg_plan *p)
 /* Step 5a: pointers and kernel descriptors. */
 static stg_status prepare_nodes(stg_plan *p)
 {
+    stgB_query(&p->blis);
     for (int32_t i = 0; i < p->nsched; i++) {
         stg_pnode *pn = &p->sched[i];
         pn->plan = p;
@@ -391,9 +392,9 @@ STG_API void stg_plan_free(stg_plan *p)
         return;
     for (int32_t i = 0; p->sched && i < p->nsched; i++)
         free(p->sched[i].desc);
-    for (int t = 0; p->blis && t < p->threads; t++)
-        stgB_ctx_free(p->blis[t]);
-    free(p->blis);
+    for (int t = 0; p->work && t < p->threads; t++)
+        free(p->work[t]);
+    free(p->work);
     stgR_barrier_free(p->barrier);
     if (p->own_arena)
         free(p->arena);
@@ -448,13 +449,14 @@ static stg_status attach_arena(stg_plan *p, const stg_plan_options *o)
 
 static stg_status start_threads(stg_plan *p)
 {
-    p->blis = calloc((size_t)p->threads, sizeof *p->blis);
+    p->work = calloc((size_t)p->threads, sizeof *p->work);
     p->barrier = stgR_barrier_new();
-    if (!p->blis || !p->barrier)
+    if (!p->work || !p->barrier)
         return fail(STG_NOMEM, "plan: out of memory for thread state");
-    for (int t = 0; t < p->threads; t++)
-        if (!(p->blis[t] = stgB_ctx_new()))
-            return fail(STG_NOMEM, "plan: out of memory for thread state");
+    for (int t = 0; t < p->threads && p->work_bytes; t++)
+        if (!(p->work[t] = aligned_alloc(STG_ALIGN, (p->work_bytes + STG_ALIGN - 1) / STG_ALIGN * STG_ALIGN)))
+            return fail(STG_NOMEM, "plan: out of memory for %zu bytes of packing workspace",
+                        p->work_bytes);
     return STG_OK;
 }
 

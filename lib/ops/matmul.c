@@ -272,6 +272,11 @@ static stg_status prepare_matmul(stg_plan *p, stg_pnode *pn)
     else
         d->kind = K_GEMM;
     split_work(d);
+    if (d->kind == K_GEMM) {
+        size_t need = stgK_gemm_workspace(&p->blis, d->blk, d->n, d->k);
+        if (need > p->work_bytes)
+            p->work_bytes = need;
+    }
     return STG_OK;
 }
 
@@ -324,13 +329,13 @@ static void matvec(int64_t len, int64_t k, const float *M, int64_t rs, int64_t c
 }
 
 /* Runs rows (or columns, for K_GEVM) [lo, hi) of one product. */
-static void product(void *blis, const gemm_desc *d, const float *a, const float *b,
+static void product(const stg_plan *p, float *work, const gemm_desc *d, const float *a, const float *b,
                     float *c, float beta, int64_t lo, int64_t hi)
 {
     int64_t len = hi - lo;
     switch (d->kind) {
     case K_GEMM:
-        stgB_sgemm(blis, len, d->n, d->k, a + lo * d->rsa, d->rsa, d->csa, b, d->rsb, d->csb, beta,
+        stgK_gemm(&p->blis, work, len, d->n, d->k, a + lo * d->rsa, d->rsa, d->csa, b, d->rsb, d->csb, beta,
                    c + lo * d->rsc, d->rsc, d->csc);
         break;
     case K_GEMV:
@@ -365,7 +370,7 @@ static void run_matmul(const stg_pnode *pn, int tid, int nt)
         stgR_split(d->units, tid, nt, &lo, &hi);
     else if (tid != 0)
         return;
-    void *blis = pn->plan->blis[tid];
+    float *work = pn->plan->work[tid];
     for (int64_t u = lo; u < hi; u++) {
         int64_t o = u / d->nblk, blk = u % d->nblk;
         int64_t r0 = blk * d->blk, r1 = r0 + d->blk < d->pdim ? r0 + d->blk : d->pdim;
@@ -375,7 +380,7 @@ static void run_matmul(const stg_pnode *pn, int tid, int nt)
         for (int64_t r = 0; r < d->red.total; r++) {
             int64_t ro[STG_LOOP_OPS];
             stgS_loop_offsets(&d->red, r, ro);
-            product(blis, d, pn->in[0] + oo[1] + ro[1], pn->in[1] + oo[2] + ro[2], c,
+            product(pn->plan, work, d, pn->in[0] + oo[1] + ro[1], pn->in[1] + oo[2] + ro[2], c,
                     r == 0 ? 0.0f : 1.0f, r0, r1);
         }
     }
