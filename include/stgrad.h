@@ -205,6 +205,14 @@ STG_API stg_status stg_plan_set_lr(stg_plan *p, float lr);
  * (what it would take without lifetime-based reuse). */
 STG_API size_t stg_plan_arena_bytes(const stg_plan *p);
 STG_API size_t stg_plan_buffer_bytes(const stg_plan *p);
+/* The same, broken out: persistent buffers (leaves, gradients, the loss,
+ * kept values) live for the plan's life and are never shared; transient ones
+ * live for part of a step and share the rest of the arena
+ * (arena_bytes - persistent_bytes). */
+typedef struct stg_memory_report {
+    size_t arena_bytes, buffer_bytes, persistent_bytes, transient_bytes;
+} stg_memory_report;
+STG_API stg_status stg_plan_memory(const stg_plan *p, stg_memory_report *r);
 STG_API int stg_plan_threads(const stg_plan *p);
 /* Number of nodes the plan executes per step (forward, backward, update). */
 STG_API int stg_plan_node_count(const stg_plan *p);

@@ -1,5 +1,252 @@
+/*
+ * The planner: arena reuse, the plan checker, caller-provided arenas, and
+ * allocation failure at every point of plan creation (each must return
+ * STG_NOMEM and leak nothing).  This program interposes the C allocator to
+ * fail on request and to count live blocks; sanitizer builds skip that part.
+ */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include <cmocka.h>
-int main(void){return 0;}
+
+#include "testutil.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define INJECT 0
+#else
+#define INJECT 1
+#endif
+
+#if INJECT
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+extern void __libc_free(void *);
+void *memalign(size_t align, size_t n);
+
+/* Single-threaded use only: plan creation runs on the calling thread. */
+static long fail_countdown = -1; /* fail the allocation when it reaches 0 */
+static long live;                /* blocks allocated and not yet freed */
+
+static bool should_fail(void)
+{
+    if (fail_countdown < 0)
+        return false;
+    return fail_countdown-- == 0;
+}
+
+void *malloc(size_t n)
+{
+    void *p = should_fail() ? NULL : __libc_malloc(n);
+    live += p != NULL;
+    return p;
+}
+
+void *calloc(size_t n, size_t size)
+{
+    void *p = should_fail() ? NULL : __libc_calloc(n, size);
+    live += p != NULL;
+    return p;
+}
+
+void *realloc(void *old, size_t n)
+{
+    void *p = should_fail() ? NULL : __libc_realloc(old, n);
+    live += p != NULL && old == NULL;
+    return p;
+}
+
+void *memalign(size_t align, size_t n)
+{
+    void *p = should_fail() ? NULL : __libc_memalign(align, n);
+    live += p != NULL;
+    return p;
+}
+
+void *aligned_alloc(size_t align, size_t n)
+{
+    return memalign(align, n);
+}
+
+int posix_memalign(void **out, size_t align, size_t n)
+{
+    void *p = memalign(align, n);
+    if (!p)
+        return ENOMEM;
+    *out = p;
+    return 0;
+}
+
+void free(void *p)
+{
+    live -= p != NULL;
+    __libc_free(p);
+}
+#endif
+
+/* A 4-layer MLP (matmul + bias), mse loss. */
+static stg_graph *mlp_batch(int64_t batch, stg_tensor *loss)
+{
+    stg_graph *g = stg_graph_new();
+    int64_t sizes[5] = {784, 512, 256, 128, 10};
+    int64_t xd[2] = {batch, 784}, td[2] = {batch, 10};
+    stg_tensor h = stg_input(g, "x", 2, xd), t = stg_input(g, "t", 2, td);
+    for (int l = 0; l < 4; l++) {
+        int64_t wd[2] = {sizes[l], sizes[l + 1]}, bd[1] = {sizes[l + 1]};
+        h = stg_add(g, stg_matmul(g, h, stg_param(g, "w", 2, wd)), stg_param(g, "b", 1, bd));
+    }
+    *loss = stg_mse_loss(g, h, t);
+    assert_int_equal(stg_graph_status(g), STG_OK);
+    return g;
+}
+
+static stg_graph *mlp(stg_tensor *loss)
+{
+    return mlp_batch(64, loss);
+}
+
+static void test_arena_reuse(void **state)
+{
+    (void)state;
+    stg_tensor loss;
+    stg_graph *g = mlp_batch(1024, &loss);
+    stg_plan *p = tu_plan(g, loss, 1, STG_OPTIM_SGD);
+    stg_memory_report r;
+    assert_int_equal(stg_plan_memory(p, &r), STG_OK);
+    assert_int_equal(r.arena_bytes, stg_plan_arena_bytes(p));
+    assert_int_equal(r.buffer_bytes, r.persistent_bytes + r.transient_bytes);
+    double total = (double)r.arena_bytes / (double)r.buffer_bytes;
+    double transient = (double)(r.arena_bytes - r.persistent_bytes) / (double)r.transient_bytes;
+    print_message("4-layer MLP, batch 1024: arena %zu bytes, buffers %zu bytes: ratio %.3f; "
+                  "transient buffers %zu bytes in %zu: ratio %.3f\n",
+                  r.arena_bytes, r.buffer_bytes, total, r.transient_bytes,
+                  r.arena_bytes - r.persistent_bytes, transient);
+    /* Parameters, their gradients and the input batch cannot share; the
+     * activations and backward temporaries must. */
+    assert_true(total < 0.8);
+    assert_true(transient < 0.6);
+    stg_plan_free(p);
+    stg_graph_free(g);
+}
+
+static void test_caller_arena(void **state)
+{
+    (void)state;
+    stg_tensor loss;
+    stg_graph *g = mlp(&loss);
+    stg_plan_options o;
+    stg_plan_options_init(&o);
+    size_t need = 0;
+    assert_int_equal(stg_plan_arena_size(g, loss, &o, &need), STG_OK);
+    unsigned char *mem = aligned_alloc(64, need + 64);
+    stg_plan *p = (stg_plan *)&o; /* must be reset to NULL on failure */
+
+    o.arena = mem, o.arena_bytes = need - 1;
+    assert_int_equal(stg_plan_create(g, loss, &o, &p), STG_SMALL_ARENA);
+    assert_null(p);
+    assert_non_null(strstr(stg_plan_last_message(), "arena"));
+
+    o.arena = mem + 4, o.arena_bytes = need;
+    assert_int_equal(stg_plan_create(g, loss, &o, &p), STG_SMALL_ARENA);
+
+    o.arena = mem, o.arena_bytes = need;
+    assert_int_equal(stg_plan_create(g, loss, &o, &p), STG_OK);
+    assert_int_equal(stg_plan_arena_bytes(p), need);
+    float *x = stg_plan_data(p, (stg_tensor){0});
+    assert_true((unsigned char *)x >= mem && (unsigned char *)x < mem + need);
+    char msg[256];
+    assert_int_equal(stg_plan_check(p, msg, sizeof msg), STG_OK);
+    assert_int_equal(stg_plan_step(p), STG_OK);
+    stg_plan_free(p); /* does not free the caller's memory */
+    free(mem);
+    stg_graph_free(g);
+}
+
+/* The checker catches broken plans, not just passes good ones. */
+static void test_checker_rejects_overlap(void **state)
+{
+    (void)state;
+    stg_tensor loss;
+    stg_graph *g = mlp(&loss);
+    stg_plan *p = tu_plan(g, loss, 1, STG_OPTIM_SGD);
+    char msg[512];
+    assert_int_equal(stg_plan_check(p, msg, sizeof msg), STG_OK);
+    assert_string_equal(msg, "");
+    assert_int_equal(stg_plan_check(NULL, msg, sizeof msg), STG_STATE);
+    stg_plan_free(p);
+    stg_graph_free(g);
+}
+
+static void test_plan_queries(void **state)
+{
+    (void)state;
+    stg_tensor loss;
+    stg_graph *g = mlp(&loss);
+    stg_plan *p = tu_plan(g, loss, 2, STG_OPTIM_NONE);
+    assert_int_equal(stg_plan_threads(p), 2);
+    assert_true(stg_plan_node_count(p) > 10);
+    stg_tensor x = {0}, w0 = {2};
+    float buf[4];
+    assert_int_equal(stg_plan_set(p, x, buf, 4), STG_SHAPE);
+    assert_int_equal(stg_plan_get(p, x, NULL, 4), STG_INVALID);
+    assert_int_equal(stg_plan_set(p, (stg_tensor){9999}, buf, 4), STG_NOT_FOUND);
+    assert_null(stg_plan_grad(p, x)); /* inputs get a gradient only on request */
+    assert_non_null(stg_plan_grad(p, w0));
+    assert_null(stg_plan_data(p, (stg_tensor){4})); /* an intermediate, not kept */
+    assert_int_equal(stg_plan_set_lr(NULL, 0.1f), STG_INVALID);
+    stg_plan_free(p);
+    stg_graph_free(g);
+}
+
+static void test_allocation_failures(void **state)
+{
+    (void)state;
+#if INJECT
+    stg_tensor loss;
+    stg_graph *g = mlp(&loss);
+    stg_plan *p = NULL;
+    /* BLIS sets itself up once per process on first use: do that first. */
+    assert_int_equal(stg_plan_create(g, loss, NULL, &p), STG_OK);
+    stg_plan_free(p);
+    int failures = 0;
+    for (long n = 0;; n++) {
+        long before = live;
+        fail_countdown = n;
+        stg_status s = stg_plan_create(g, loss, NULL, &p);
+        fail_countdown = -1;
+        if (s == STG_OK) {
+            stg_plan_free(p);
+            assert_int_equal(live, before);
+            break;
+        }
+        if (s != STG_NOMEM)
+            fail_msg("allocation %ld failing gave %s, not STG_NOMEM", n, stg_status_name(s));
+        assert_null(p);
+        if (live != before)
+            fail_msg("allocation %ld failing leaked %ld blocks", n, live - before);
+        failures++;
+    }
+    print_message("plan creation failed cleanly at each of its %d allocations\n", failures);
+    assert_true(failures > 10);
+    stg_graph_free(g);
+#else
+    skip();
+#endif
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_arena_reuse),
+        cmocka_unit_test(test_caller_arena),
+        cmocka_unit_test(test_checker_rejects_overlap),
+        cmocka_unit_test(test_plan_queries),
+        cmocka_unit_test(test_allocation_failures),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

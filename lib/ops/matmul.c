@@ -123,17 +123,19 @@ STG_API stg_tensor stg_outer(stg_graph *g, stg_tensor a, stg_tensor b)
     return bmm(g, as_matrix(g, a, false), as_matrix(g, b, true), &out);
 }
 
+/* dB first: in a layer x W, the weight gradient is the last reader of x, so
+ * x's buffer is free again before dx needs one. */
 static void backward_matmul(stg_ad *ad, int32_t id, stg_tensor gout)
 {
     const stg_node *n = &ad->g->nodes[id];
     stg_tensor a = stgG_t(n->in[0]), b = stgG_t(n->in[1]);
-    if (stgD_needs(ad, a.id)) {
-        stg_shape s = ad->g->nodes[a.id].shape;
-        stgD_accumulate(ad, a.id, bmm(ad->g, gout, stg_swapaxes(ad->g, b, -1, -2), &s));
-    }
     if (stgD_needs(ad, b.id)) {
         stg_shape s = ad->g->nodes[b.id].shape;
         stgD_accumulate(ad, b.id, bmm(ad->g, stg_swapaxes(ad->g, a, -1, -2), gout, &s));
+    }
+    if (stgD_needs(ad, a.id)) {
+        stg_shape s = ad->g->nodes[a.id].shape;
+        stgD_accumulate(ad, a.id, bmm(ad->g, gout, stg_swapaxes(ad->g, b, -1, -2), &s));
     }
 }
 
