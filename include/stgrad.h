@@ -164,7 +164,7 @@ typedef struct stg_plan_options {
 STG_API void stg_plan_options_init(stg_plan_options *opts);
 
 /* Builds a plan that minimises the scalar 'loss' of 'g'.  'opts' may be NULL
- * for the defaults.  'loss' may be invalid ({-1}) for a forward-only plan that
+ * for the defaults.  'loss' may be an invalid tensor (id < 0) for a forward-only plan that
  * computes the kept tensors.  The graph is not changed and may be freed
  * afterwards.  On success '*out' owns a new plan (free with stg_plan_free).
  * Returns STG_INVALID for a graph with an error or a non-scalar loss (the

@@ -24,10 +24,11 @@ void stgD_accumulate(stg_ad *ad, int32_t id, stg_tensor contrib)
 }
 
 /* Sums over the leading dims 'shape' lacks and the dims where it has size 1. */
-stg_tensor stgD_sum_to(stg_graph *g, stg_tensor gout, const stg_shape *shape)
+stg_tensor stgD_sum_to(stg_graph *g, stg_tensor gout, const stg_shape *target)
 {
     if (gout.id < 0)
         return gout;
+    const stg_shape copy = *target, *shape = &copy; /* 'target' may point into g->nodes */
     const stg_shape *gs = &g->nodes[gout.id].shape;
     if (stgS_equal(gs, shape))
         return gout;

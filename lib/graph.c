@@ -131,27 +131,33 @@ stg_tensor stgG_add(stg_graph *g, const stg_op *op, int nin, const int32_t *in,
 {
     if (!stgG_ok(g))
         return stgG_t(-1);
+    /* Callers may pass pointers into g->nodes, which append() can move. */
+    stg_shape s = *shape;
+    stg_attr a = attr ? *attr : (stg_attr){0};
+    int32_t ins[STG_MAX_INPUTS];
+    for (int i = 0; i < nin; i++)
+        ins[i] = in[i];
     stg_node *n = append(g);
     if (!n)
         return stgG_t(-1);
     n->op = op;
     n->nin = nin;
     for (int i = 0; i < nin; i++)
-        n->in[i] = in[i];
-    n->shape = *shape;
-    stgS_contiguous(shape, &n->lay);
-    if (attr)
-        n->attr = *attr;
+        n->in[i] = ins[i];
+    n->shape = s;
+    stgS_contiguous(&s, &n->lay);
+    n->attr = a;
     return stgG_t(g->n++);
 }
 
 stg_tensor stgG_add_view(stg_graph *g, const stg_op *op, int32_t in, const stg_shape *shape,
                          const stg_layout *lay, const stg_attr *attr)
 {
+    stg_layout l = *lay;
     stg_tensor t = stgG_add(g, op, 1, &in, shape, attr);
     if (t.id >= 0) {
         stg_node *n = &g->nodes[t.id];
-        n->lay = *lay;
+        n->lay = l;
         n->base = g->nodes[in].base;
     }
     return t;
@@ -189,6 +195,35 @@ stg_graph *stgG_clone(const stg_graph *src)
 fail:
     stg_graph_free(g);
     return NULL;
+}
+
+bool stgG_dims(stg_graph *g, const char *what, int ndim, const int64_t *dims, stg_shape *s)
+{
+    if (ndim < 0 || ndim > STG_MAX_DIMS) {
+        stgG_fail(g, STG_SHAPE, "%s: %d dims (a tensor has 0 to %d)", what, ndim, STG_MAX_DIMS);
+        return false;
+    }
+    if (ndim > 0 && !dims) {
+        stgG_fail(g, STG_INVALID, "%s: dims is NULL for %d dims", what, ndim);
+        return false;
+    }
+    s->nd = ndim;
+    int64_t numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (dims[i] < 1) {
+            stgG_fail(g, STG_SHAPE, "%s: dim %d is %lld (every dim must be at least 1)", what, i,
+                      (long long)dims[i]);
+            return false;
+        }
+        if (numel > STG_MAX_NUMEL / dims[i]) {
+            stgG_fail(g, STG_SHAPE, "%s: more than 2^40 elements (dim %d is %lld)", what, i,
+                      (long long)dims[i]);
+            return false;
+        }
+        numel *= dims[i];
+        s->d[i] = dims[i];
+    }
+    return true;
 }
 
 static stg_status mark(stg_graph *g, stg_tensor t, const char *what, bool grad)

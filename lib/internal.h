@@ -120,6 +120,11 @@ bool stgG_check_tensor(stg_graph *g, const char *op, stg_tensor t);
 /* Records the first error (printf-style message) and returns an invalid tensor. */
 stg_tensor stgG_fail(stg_graph *g, stg_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Largest element count a tensor may have (keeps byte sizes far from overflow). */
+#define STG_MAX_NUMEL ((int64_t)1 << 40)
+/* Validates user-given dims into 's'; records an error naming 'what' and
+ * returns false if they are not 0..8 dims, each >= 1, at most 2^40 elements. */
+bool stgG_dims(stg_graph *g, const char *what, int ndim, const int64_t *dims, stg_shape *s);
 /* Appends a computed node with a fresh contiguous layout. */
 stg_tensor stgG_add(stg_graph *g, const stg_op *op, int nin, const int32_t *in,
                     const stg_shape *shape, const stg_attr *attr);

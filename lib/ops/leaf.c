@@ -3,50 +3,22 @@
  * constants (data copied into the graph).  They have no kernel and no
  * backward rule; the plan gives each a buffer that lives as long as the plan.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../internal.h"
 
-/* Largest element count a tensor may have (keeps byte sizes far from overflow). */
-#define MAX_NUMEL ((int64_t)1 << 40)
-
-static bool shape_from_dims(stg_graph *g, const char *op, const char *name, int ndim,
-                            const int64_t *dims, stg_shape *s)
-{
-    const char *q = name ? "'" : "", *nm = name ? name : "";
-    if (ndim < 0 || ndim > STG_MAX_DIMS) {
-        stgG_fail(g, STG_SHAPE, "%s %s%s%s: %d dims (a tensor has 0 to %d)", op, q, nm, q, ndim,
-                  STG_MAX_DIMS);
-        return false;
-    }
-    if (ndim > 0 && !dims) {
-        stgG_fail(g, STG_INVALID, "%s %s%s%s: dims is NULL for %d dims", op, q, nm, q, ndim);
-        return false;
-    }
-    s->nd = ndim;
-    int64_t numel = 1;
-    for (int i = 0; i < ndim; i++) {
-        if (dims[i] < 1 || dims[i] > MAX_NUMEL) {
-            stgG_fail(g, STG_SHAPE, "%s %s%s%s: dim %d is %lld (every dim must be at least 1)", op,
-                      q, nm, q, i, (long long)dims[i]);
-            return false;
-        }
-        s->d[i] = dims[i];
-        numel *= dims[i];
-        if (numel > MAX_NUMEL) {
-            stgG_fail(g, STG_SHAPE, "%s %s%s%s: more than 2^40 elements", op, q, nm, q);
-            return false;
-        }
-    }
-    return true;
-}
-
 static stg_tensor leaf(stg_graph *g, const stg_op *op, stg_role role, const char *name, int ndim,
                        const int64_t *dims, const float *data)
 {
     stg_shape s;
-    if (!stgG_ok(g) || !shape_from_dims(g, op->name, name, ndim, dims, &s))
+    char what[96];
+    if (name)
+        snprintf(what, sizeof what, "%s '%s'", op->name, name);
+    else
+        snprintf(what, sizeof what, "%s", op->name);
+    if (!stgG_ok(g) || !stgG_dims(g, what, ndim, dims, &s))
         return stgG_t(-1);
     if (role == STG_ROLE_CONST && !data)
         return stgG_fail(g, STG_INVALID, "constant: data is NULL");

@@ -28,7 +28,10 @@ static stg_tensor reduce(stg_graph *g, const char *opname, stg_tensor a, int nax
     int nd = x->shape.nd;
     char bx[96];
     uint32_t mask = 0;
-    if (naxes < 0 || naxes > nd || (naxes > 0 && !axes))
+    if (naxes > 0 && !axes)
+        return stgG_fail(g, STG_INVALID, "%s: a %s: axes is NULL for %d axes", opname,
+                         stgS_str(&x->shape, bx, sizeof bx), naxes);
+    if (naxes < 0 || naxes > nd)
         return stgG_fail(g, STG_SHAPE, "%s: a %s: %d axes (need 0 to %d; 0 means all)", opname,
                          stgS_str(&x->shape, bx, sizeof bx), naxes, nd);
     for (int i = 0; i < naxes; i++) {

@@ -7,6 +7,7 @@
  *   y = broadcast_to(x, s)   dx = sum_to(g, shape(x))
  *   y = copy(x)              dx = g        (materialises a strided view)
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "../internal.h"
@@ -23,17 +24,11 @@ STG_API stg_tensor stg_reshape(stg_graph *g, stg_tensor a, int ndim, const int64
     if (!stgG_ok(g) || !stgG_check_tensor(g, "reshape", a))
         return stgG_t(-1);
     const stg_node *x = stgG_node(g, a);
-    char bx[96], bt[96];
-    if (ndim < 0 || ndim > STG_MAX_DIMS || (ndim > 0 && !dims))
-        return stgG_fail(g, STG_SHAPE, "reshape: a %s to %d dims (a tensor has 0 to %d dims)",
-                         stgS_str(&x->shape, bx, sizeof bx), ndim, STG_MAX_DIMS);
-    stg_shape s = {.nd = ndim};
-    for (int i = 0; i < ndim; i++) {
-        if (dims[i] < 1)
-            return stgG_fail(g, STG_SHAPE, "reshape: a %s: target dim %d is %lld (must be >= 1)",
-                             stgS_str(&x->shape, bx, sizeof bx), i, (long long)dims[i]);
-        s.d[i] = dims[i];
-    }
+    char bx[96], bt[96], what[128];
+    snprintf(what, sizeof what, "reshape: a %s to target", stgS_str(&x->shape, bx, sizeof bx));
+    stg_shape s;
+    if (!stgG_dims(g, what, ndim, dims, &s))
+        return stgG_t(-1);
     if (stgS_numel(&s) != stgS_numel(&x->shape))
         return stgG_fail(g, STG_SHAPE,
                          "reshape: a %s has %lld elements but the target %s has %lld",
@@ -104,13 +99,14 @@ STG_API stg_tensor stg_broadcast_to(stg_graph *g, stg_tensor a, int ndim, const 
     if (!stgG_ok(g) || !stgG_check_tensor(g, "broadcast_to", a))
         return stgG_t(-1);
     const stg_node *x = stgG_node(g, a);
-    char bx[96], bt[96];
-    if (ndim < x->shape.nd || ndim > STG_MAX_DIMS || (ndim > 0 && !dims))
-        return stgG_fail(g, STG_SHAPE, "broadcast_to: a %s to %d dims (need %d to %d)",
-                         stgS_str(&x->shape, bx, sizeof bx), ndim, x->shape.nd, STG_MAX_DIMS);
-    stg_shape s = {.nd = ndim}, b;
-    for (int i = 0; i < ndim; i++)
-        s.d[i] = dims[i];
+    char bx[96], bt[96], what[128];
+    snprintf(what, sizeof what, "broadcast_to: a %s to target", stgS_str(&x->shape, bx, sizeof bx));
+    stg_shape s, b;
+    if (!stgG_dims(g, what, ndim, dims, &s))
+        return stgG_t(-1);
+    if (ndim < x->shape.nd)
+        return stgG_fail(g, STG_SHAPE, "broadcast_to: a %s to %d dims (need at least %d)",
+                         bx, ndim, x->shape.nd);
     if (!stgS_broadcast(&x->shape, &s, &b) || !stgS_equal(&b, &s))
         return stgG_fail(g, STG_SHAPE,
                          "broadcast_to: a %s cannot broadcast to %s (each dim of a must be 1 or "
@@ -135,9 +131,10 @@ static void backward_transpose(stg_ad *ad, int32_t id, stg_tensor g)
 {
     const stg_node *n = &ad->g->nodes[id];
     int inv[STG_MAX_DIMS];
+    int32_t x = n->in[0];
     for (int i = 0; i < n->shape.nd; i++)
         inv[n->attr.perm[i]] = i;
-    stgD_accumulate(ad, n->in[0], stg_transpose(ad->g, g, inv));
+    stgD_accumulate(ad, x, stg_transpose(ad->g, g, inv));
 }
 
 static void backward_broadcast_to(stg_ad *ad, int32_t id, stg_tensor g)
