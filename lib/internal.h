@@ -276,6 +276,18 @@ static inline void stgR_split(int64_t n, int tid, int nt, int64_t *lo, int64_t *
     *hi = n * (tid + 1) / nt;
 }
 
+/* ---- matmul lowering (ops/matmul.c) ----------------------------------- */
+
+/* How the planner lowered one matmul node, for tests and profiles. */
+typedef struct stg_matmul_info {
+    const char *kind; /* "gemm", "gemv", "gevm", "ger" or "dot" */
+    int64_t m, n, k;  /* of each product, after folding batch dims */
+    int64_t products; /* outer loop positions x reduction loop positions */
+    int64_t reduced;  /* reduction loop positions (accumulated with beta = 1) */
+    int64_t units;    /* work units shared among threads */
+} stg_matmul_info;
+bool stgK_matmul_info(const stg_pnode *pn, stg_matmul_info *info);
+
 /* ---- shared kernels --------------------------------------------------- */
 
 /* Copies a strided view into contiguous memory (the 'copy' op and tests). */

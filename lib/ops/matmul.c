@@ -388,5 +388,19 @@ static void run_matmul(const stg_pnode *pn, int tid, int nt)
     }
 }
 
+bool stgK_matmul_info(const stg_pnode *pn, stg_matmul_info *info)
+{
+    static const char *const kinds[] = {"gemm", "gemv", "gevm", "ger", "dot"};
+    const gemm_desc *d = pn->desc;
+    if (pn->node->op != &stg_op_matmul || !d)
+        return false;
+    info->kind = kinds[d->kind];
+    info->m = d->m, info->n = d->n, info->k = d->k;
+    info->reduced = d->red.total;
+    info->products = d->outer.total * d->red.total;
+    info->units = d->units;
+    return true;
+}
+
 const stg_op stg_op_matmul = {"matmul", 0, prepare_matmul, run_matmul, backward_matmul,
                               flops_matmul};
