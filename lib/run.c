@@ -14,7 +14,7 @@
 
 /* Spins before yielding: long enough to cover a short node on a free core,
  * short enough that more threads than cores degrade to yields, not burn. */
-#define SPIN_LIMIT 2000
+#define SPIN_LIMIT 200
 
 struct stg_barrier {
     _Alignas(64) atomic_int count;
