@@ -1,10 +1,9 @@
 /*
  * The planner: arena reuse, the plan checker, caller-provided arenas, and
  * allocation failure at every point of plan creation (each must return
- * STG_NOMEM and leak nothing).  This program interposes the C allocator to
- * fail on request and to count live blocks; sanitizer builds skip that part.
+ * STG_NOMEM and leak nothing; allochook.c fails allocations on request and
+ * counts live blocks, and sanitizer builds skip that part).
  */
-#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,81 +12,8 @@
 
 #include <cmocka.h>
 
+#include "allochook.h"
 #include "testutil.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define INJECT 0
-#else
-#define INJECT 1
-#endif
-
-#if INJECT
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void *__libc_memalign(size_t, size_t);
-extern void __libc_free(void *);
-void *memalign(size_t align, size_t n);
-
-/* Single-threaded use only: plan creation runs on the calling thread. */
-static long fail_countdown = -1; /* fail the allocation when it reaches 0 */
-static long live;                /* blocks allocated and not yet freed */
-
-static bool should_fail(void)
-{
-    if (fail_countdown < 0)
-        return false;
-    return fail_countdown-- == 0;
-}
-
-void *malloc(size_t n)
-{
-    void *p = should_fail() ? NULL : __libc_malloc(n);
-    live += p != NULL;
-    return p;
-}
-
-void *calloc(size_t n, size_t size)
-{
-    void *p = should_fail() ? NULL : __libc_calloc(n, size);
-    live += p != NULL;
-    return p;
-}
-
-void *realloc(void *old, size_t n)
-{
-    void *p = should_fail() ? NULL : __libc_realloc(old, n);
-    live += p != NULL && old == NULL;
-    return p;
-}
-
-void *memalign(size_t align, size_t n)
-{
-    void *p = should_fail() ? NULL : __libc_memalign(align, n);
-    live += p != NULL;
-    return p;
-}
-
-void *aligned_alloc(size_t align, size_t n)
-{
-    return memalign(align, n);
-}
-
-int posix_memalign(void **out, size_t align, size_t n)
-{
-    void *p = memalign(align, n);
-    if (!p)
-        return ENOMEM;
-    *out = p;
-    return 0;
-}
-
-void free(void *p)
-{
-    live -= p != NULL;
-    __libc_free(p);
-}
-#endif
 
 /* A 4-layer MLP (matmul + bias), mse loss. */
 static stg_graph *mlp_batch(int64_t batch, stg_tensor *loss)
@@ -206,7 +132,7 @@ static void test_plan_queries(void **state)
 static void test_allocation_failures(void **state)
 {
     (void)state;
-#if INJECT
+#if ALLOCHOOK_ACTIVE
     stg_tensor loss;
     stg_graph *g = mlp(&loss);
     stg_plan *p = NULL;
@@ -215,20 +141,20 @@ static void test_allocation_failures(void **state)
     stg_plan_free(p);
     int failures = 0;
     for (long n = 0;; n++) {
-        long before = live;
-        fail_countdown = n;
+        long before = allochook_live();
+        allochook_fail_after(n);
         stg_status s = stg_plan_create(g, loss, NULL, &p);
-        fail_countdown = -1;
+        allochook_fail_after(-1);
         if (s == STG_OK) {
             stg_plan_free(p);
-            assert_int_equal(live, before);
+            assert_int_equal(allochook_live(), before);
             break;
         }
         if (s != STG_NOMEM)
             fail_msg("allocation %ld failing gave %s, not STG_NOMEM", n, stg_status_name(s));
         assert_null(p);
-        if (live != before)
-            fail_msg("allocation %ld failing leaked %ld blocks", n, live - before);
+        if (allochook_live() != before)
+            fail_msg("allocation %ld failing leaked %ld blocks", n, allochook_live() - before);
         failures++;
     }
     print_message("plan creation failed cleanly at each of its %d allocations\n", failures);

@@ -3,82 +3,19 @@
  * warm-up step, results are bitwise reproducible and identical for 1 and 2
  * threads, and the SGD update does what it says.
  *
- * This program interposes the C allocator (malloc, calloc, realloc,
- * posix_memalign, aligned_alloc, memalign) to count calls made anywhere in
- * the process, BLIS and libgomp included.  Sanitizer builds replace the
- * allocator themselves, so there the counting test is skipped.
+ * Allocator calls are counted process-wide by allochook.c; sanitizer builds
+ * replace the allocator themselves, so there the counting test is skipped.
  */
-#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
+#include "allochook.h"
 #include "testutil.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define COUNT_ALLOCS 0
-#else
-#define COUNT_ALLOCS 1
-#endif
-
-#if COUNT_ALLOCS
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void *__libc_memalign(size_t, size_t);
-extern void __libc_free(void *);
-void *memalign(size_t align, size_t n);
-
-static atomic_long alloc_calls;
-
-void *malloc(size_t n)
-{
-    atomic_fetch_add_explicit(&alloc_calls, 1, memory_order_relaxed);
-    return __libc_malloc(n);
-}
-
-void *calloc(size_t n, size_t size)
-{
-    atomic_fetch_add_explicit(&alloc_calls, 1, memory_order_relaxed);
-    return __libc_calloc(n, size);
-}
-
-void *realloc(void *p, size_t n)
-{
-    atomic_fetch_add_explicit(&alloc_calls, 1, memory_order_relaxed);
-    return __libc_realloc(p, n);
-}
-
-void *memalign(size_t align, size_t n)
-{
-    atomic_fetch_add_explicit(&alloc_calls, 1, memory_order_relaxed);
-    return __libc_memalign(align, n);
-}
-
-void *aligned_alloc(size_t align, size_t n)
-{
-    return memalign(align, n);
-}
-
-int posix_memalign(void **out, size_t align, size_t n)
-{
-    void *p = memalign(align, n);
-    if (!p)
-        return ENOMEM;
-    *out = p;
-    return 0;
-}
-
-void free(void *p)
-{
-    __libc_free(p);
-}
-#endif
 
 /* An MLP-shaped linear network with broadcast bias adds, an mse loss and a
  * few vector-shaped products, big enough that every kernel splits its work. */
@@ -127,17 +64,19 @@ static void fill_net(stg_plan *p, const net *n)
 static void test_steps_allocate_nothing(void **state)
 {
     (void)state;
-#if COUNT_ALLOCS
+#if ALLOCHOOK_ACTIVE
     for (int threads = 1; threads <= 2; threads++) {
         net n = make_net(64);
+        long at_start = allochook_calls();
         stg_plan *p = tu_plan(n.g, n.loss, threads, STG_OPTIM_SGD);
+        assert_true(allochook_calls() > at_start); /* the hook sees plan creation */
         fill_net(p, &n);
         assert_int_equal(stg_plan_step(p), STG_OK); /* warm-up: BLIS and OpenMP set up */
-        long before = atomic_load(&alloc_calls);
+        long before = allochook_calls();
         for (int i = 0; i < 100; i++)
             stg_plan_step(p);
         stg_plan_forward(p);
-        long calls = atomic_load(&alloc_calls) - before;
+        long calls = allochook_calls() - before;
         print_message("%d thread(s): %ld allocator calls in 100 steps + 1 forward\n", threads,
                       calls);
         assert_int_equal(calls, 0);

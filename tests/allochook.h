@@ -1,0 +1,24 @@
+/*
+ * Replaces the C allocator of the test program (malloc, calloc, realloc,
+ * posix_memalign, aligned_alloc, memalign, free) to count calls made
+ * anywhere in the process, BLIS and libgomp included, to count live blocks,
+ * and to fail an allocation on request.  Sanitizer builds replace the
+ * allocator themselves: there ALLOCHOOK_ACTIVE is 0 and nothing is counted.
+ */
+#ifndef STG_ALLOCHOOK_H
+#define STG_ALLOCHOOK_H
+
+#if defined(__SANITIZE_ADDRESS__)
+#define ALLOCHOOK_ACTIVE 0
+#else
+#define ALLOCHOOK_ACTIVE 1
+#endif
+
+/* Allocation calls so far (successful or not). */
+long allochook_calls(void);
+/* Blocks allocated and not yet freed. */
+long allochook_live(void);
+/* Makes the n-th allocation from now (0 = the next) fail; -1 disables. */
+void allochook_fail_after(long n);
+
+#endif
