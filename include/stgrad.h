@@ -115,6 +115,25 @@ STG_API stg_tensor stg_neg(stg_graph *g, stg_tensor a);
 /* a * factor, for a constant factor. */
 STG_API stg_tensor stg_scale(stg_graph *g, stg_tensor a, float factor);
 
+/* Elementwise functions, each with its PyTorch meaning (and gradient):
+ * softplus is PyTorch's with beta 1 and threshold 20, gelu the exact (erf)
+ * form, abs'(0) = 0, clamp passes the gradient where lo <= x <= hi. */
+STG_API stg_tensor stg_exp(stg_graph *g, stg_tensor a);
+STG_API stg_tensor stg_log(stg_graph *g, stg_tensor a);
+STG_API stg_tensor stg_sqrt(stg_graph *g, stg_tensor a);
+STG_API stg_tensor stg_pow(stg_graph *g, stg_tensor a, float exponent);
+STG_API stg_tensor stg_abs(stg_graph *g, stg_tensor a);
+STG_API stg_tensor stg_sin(stg_graph *g, stg_tensor a);
+STG_API stg_tensor stg_cos(stg_graph *g, stg_tensor a);
+STG_API stg_tensor stg_tanh(stg_graph *g, stg_tensor a);
+STG_API stg_tensor stg_sigmoid(stg_graph *g, stg_tensor a);
+STG_API stg_tensor stg_relu(stg_graph *g, stg_tensor a);
+STG_API stg_tensor stg_leaky_relu(stg_graph *g, stg_tensor a, float slope);
+STG_API stg_tensor stg_elu(stg_graph *g, stg_tensor a, float alpha);
+STG_API stg_tensor stg_softplus(stg_graph *g, stg_tensor a);
+STG_API stg_tensor stg_gelu(stg_graph *g, stg_tensor a);
+STG_API stg_tensor stg_clamp(stg_graph *g, stg_tensor a, float lo, float hi);
+
 /* Reductions over the 'naxes' axes listed in 'axes' (negative counts from the
  * end; each axis at most once).  naxes == 0 reduces over all axes.  With
  * keepdims the reduced axes stay as size 1. */

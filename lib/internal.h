@@ -39,7 +39,7 @@ typedef struct stg_attr {
     uint32_t axes;  /* reductions: bit i set = input dim i is reduced */
     int keepdims;   /* reductions */
     int perm[STG_MAX_DIMS]; /* transpose */
-    float f;        /* scale factor, learning-rate slot, ... */
+    float f, f2;    /* attributes of unary ops ('a' and 'b' in ops.def) */
 } stg_attr;
 
 struct stg_op;
@@ -101,7 +101,7 @@ typedef struct stg_op {
 } stg_op;
 
 #define STG_OP(name) extern const stg_op stg_op_##name;
-#define STG_UNARY(name, expr) STG_OP(name)
+#define STG_UNARY(name, expr, deriv, reads) STG_OP(name) STG_OP(name##_grad)
 #define STG_BINARY(name, expr) STG_OP(name)
 #include "ops.def"
 #undef STG_OP
@@ -154,7 +154,7 @@ int stgS_axis(int axis, int nd);
 
 /* A strided loop over up to three operands sharing one index space, with dims
  * coalesced at plan time.  Operand 0 is the output. */
-#define STG_LOOP_OPS 3
+#define STG_LOOP_OPS 4
 typedef struct stg_loop {
     int nd;
     int64_t d[STG_MAX_DIMS];
@@ -289,6 +289,10 @@ typedef struct stg_matmul_info {
 bool stgK_matmul_info(const stg_pnode *pn, stg_matmul_info *info);
 
 /* ---- shared kernels --------------------------------------------------- */
+
+/* Scalar functions used in ops.def expressions. */
+float stgK_sigmoid(float x);
+float stgK_gelu_deriv(float x);
 
 /* Copies a strided view into contiguous memory (the 'copy' op and tests). */
 void stgK_gather(float *dst, const float *src, const stg_shape *s, const stg_layout *lay,

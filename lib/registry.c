@@ -4,7 +4,7 @@
 #include "internal.h"
 
 #define STG_OP(name) &stg_op_##name,
-#define STG_UNARY(name, expr) STG_OP(name)
+#define STG_UNARY(name, expr, deriv, reads) STG_OP(name) STG_OP(name##_grad)
 #define STG_BINARY(name, expr) STG_OP(name)
 static const stg_op *const all_ops[] = {
 #include "ops.def"

@@ -23,7 +23,25 @@
 static stg_tensor build_op(stg_graph *g, const tu_case *c, const stg_tensor *in)
 {
     const char *op = c->op;
-    const long *a = c->attr;
+    const double *a = c->attr;
+    static const struct {
+        const char *name;
+        stg_tensor (*fn)(stg_graph *, stg_tensor);
+    } unary[] = {{"neg", stg_neg},         {"exp", stg_exp},   {"log", stg_log},
+                 {"sqrt", stg_sqrt},       {"abs", stg_abs},   {"sin", stg_sin},
+                 {"cos", stg_cos},         {"tanh", stg_tanh}, {"sigmoid", stg_sigmoid},
+                 {"relu", stg_relu},       {"gelu", stg_gelu}, {"softplus", stg_softplus}};
+    for (size_t i = 0; i < sizeof unary / sizeof unary[0]; i++)
+        if (!strcmp(op, unary[i].name))
+            return unary[i].fn(g, in[0]);
+    if (!strcmp(op, "pow"))
+        return stg_pow(g, in[0], (float)a[0]);
+    if (!strcmp(op, "leaky_relu"))
+        return stg_leaky_relu(g, in[0], (float)a[0]);
+    if (!strcmp(op, "elu"))
+        return stg_elu(g, in[0], (float)a[0]);
+    if (!strcmp(op, "clamp"))
+        return stg_clamp(g, in[0], (float)a[0], (float)a[1]);
     int ax[STG_MAX_DIMS];
     int64_t dims[STG_MAX_DIMS];
     if (!strcmp(op, "matmul"))
@@ -38,8 +56,6 @@ static stg_tensor build_op(stg_graph *g, const tu_case *c, const stg_tensor *in)
         return stg_mul(g, in[0], in[1]);
     if (!strcmp(op, "div"))
         return stg_div(g, in[0], in[1]);
-    if (!strcmp(op, "neg"))
-        return stg_neg(g, in[0]);
     if (!strcmp(op, "mse"))
         return stg_mse_loss(g, in[0], in[1]);
     if (!strcmp(op, "sum") || !strcmp(op, "mean")) {

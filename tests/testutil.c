@@ -47,7 +47,7 @@ bool tu_read_case(FILE *f, tu_case *c)
     /* attributes follow the op name on the same line */
     char *p = line + used;
     char *end;
-    for (long v = strtol(p, &end, 10); end != p; v = strtol(p, &end, 10)) {
+    for (double v = strtod(p, &end); end != p; v = strtod(p, &end)) {
         assert_true(c->nattr < 32);
         c->attr[c->nattr++] = v;
         p = end;

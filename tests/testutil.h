@@ -22,7 +22,7 @@ typedef struct tu_tensor {
 typedef struct tu_case {
     char name[128], op[32];
     int nattr;
-    long attr[32];
+    double attr[32]; /* numbers after the op name */
     int nt;
     tu_tensor t[TU_MAX_TENSORS];
 } tu_case;

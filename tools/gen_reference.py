@@ -45,6 +45,9 @@ Ops and attribute tokens:
     neg
     sum  <keepdims> <naxes> <axes...>   naxes 0: reduce over all axes
     mean <keepdims> <naxes> <axes...>   (axes may be negative)
+    exp log sqrt abs sin cos tanh sigmoid relu softplus gelu
+    pow <exponent>  leaky_relu <slope>  elu <alpha>  clamp <lo> <hi>
+                     (attributes of unary ops are decimal numbers)
     reshape <ndim> <dims...>     target shape
     transpose <n> <perm...>      torch.permute(in0, perm)
     swapaxes <a> <b>             torch.swapaxes(in0, a, b)
@@ -152,17 +155,17 @@ def make_case(name, op, attrs, fn, inputs):
     return fmt_case(name, op, attrs, xs, seed, out, [x.grad for x in xs])
 
 
-def random_inputs(name, shapes, op=None):
+def random_inputs(name, shapes, op=None, lo=-1.0, hi=1.0):
     """Inputs for a case; the second input of div is kept away from 0."""
     g = generator_for(name + "/inputs")
-    xs = [uniform(g, s) for s in shapes]
+    xs = [uniform(g, s, lo, hi) for s in shapes]
     if op == "div":
         xs[1] = divisor(g, shapes[1])
     return xs
 
 
-def simple_case(name, op, attrs, fn, shapes):
-    return make_case(name, op, attrs, fn, random_inputs(name, shapes, op))
+def simple_case(name, op, attrs, fn, shapes, lo=-1.0, hi=1.0):
+    return make_case(name, op, attrs, fn, random_inputs(name, shapes, op, lo, hi))
 
 
 # ---------------------------------------------------------------- matmul
@@ -365,10 +368,43 @@ def mse_cases():
             for s in ((4,), (3, 5), (2, 3, 4), ())]
 
 
+# Unary ops: (op, attrs, torch function, input range).
+UNARY_OPS = (
+    ("exp", [], torch.exp, (-2, 2)),
+    ("log", [], torch.log, (0.2, 3)),
+    ("sqrt", [], torch.sqrt, (0.2, 3)),
+    ("pow", [2.5], lambda x: torch.pow(x, 2.5), (0.2, 2)),
+    ("pow", [3], lambda x: torch.pow(x, 3), (-2, 2)),
+    ("abs", [], torch.abs, (-1, 1)),
+    ("sin", [], torch.sin, (-3, 3)),
+    ("cos", [], torch.cos, (-3, 3)),
+    ("tanh", [], torch.tanh, (-3, 3)),
+    ("sigmoid", [], torch.sigmoid, (-6, 6)),
+    ("relu", [], torch.relu, (-1, 1)),
+    ("leaky_relu", [0.1], lambda x: F.leaky_relu(x, 0.1), (-1, 1)),
+    ("elu", [0.7], lambda x: F.elu(x, 0.7), (-2, 2)),
+    ("softplus", [], F.softplus, (-4, 4)),
+    ("softplus", [], F.softplus, (-30, 30)),
+    ("gelu", [], F.gelu, (-3, 3)),
+    ("clamp", [-0.5, 0.4], lambda x: torch.clamp(x, -0.5, 0.4), (-1, 1)),
+)
+
+
+def unary_cases():
+    cases = []
+    for op, attrs, fn, (lo, hi) in UNARY_OPS:
+        for shape in ((3, 4), (2, 3, 5)):
+            tag = "_".join(str(a).replace("-", "m") for a in attrs)
+            name = "%s%s_%s_r%s_%s" % (op, "_" + tag if tag else "", fmt_shape(shape),
+                                      str(lo).replace("-", "m"), hi)
+            cases.append(simple_case(name, op, attrs, fn, [shape], lo, hi))
+    return cases
+
+
 def ops_cases():
     return (binary_cases() + neg_cases() + reduce_cases() + reshape_cases()
             + transpose_cases() + swapaxes_cases() + outer_cases()
-            + mse_cases())
+            + mse_cases() + unary_cases())
 
 
 # ---------------------------------------------------------------- main

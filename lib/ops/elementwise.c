@@ -1,43 +1,49 @@
 /*
- * Elementwise arithmetic with NumPy broadcasting.
+ * Elementwise ops.  Binary arithmetic broadcasts like NumPy:
  *
  *   z = x + y   dx = sum_to(g)        dy = sum_to(g)
  *   z = x - y   dx = sum_to(g)        dy = -sum_to(g)
  *   z = x * y   dx = sum_to(g*y)      dy = sum_to(g*x)
  *   z = x / y   dx = sum_to(g/y)      dy = -sum_to(g*z/y)
- *   y = -x      dx = -g
- *   y = f*x     dx = f*g
  *
  * sum_to sums a gradient over the dims its operand was broadcast along.
+ * Unary ops are one line each in ops.def: y = f(x), and dx = g * f'(x, y)
+ * computed by one generated '<name>_grad' node that reads only what f'
+ * needs (so relu's input, say, dies at relu and relu runs in place).
+ *
  * Kernels walk a coalesced strided loop (built at plan time), so broadcast
  * inputs and transposed views are read in place, never copied.
  */
+#include <math.h>
+
 #include "../internal.h"
 
 /* Below this many elements one thread does the whole node. */
 #define ELEMWISE_GRAIN 16384
 
-typedef void (*seg_fn)(float *o, const float *a, const float *b, int64_t n, int64_t sa,
-                       int64_t sb, float f);
+/* Runs over n elements of an innermost segment; in[j] steps by st[j]. */
+typedef void (*seg_fn)(float *o, const float *const *in, const int64_t *st, int64_t n,
+                       const stg_attr *at);
 
 /* Runs 'fn' over the innermost segments of flat range [lo, hi). */
-static void walk(const stg_loop *L, int64_t lo, int64_t hi, float *o, const float *a,
-                 const float *b, seg_fn fn, float f)
+static void walk(const stg_loop *L, int64_t lo, int64_t hi, float *o, const float *const *in,
+                 int nin, seg_fn fn, const stg_attr *at)
 {
     int k = L->nd - 1;
-    if (k < 0) {
-        if (lo < hi)
-            fn(o, a, b, 1, 0, 0, f);
-        return;
-    }
     while (lo < hi) {
-        int64_t off[STG_LOOP_OPS];
+        int64_t off[STG_LOOP_OPS], st[STG_MAX_INPUTS] = {0}, n = 1;
+        const float *p[STG_MAX_INPUTS] = {NULL};
         stgS_loop_offsets(L, lo, off);
-        int64_t pos = lo % L->d[k];
-        int64_t n = L->d[k] - pos;
+        if (k >= 0) {
+            n = L->d[k] - lo % L->d[k];
+            for (int j = 0; j < nin; j++)
+                st[j] = L->st[j + 1][k];
+        }
         if (n > hi - lo)
             n = hi - lo;
-        fn(o + off[0], a + off[1], b ? b + off[2] : NULL, n, L->st[1][k], L->st[2][k], f);
+        for (int j = 0; j < nin; j++)
+            p[j] = in[j] + off[j + 1];
+        fn(o + off[0], p, st, n, at);
         lo += n;
     }
 }
@@ -59,7 +65,7 @@ static stg_status prepare_elementwise(stg_plan *p, stg_pnode *pn)
     return STG_OK;
 }
 
-static void run_elementwise(const stg_pnode *pn, int tid, int nt, seg_fn fn, float f)
+static void run_elementwise(const stg_pnode *pn, int tid, int nt, seg_fn fn)
 {
     const stg_loop *L = pn->desc;
     int64_t lo = 0, hi = L->total;
@@ -67,7 +73,7 @@ static void run_elementwise(const stg_pnode *pn, int tid, int nt, seg_fn fn, flo
         stgR_split(L->total, tid, nt, &lo, &hi);
     else if (tid != 0)
         return;
-    walk(L, lo, hi, pn->out, pn->in[0], pn->node->nin > 1 ? pn->in[1] : NULL, fn, f);
+    walk(L, lo, hi, pn->out, pn->in, pn->node->nin, fn, &pn->node->attr);
 }
 
 static double flops_elementwise(const stg_graph *g, const stg_node *n)
@@ -101,17 +107,55 @@ static stg_tensor binary(stg_graph *g, const stg_op *op, stg_tensor a, stg_tenso
     return stgG_add(g, op, 2, in, &out, NULL);
 }
 
-static stg_tensor unary(stg_graph *g, const stg_op *op, stg_tensor a, float f)
+static stg_tensor unary(stg_graph *g, const stg_op *op, stg_tensor a, float fa, float fb)
 {
     if (!stgG_ok(g) || !stgG_check_tensor(g, op->name, a))
         return stgG_t(-1);
-    stg_attr attr = {.f = f};
+    stg_attr attr = {.f = fa, .f2 = fb};
     return stgG_add(g, op, 1, &a.id, &stgG_node(g, a)->shape, &attr);
 }
 
+/* Unary ops with attributes; the others are generated below. */
 STG_API stg_tensor stg_scale(stg_graph *g, stg_tensor a, float factor)
 {
-    return unary(g, &stg_op_scale, a, factor);
+    return unary(g, &stg_op_scale, a, factor, 0.0f);
+}
+
+STG_API stg_tensor stg_pow(stg_graph *g, stg_tensor a, float exponent)
+{
+    return unary(g, &stg_op_pow, a, exponent, 0.0f);
+}
+
+STG_API stg_tensor stg_leaky_relu(stg_graph *g, stg_tensor a, float slope)
+{
+    return unary(g, &stg_op_leaky_relu, a, slope, 0.0f);
+}
+
+STG_API stg_tensor stg_elu(stg_graph *g, stg_tensor a, float alpha)
+{
+    return unary(g, &stg_op_elu, a, alpha, 0.0f);
+}
+
+STG_API stg_tensor stg_clamp(stg_graph *g, stg_tensor a, float lo, float hi)
+{
+    if (stgG_ok(g) && !(lo <= hi))
+        return stgG_fail(g, STG_INVALID, "clamp: lo %g must not exceed hi %g", (double)lo,
+                         (double)hi);
+    return unary(g, &stg_op_clamp, a, lo, hi);
+}
+
+float stgK_sigmoid(float x)
+{
+    if (x >= 0.0f)
+        return 1.0f / (1.0f + expf(-x));
+    float e = expf(x);
+    return e / (1.0f + e);
+}
+
+/* d/dx of x * Phi(x): Phi(x) + x * phi(x). */
+float stgK_gelu_deriv(float x)
+{
+    return 0.5f * (1.0f + erff(x * 0.70710678f)) + x * 0.39894228f * expf(-0.5f * x * x);
 }
 
 /* ---- backward rules ----------------------------------------------------- */
@@ -159,106 +203,171 @@ static void backward_div(stg_ad *ad, int32_t id, stg_tensor g)
     }
 }
 
-static void backward_neg(stg_ad *ad, int32_t id, stg_tensor g)
-{
-    stgD_accumulate(ad, in_t(ad, id, 0).id, stg_neg(ad->g, g));
-}
-
-static void backward_scale(stg_ad *ad, int32_t id, stg_tensor g)
-{
-    stgD_accumulate(ad, in_t(ad, id, 0).id, stg_scale(ad->g, g, ad->g->nodes[id].attr.f));
-}
-
 /* ---- kernels and descriptors, generated from ops.def -------------------- */
 
 /* The unit-stride branches are the ones that matter; the compiler vectorises them. */
-#define STG_BINARY(name, expr)                                                              \
-    static void seg_##name(float *o, const float *pa, const float *pb, int64_t n, int64_t sa, \
-                           int64_t sb, float f)                                             \
-    {                                                                                       \
-        (void)f;                                                                            \
-        if (sa == 1 && sb == 1) {                                                           \
-            for (int64_t i = 0; i < n; i++) {                                               \
-                float x = pa[i], y = pb[i];                                                 \
-                o[i] = (expr);                                                              \
-            }                                                                               \
-        } else if (sa == 1 && sb == 0) {                                                    \
-            float y = pb[0];                                                                \
-            for (int64_t i = 0; i < n; i++) {                                               \
-                float x = pa[i];                                                            \
-                o[i] = (expr);                                                              \
-            }                                                                               \
-        } else if (sa == 0 && sb == 1) {                                                    \
-            float x = pa[0];                                                                \
-            for (int64_t i = 0; i < n; i++) {                                               \
-                float y = pb[i];                                                            \
-                o[i] = (expr);                                                              \
-            }                                                                               \
-        } else {                                                                            \
-            for (int64_t i = 0; i < n; i++) {                                               \
-                float x = pa[i * sa], y = pb[i * sb];                                       \
-                o[i] = (expr);                                                              \
-            }                                                                               \
-        }                                                                                   \
-    }                                                                                       \
-    static void run_##name(const stg_pnode *pn, int tid, int nt)                            \
-    {                                                                                       \
-        run_elementwise(pn, tid, nt, seg_##name, 0.0f);                                     \
-    }                                                                                       \
-    STG_API stg_tensor stg_##name(stg_graph *g, stg_tensor a, stg_tensor b)                 \
-    {                                                                                       \
-        return binary(g, &stg_op_##name, a, b);                                             \
-    }                                                                                       \
-    const stg_op stg_op_##name = {#name, STG_OPF_ELEMENTWISE, prepare_elementwise,          \
+#define STG_BINARY(name, expr)                                                                \
+    static void seg_##name(float *o, const float *const *in, const int64_t *st, int64_t n,    \
+                           const stg_attr *at)                                                \
+    {                                                                                         \
+        const float *pa = in[0], *pb = in[1];                                                 \
+        int64_t sa = st[0], sb = st[1];                                                       \
+        (void)at;                                                                             \
+        if (sa == 1 && sb == 1) {                                                             \
+            for (int64_t i = 0; i < n; i++) {                                                 \
+                float x = pa[i], y = pb[i];                                                   \
+                o[i] = (expr);                                                                \
+            }                                                                                 \
+        } else if (sa == 1 && sb == 0) {                                                      \
+            float y = pb[0];                                                                  \
+            for (int64_t i = 0; i < n; i++) {                                                 \
+                float x = pa[i];                                                              \
+                o[i] = (expr);                                                                \
+            }                                                                                 \
+        } else if (sa == 0 && sb == 1) {                                                      \
+            float x = pa[0];                                                                  \
+            for (int64_t i = 0; i < n; i++) {                                                 \
+                float y = pb[i];                                                              \
+                o[i] = (expr);                                                                \
+            }                                                                                 \
+        } else {                                                                              \
+            for (int64_t i = 0; i < n; i++) {                                                 \
+                float x = pa[i * sa], y = pb[i * sb];                                         \
+                o[i] = (expr);                                                                \
+            }                                                                                 \
+        }                                                                                     \
+    }                                                                                         \
+    static void run_##name(const stg_pnode *pn, int tid, int nt)                              \
+    {                                                                                         \
+        run_elementwise(pn, tid, nt, seg_##name);                                             \
+    }                                                                                         \
+    STG_API stg_tensor stg_##name(stg_graph *g, stg_tensor a, stg_tensor b)                   \
+    {                                                                                         \
+        return binary(g, &stg_op_##name, a, b);                                               \
+    }                                                                                         \
+    const stg_op stg_op_##name = {#name, STG_OPF_ELEMENTWISE, prepare_elementwise,            \
                                   run_##name, backward_##name, flops_elementwise};
-
-#define STG_UNARY(name, expr)                                                               \
-    static void seg_##name(float *o, const float *pa, const float *pb, int64_t n, int64_t sa, \
-                           int64_t sb, float f)                                             \
-    {                                                                                       \
-        (void)pb, (void)sb, (void)f;                                                        \
-        if (sa == 1) {                                                                      \
-            for (int64_t i = 0; i < n; i++) {                                               \
-                float x = pa[i];                                                            \
-                o[i] = (expr);                                                              \
-            }                                                                               \
-        } else {                                                                            \
-            for (int64_t i = 0; i < n; i++) {                                               \
-                float x = pa[i * sa];                                                       \
-                o[i] = (expr);                                                              \
-            }                                                                               \
-        }                                                                                   \
-    }                                                                                       \
-    static void run_##name(const stg_pnode *pn, int tid, int nt)                            \
-    {                                                                                       \
-        run_elementwise(pn, tid, nt, seg_##name, 0.0f);                                     \
-    }                                                                                       \
-    STG_API stg_tensor stg_##name(stg_graph *g, stg_tensor a)                               \
-    {                                                                                       \
-        return unary(g, &stg_op_##name, a, 0.0f);                                           \
-    }                                                                                       \
-    const stg_op stg_op_##name = {#name, STG_OPF_ELEMENTWISE, prepare_elementwise,          \
-                                  run_##name, backward_##name, flops_elementwise};
-
+#define STG_UNARY(name, expr, deriv, reads)
 #define STG_OP(name)
+#include "../ops.def"
+#undef STG_BINARY
+#undef STG_UNARY
+
+/* What each unary derivative reads, besides the incoming gradient. */
+#define READS_X_NONE 0
+#define READS_Y_NONE 0
+#define READS_X_X 1
+#define READS_Y_X 0
+#define READS_X_Y 0
+#define READS_Y_Y 1
+#define READS_X_XY 1
+#define READS_Y_XY 1
+
+/* The gradient node of a unary op: inputs g, then x and/or y as 'reads' says. */
+static void backward_unary(stg_ad *ad, int32_t id, stg_tensor gout, const stg_op *grad_op,
+                           bool reads_x, bool reads_y)
+{
+    const stg_node *n = &ad->g->nodes[id];
+    int32_t x = n->in[0], in[3] = {gout.id}, nin = 1;
+    if (!stgD_needs(ad, x) || gout.id < 0)
+        return;
+    if (reads_x)
+        in[nin++] = x;
+    if (reads_y)
+        in[nin++] = id;
+    stg_attr attr = n->attr;
+    stg_shape s = n->shape;
+    stgD_accumulate(ad, x, stgG_add(ad->g, grad_op, nin, in, &s, &attr));
+}
+
+static double flops_unary_grad(const stg_graph *g, const stg_node *n)
+{
+    (void)g;
+    return 2.0 * (double)stgS_numel(&n->shape);
+}
+
+#define STG_UNARY(name, expr, deriv, reads)                                                   \
+    static void seg_##name(float *o, const float *const *in, const int64_t *st, int64_t n,    \
+                           const stg_attr *at)                                                \
+    {                                                                                         \
+        const float *px = in[0], a = at->f, b = at->f2;                                       \
+        (void)a, (void)b;                                                                     \
+        if (st[0] == 1) {                                                                     \
+            for (int64_t i = 0; i < n; i++) {                                                 \
+                float x = px[i];                                                              \
+                o[i] = (expr);                                                                \
+            }                                                                                 \
+        } else {                                                                              \
+            for (int64_t i = 0; i < n; i++) {                                                 \
+                float x = px[i * st[0]];                                                      \
+                o[i] = (expr);                                                                \
+            }                                                                                 \
+        }                                                                                     \
+    }                                                                                         \
+    static void run_##name(const stg_pnode *pn, int tid, int nt)                              \
+    {                                                                                         \
+        run_elementwise(pn, tid, nt, seg_##name);                                             \
+    }                                                                                         \
+    /* g * deriv: x is input READS_X, y the next one (strides likewise). */                   \
+    static void seg_##name##_grad(float *o, const float *const *in, const int64_t *st,        \
+                                  int64_t n, const stg_attr *at)                              \
+    {                                                                                         \
+        const float *pg = in[0], *px = in[READS_X_##reads ? 1 : 0];                           \
+        const float *py = in[READS_X_##reads ? 2 : 1];                                        \
+        int64_t sg = st[0], sx = st[READS_X_##reads ? 1 : 0], sy = st[READS_X_##reads ? 2 : 1]; \
+        float a = at->f, b = at->f2;                                                          \
+        (void)a, (void)b, (void)px, (void)py, (void)sx, (void)sy;                             \
+        bool unit = sg == 1 && (!READS_X_##reads || sx == 1) && (!READS_Y_##reads || sy == 1); \
+        if (unit) {                                                                           \
+            for (int64_t i = 0; i < n; i++) {                                                 \
+                float x = READS_X_##reads ? px[i] : 0.0f;                                     \
+                float y = READS_Y_##reads ? py[i] : 0.0f;                                     \
+                (void)x, (void)y;                                                             \
+                o[i] = pg[i] * (deriv);                                                       \
+            }                                                                                 \
+        } else {                                                                              \
+            for (int64_t i = 0; i < n; i++) {                                                 \
+                float x = READS_X_##reads ? px[i * sx] : 0.0f;                                \
+                float y = READS_Y_##reads ? py[i * sy] : 0.0f;                                \
+                (void)x, (void)y;                                                             \
+                o[i] = pg[i * sg] * (deriv);                                                  \
+            }                                                                                 \
+        }                                                                                     \
+    }                                                                                         \
+    static void run_##name##_grad(const stg_pnode *pn, int tid, int nt)                       \
+    {                                                                                         \
+        run_elementwise(pn, tid, nt, seg_##name##_grad);                                      \
+    }                                                                                         \
+    static void backward_##name(stg_ad *ad, int32_t id, stg_tensor g)                         \
+    {                                                                                         \
+        backward_unary(ad, id, g, &stg_op_##name##_grad, READS_X_##reads, READS_Y_##reads);   \
+    }                                                                                         \
+    const stg_op stg_op_##name = {#name, STG_OPF_ELEMENTWISE, prepare_elementwise,            \
+                                  run_##name, backward_##name, flops_elementwise};            \
+    const stg_op stg_op_##name##_grad = {#name "_grad", STG_OPF_ELEMENTWISE,                  \
+                                         prepare_elementwise, run_##name##_grad, NULL,        \
+                                         flops_unary_grad};
+#define STG_BINARY(name, expr)
 #include "../ops.def"
 #undef STG_OP
 #undef STG_UNARY
 #undef STG_BINARY
 
-/* y = f*x: an elementwise op whose scalar function has a parameter. */
-static void seg_scale(float *o, const float *pa, const float *pb, int64_t n, int64_t sa,
-                      int64_t sb, float f)
-{
-    (void)pb, (void)sb;
-    for (int64_t i = 0; i < n; i++)
-        o[i] = f * pa[i * sa];
-}
-
-static void run_scale(const stg_pnode *pn, int tid, int nt)
-{
-    run_elementwise(pn, tid, nt, seg_scale, pn->node->attr.f);
-}
-
-const stg_op stg_op_scale = {"scale", STG_OPF_ELEMENTWISE, prepare_elementwise, run_scale,
-                             backward_scale, flops_elementwise};
+/* Public builders of the unary ops without attributes. */
+#define UNARY_BUILDER(name)                                                                   \
+    STG_API stg_tensor stg_##name(stg_graph *g, stg_tensor a)                                 \
+    {                                                                                         \
+        return unary(g, &stg_op_##name, a, 0.0f, 0.0f);                                       \
+    }
+UNARY_BUILDER(neg)
+UNARY_BUILDER(exp)
+UNARY_BUILDER(log)
+UNARY_BUILDER(sqrt)
+UNARY_BUILDER(abs)
+UNARY_BUILDER(sin)
+UNARY_BUILDER(cos)
+UNARY_BUILDER(tanh)
+UNARY_BUILDER(sigmoid)
+UNARY_BUILDER(relu)
+UNARY_BUILDER(softplus)
+UNARY_BUILDER(gelu)
