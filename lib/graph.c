@@ -226,14 +226,15 @@ bool stgG_dims(stg_graph *g, const char *what, int ndim, const int64_t *dims, st
     return true;
 }
 
-static stg_status mark(stg_graph *g, stg_tensor t, const char *what, bool grad)
+/* A failed call leaves the graph unchanged: no sticky error is recorded. */
+static stg_status mark(stg_graph *g, stg_tensor t, bool grad)
 {
     if (!g)
         return STG_INVALID;
     if (g->status != STG_OK)
         return g->status;
-    if (!stgG_check_tensor(g, what, t))
-        return g->status;
+    if (!stg_tensor_valid(g, t))
+        return STG_INVALID;
     if (grad)
         g->nodes[t.id].want_grad = true;
     else
@@ -243,10 +244,10 @@ static stg_status mark(stg_graph *g, stg_tensor t, const char *what, bool grad)
 
 STG_API stg_status stg_graph_require_grad(stg_graph *g, stg_tensor t)
 {
-    return mark(g, t, "require_grad", true);
+    return mark(g, t, true);
 }
 
 STG_API stg_status stg_graph_keep(stg_graph *g, stg_tensor t)
 {
-    return mark(g, t, "keep", false);
+    return mark(g, t, false);
 }

@@ -82,7 +82,8 @@ enum {
     STG_OPF_VIEW = 1 << 0,        /* no kernel: data is a view of input 0 */
     STG_OPF_ELEMENTWISE = 1 << 1, /* out[i] depends on inputs at i only */
     STG_OPF_WRITES_IN0 = 1 << 2,  /* updates input 0 in place (optimizers) */
-    STG_OPF_LEAF = 1 << 3         /* input, param, constant */
+    STG_OPF_LEAF = 1 << 3,        /* input, param, constant */
+    STG_OPF_INPLACE = 1 << 4      /* may write over an input of its own shape that dies here */
 };
 
 /*
@@ -107,6 +108,9 @@ typedef struct stg_op {
 #undef STG_OP
 #undef STG_UNARY
 #undef STG_BINARY
+
+/* 'flops' of ops that do no arithmetic. */
+double stgO_no_flops(const stg_graph *g, const stg_node *n);
 
 /* Registry: every op, in ops.def order, for lookups by name and for tests. */
 const stg_op *const *stgO_all(int *count);
@@ -140,6 +144,8 @@ const char *stgS_str(const stg_shape *s, char *buf, size_t len);
 /* ---- shapes (shape.c) ------------------------------------------------ */
 
 int64_t stgS_numel(const stg_shape *s);
+/* Whether the element count is at most STG_MAX_NUMEL (checked without overflow). */
+bool stgS_numel_ok(const stg_shape *s);
 void stgS_contiguous(const stg_shape *s, stg_layout *lay);
 bool stgS_is_contiguous(const stg_shape *s, const stg_layout *lay);
 bool stgS_equal(const stg_shape *a, const stg_shape *b);
@@ -240,7 +246,8 @@ struct stg_barrier;
 
 struct stg_plan {
     stg_graph *g;      /* private copy: user graph + backward + update nodes */
-    int32_t nfwd;      /* node ids below this are the user's forward graph */
+    int32_t nuser;     /* node ids below this are the user's graph (valid handles) */
+    int32_t nfwd;      /* ... below this, the forward pass (user graph + kept-value copies) */
     int32_t loss;
     int32_t *grad;     /* per forward node: gradient node or -1 */
     int32_t *value;    /* per forward node: node holding its kept value, or -1 */
@@ -262,8 +269,8 @@ struct stg_plan {
 
 /* Element pointer of node 'id' (its base buffer + layout offset). */
 float *stgP_ptr(const struct stg_plan *p, int32_t id);
-/* Allocates a zeroed descriptor owned by the plan (freed with it). */
-void *stgP_desc(struct stg_plan *p, stg_pnode *pn, size_t bytes);
+/* Allocates a zeroed descriptor for 'pn', owned by the plan (freed with it). */
+void *stgP_desc(stg_pnode *pn, size_t bytes);
 
 /* ---- run (run.c) ----------------------------------------------------- */
 

@@ -67,9 +67,8 @@ float *stgP_ptr(const stg_plan *p, int32_t id)
     return (float *)(p->arena + p->bufs[b].offset) + n->lay.off;
 }
 
-void *stgP_desc(stg_plan *p, stg_pnode *pn, size_t bytes)
+void *stgP_desc(stg_pnode *pn, size_t bytes)
 {
-    (void)p;
     pn->desc = calloc(1, bytes);
     return pn->desc;
 }
@@ -83,30 +82,36 @@ static int32_t materialize(stg_graph *g, int32_t id)
     return stgG_add(g, &stg_op_copy, 1, &id, &n->shape, NULL).id;
 }
 
-/* Step 1: backward and update nodes; fills p->grad for the forward nodes. */
+/* Step 1: copies of kept values (part of the forward pass), then backward
+ * and update nodes; fills p->value and p->grad. */
 static stg_status extend(stg_plan *p, const stg_plan_options *o)
 {
     stg_graph *g = p->g;
-    if (p->loss >= 0) {
+    for (int32_t i = 0; i < p->nuser; i++)
+        if (g->nodes[i].keep && g->nodes[i].role == STG_ROLE_COMPUTE)
+            p->value[i] = materialize(g, i);
+    p->nfwd = g->n;
+    if (!(p->grad = malloc(count_of(p->nfwd) * sizeof *p->grad)))
+        return fail(STG_NOMEM, "plan: out of memory");
+    for (int32_t i = 0; i < p->nfwd; i++)
+        p->grad[i] = -1;
+    if (p->loss >= 0 && g->status == STG_OK) {
         stg_status s = stgD_differentiate(g, p->loss, p->grad);
         if (s != STG_OK)
             return fail(s, "plan: differentiating the graph failed: %s", g->msg);
     }
-    for (int32_t i = 0; i < p->nfwd && p->loss >= 0; i++) {
+    for (int32_t i = 0; i < p->nfwd; i++) {
         const stg_node *n = &g->nodes[i];
-        if (p->grad[i] >= 0 && (n->role == STG_ROLE_PARAM || n->want_grad))
+        if (i < p->nuser && p->grad[i] >= 0 && (n->role == STG_ROLE_PARAM || n->want_grad))
             p->grad[i] = materialize(g, p->grad[i]);
         else
             p->grad[i] = -1;
     }
-    for (int32_t i = 0; i < p->nfwd && o->optimizer == STG_OPTIM_SGD; i++)
+    for (int32_t i = 0; i < p->nuser && o->optimizer == STG_OPTIM_SGD; i++)
         if (g->nodes[i].role == STG_ROLE_PARAM && p->grad[i] >= 0) {
             int32_t in[2] = {i, p->grad[i]};
             stgG_add(g, &stg_op_sgd, 2, in, &g->nodes[i].shape, NULL);
         }
-    for (int32_t i = 0; i < p->nfwd; i++)
-        if (g->nodes[i].keep && g->nodes[i].role == STG_ROLE_COMPUTE)
-            p->value[i] = materialize(g, i);
     return g->status == STG_OK ? STG_OK : fail(g->status, "plan: %s", g->msg);
 }
 
@@ -121,7 +126,7 @@ static void root(const stg_graph *g, scratch *s, int32_t id)
 static stg_status schedule(stg_plan *p, scratch *s)
 {
     stg_graph *g = p->g;
-    for (int32_t i = 0; i < p->nfwd; i++) {
+    for (int32_t i = 0; i < p->nuser; i++) {
         if (p->grad[i] >= 0)
             root(g, s, p->grad[i]);
         if (p->value[i] >= 0)
@@ -179,7 +184,7 @@ static void last_uses(const stg_plan *p, scratch *s)
 }
 
 /* Whether elementwise node 'n' may write over input 'x' (which dies at n). */
-static bool can_share(const stg_plan *p, const scratch *s, const stg_node *n, int32_t x, int32_t pos)
+static bool can_share(const stg_plan *p, const stg_node *n, int32_t x, int32_t pos)
 {
     const stg_node *xn = &p->g->nodes[x];
     int32_t b = p->bufof[x];
@@ -189,7 +194,6 @@ static bool can_share(const stg_plan *p, const scratch *s, const stg_node *n, in
     for (int j = 0; j < n->nin; j++)
         if (n->in[j] != x && p->bufof[p->g->nodes[n->in[j]].base] == b)
             return false;
-    (void)s;
     return true;
 }
 
@@ -210,12 +214,13 @@ static stg_status assign_buffers(stg_plan *p, scratch *s)
             p->bufof[i] = p->bufof[n->in[0]];
             continue;
         }
-        if ((n->op->flags & STG_OPF_ELEMENTWISE) && !s->persistent[i]) {
+        if ((n->op->flags & STG_OPF_INPLACE) && !s->persistent[i]) {
             for (int j = 0; j < n->nin && p->bufof[i] < 0; j++)
-                if (can_share(p, s, n, n->in[j], pos)) {
+                if (can_share(p, n, n->in[j], pos)) {
                     int32_t b = p->bufof[n->in[j]];
                     p->bufof[i] = b;
                     p->bufs[b].last = s->last[i];
+                    p->buffer_bytes += p->bufs[b].bytes; /* counted as if not shared */
                 }
             if (p->bufof[i] >= 0)
                 continue;
@@ -353,16 +358,14 @@ static stg_status build(const stg_graph *g, stg_tensor loss, const stg_plan_opti
         return fail(STG_NOMEM, "plan: out of memory copying the graph");
     }
     *out = p;
-    p->nfwd = g->n;
+    p->nuser = g->n;
     p->loss = loss.id;
     p->threads = o->threads ? o->threads : 1;
     p->lr = o->lr;
-    p->grad = malloc(count_of(g->n) * sizeof *p->grad);
-    p->value = malloc(count_of(g->n) * sizeof *p->value);
-    if (!p->grad || !p->value)
+    if (!(p->value = malloc(count_of(g->n) * sizeof *p->value)))
         return fail(STG_NOMEM, "plan: out of memory");
     for (int32_t i = 0; i < g->n; i++)
-        p->grad[i] = p->value[i] = -1;
+        p->value[i] = -1;
     if ((st = extend(p, o)) != STG_OK)
         return st;
     int32_t n = p->g->n;
@@ -417,8 +420,10 @@ STG_API stg_status stg_plan_arena_size(const stg_graph *g, stg_tensor loss,
         return fail(STG_INVALID, "plan: 'bytes' is NULL");
     stg_plan *p = NULL;
     stg_status st = build(g, loss, opts, &p);
-    if (st == STG_OK)
+    if (st == STG_OK) {
         *bytes = p->arena_bytes;
+        last_message[0] = '\0';
+    }
     stg_plan_free(p);
     return st;
 }

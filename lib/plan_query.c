@@ -8,7 +8,7 @@
 
 static bool known(const stg_plan *p, stg_tensor t)
 {
-    return p && t.id >= 0 && t.id < p->nfwd;
+    return p && t.id >= 0 && t.id < p->nuser;
 }
 
 STG_API float *stg_plan_data(stg_plan *p, stg_tensor t)
@@ -78,7 +78,10 @@ STG_API stg_status stg_plan_memory(const stg_plan *p, stg_memory_report *r)
     r->arena_bytes = p->arena_bytes;
     r->buffer_bytes = p->buffer_bytes;
     for (int32_t b = 0; b < p->nbufs; b++)
-        *(p->bufs[b].persistent ? &r->persistent_bytes : &r->transient_bytes) += p->bufs[b].bytes;
+        if (p->bufs[b].persistent)
+            r->persistent_bytes += p->bufs[b].bytes;
+    /* in-place outputs count as transient buffers of their own */
+    r->transient_bytes = r->buffer_bytes - r->persistent_bytes;
     return STG_OK;
 }
 

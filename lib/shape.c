@@ -16,6 +16,17 @@ int64_t stgS_numel(const stg_shape *s)
     return n;
 }
 
+bool stgS_numel_ok(const stg_shape *s)
+{
+    int64_t n = 1;
+    for (int i = 0; i < s->nd; i++) {
+        if (n > STG_MAX_NUMEL / s->d[i])
+            return false;
+        n *= s->d[i];
+    }
+    return true;
+}
+
 void stgS_contiguous(const stg_shape *s, stg_layout *lay)
 {
     int64_t st = 1;

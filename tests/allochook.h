@@ -4,6 +4,7 @@
  * anywhere in the process, BLIS and libgomp included, to count live blocks,
  * and to fail an allocation on request.  Sanitizer builds replace the
  * allocator themselves: there ALLOCHOOK_ACTIVE is 0 and nothing is counted.
+ * Valgrind replaces it at run time: allochook_works() tells.
  */
 #ifndef STG_ALLOCHOOK_H
 #define STG_ALLOCHOOK_H
@@ -14,6 +15,9 @@
 #define ALLOCHOOK_ACTIVE 1
 #endif
 
+/* Whether this process's allocations really go through the hook: false in
+ * sanitizer builds and under valgrind, which replace the allocator. */
+int allochook_works(void);
 /* Allocation calls so far (successful or not). */
 long allochook_calls(void);
 /* Blocks allocated and not yet freed. */

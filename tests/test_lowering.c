@@ -57,7 +57,12 @@ static void check(const lowering_case *c)
 {
     stg_graph *g = stg_graph_new();
     stg_tensor a = stg_param(g, "a", c->na, c->a), b = stg_param(g, "b", c->nb, c->b);
-    stg_tensor loss = stg_sum(g, stg_matmul(g, a, b), 0, NULL, 0);
+    /* a contiguous upstream gradient, as a real loss gives (sum alone would
+     * hand back a stride-0 broadcast, which folds differently) */
+    stg_tensor y = stg_matmul(g, a, b);
+    int64_t yd[STG_MAX_DIMS];
+    int ynd = stg_tensor_shape(g, y, yd);
+    stg_tensor loss = stg_sum(g, stg_mul(g, y, stg_input(g, "seed", ynd, yd)), 0, NULL, 0);
     stg_plan *p = tu_plan(g, loss, 2, STG_OPTIM_NONE);
     int found = 0;
     for (int32_t i = 0; i < p->nsched; i++) {

@@ -50,8 +50,9 @@ static void walk(const stg_loop *L, int64_t lo, int64_t hi, float *o, const floa
 
 static stg_status prepare_elementwise(stg_plan *p, stg_pnode *pn)
 {
+    (void)p; /* the descriptor is all this op needs */
     const stg_node *n = pn->node;
-    stg_loop *L = stgP_desc(p, pn, sizeof *L);
+    stg_loop *L = stgP_desc(pn, sizeof *L);
     if (!L)
         return STG_NOMEM;
     int64_t st[STG_LOOP_OPS][STG_MAX_DIMS] = {{0}};
@@ -102,6 +103,11 @@ static stg_tensor binary(stg_graph *g, const stg_op *op, stg_tensor a, stg_tenso
                                  op->name, stgS_str(sa, ba, sizeof ba), stgS_str(sb, bb, sizeof bb),
                                  i, (long long)da, (long long)db);
         }
+    }
+    if (!stgS_numel_ok(&out)) {
+        char ba[96], bb[96];
+        return stgG_fail(g, STG_SHAPE, "%s: a %s and b %s broadcast to more than 2^40 elements",
+                         op->name, stgS_str(sa, ba, sizeof ba), stgS_str(sb, bb, sizeof bb));
     }
     int32_t in[2] = {a.id, b.id};
     return stgG_add(g, op, 2, in, &out, NULL);
@@ -245,7 +251,7 @@ static void backward_div(stg_ad *ad, int32_t id, stg_tensor g)
     {                                                                                         \
         return binary(g, &stg_op_##name, a, b);                                               \
     }                                                                                         \
-    const stg_op stg_op_##name = {#name, STG_OPF_ELEMENTWISE, prepare_elementwise,            \
+    const stg_op stg_op_##name = {#name, STG_OPF_ELEMENTWISE | STG_OPF_INPLACE, prepare_elementwise,            \
                                   run_##name, backward_##name, flops_elementwise};
 #define STG_UNARY(name, expr, deriv, reads)
 #define STG_OP(name)
@@ -342,9 +348,9 @@ static double flops_unary_grad(const stg_graph *g, const stg_node *n)
     {                                                                                         \
         backward_unary(ad, id, g, &stg_op_##name##_grad, READS_X_##reads, READS_Y_##reads);   \
     }                                                                                         \
-    const stg_op stg_op_##name = {#name, STG_OPF_ELEMENTWISE, prepare_elementwise,            \
+    const stg_op stg_op_##name = {#name, STG_OPF_ELEMENTWISE | STG_OPF_INPLACE, prepare_elementwise,            \
                                   run_##name, backward_##name, flops_elementwise};            \
-    const stg_op stg_op_##name##_grad = {#name "_grad", STG_OPF_ELEMENTWISE,                  \
+    const stg_op stg_op_##name##_grad = {#name "_grad", STG_OPF_ELEMENTWISE | STG_OPF_INPLACE, \
                                          prepare_elementwise, run_##name##_grad, NULL,        \
                                          flops_unary_grad};
 #define STG_BINARY(name, expr)

@@ -67,12 +67,6 @@ STG_API stg_tensor stg_scalar(stg_graph *g, float value)
     return leaf(g, &stg_op_constant, STG_ROLE_CONST, NULL, 0, NULL, &value);
 }
 
-static double no_flops(const stg_graph *g, const stg_node *n)
-{
-    (void)g, (void)n;
-    return 0.0;
-}
-
-const stg_op stg_op_input = {"input", STG_OPF_LEAF, NULL, NULL, NULL, no_flops};
-const stg_op stg_op_param = {"param", STG_OPF_LEAF, NULL, NULL, NULL, no_flops};
-const stg_op stg_op_constant = {"constant", STG_OPF_LEAF, NULL, NULL, NULL, no_flops};
+const stg_op stg_op_input = {"input", STG_OPF_LEAF, NULL, NULL, NULL, stgO_no_flops};
+const stg_op stg_op_param = {"param", STG_OPF_LEAF, NULL, NULL, NULL, stgO_no_flops};
+const stg_op stg_op_constant = {"constant", STG_OPF_LEAF, NULL, NULL, NULL, stgO_no_flops};

@@ -22,30 +22,11 @@
 
 /* ---- builders ----------------------------------------------------------- */
 
-/* Whether BLIS can read the last two dims of a view (one unit stride, the
- * other spanning it); anything else (e.g. a stride-0 broadcast) is copied. */
-static bool gemm_readable(const stg_node *x)
-{
-    int nd = x->shape.nd;
-    int64_t r = x->shape.d[nd - 2], c = x->shape.d[nd - 1];
-    int64_t rs = x->lay.st[nd - 2], cs = x->lay.st[nd - 1];
-    bool row_major = (cs == 1 || c == 1) && (r == 1 || rs >= c);
-    bool col_major = (rs == 1 || r == 1) && (c == 1 || cs >= r);
-    return row_major || col_major;
-}
-
-static stg_tensor readable(stg_graph *g, stg_tensor x)
-{
-    if (x.id < 0 || gemm_readable(stgG_node(g, x)))
-        return x;
-    return stgG_add(g, &stg_op_copy, 1, &x.id, &stgG_node(g, x)->shape, NULL);
-}
-
 /* The batched product of 2-D-or-more views with the given output shape. */
+/* Any strides work, stride 0 included: the GEMM driver packs its operands
+ * and the vector kernels take strides, so views are never copied here. */
 static stg_tensor bmm(stg_graph *g, stg_tensor a, stg_tensor b, const stg_shape *out)
 {
-    a = readable(g, a);
-    b = readable(g, b);
     if (a.id < 0 || b.id < 0)
         return stgG_t(-1);
     int32_t in[2] = {a.id, b.id};
@@ -96,6 +77,11 @@ STG_API stg_tensor stg_matmul(stg_graph *g, stg_tensor a, stg_tensor b)
     stg_shape full = out;
     full.d[full.nd++] = m;
     full.d[full.nd++] = n;
+    if (!stgS_numel_ok(&full)) {
+        char bf[96];
+        return stgG_fail(g, STG_SHAPE, "matmul: a %s and b %s: the result %s has more than 2^40 "
+                         "elements", ba, bb, stgS_str(&full, bf, sizeof bf));
+    }
     stg_tensor a2 = sa.nd == 1 ? as_matrix(g, a, true) : a;
     stg_tensor b2 = sb.nd == 1 ? as_matrix(g, b, false) : b;
     stg_tensor c = bmm(g, a2, b2, &full);
@@ -229,7 +215,7 @@ static void split_work(gemm_desc *d)
 static stg_status prepare_matmul(stg_plan *p, stg_pnode *pn)
 {
     const stg_node *c = pn->node, *a = pn->innode[0], *b = pn->innode[1];
-    gemm_desc *d = stgP_desc(p, pn, sizeof *d);
+    gemm_desc *d = stgP_desc(pn, sizeof *d);
     if (!d)
         return STG_NOMEM;
     int na = a->shape.nd, nb = b->shape.nd, nc = c->shape.nd;
@@ -302,8 +288,8 @@ static float dot(int64_t k, const float *x, int64_t sx, const float *y, int64_t 
     return s;
 }
 
-/* y[0..len) (stride sy) = beta*y + sum_k M[., k] x[k], with M's rows at
- * stride 'rs' and columns at stride 'cs'. */
+/* y[0..len) (stride sy) = sum_k M[., k] x[k], added to y when beta is 1
+ * (beta is 0 or 1); M's rows at stride 'rs' and columns at stride 'cs'. */
 static void matvec(int64_t len, int64_t k, const float *M, int64_t rs, int64_t cs,
                    const float *x, int64_t sx, float beta, float *y, int64_t sy)
 {

@@ -87,8 +87,9 @@ static void backward_sum(stg_ad *ad, int32_t id, stg_tensor gout)
 
 static stg_status prepare_sum(stg_plan *p, stg_pnode *pn)
 {
+    (void)p; /* the descriptor is all this op needs */
     const stg_node *n = pn->node, *x = pn->innode[0];
-    reduce_desc *d = stgP_desc(p, pn, sizeof *d);
+    reduce_desc *d = stgP_desc(pn, sizeof *d);
     if (!d)
         return STG_NOMEM;
     stg_shape ks = {0}, rs = {0};

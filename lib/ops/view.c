@@ -186,15 +186,9 @@ static void run_copy(const stg_pnode *pn, int tid, int nt)
     stgK_gather(pn->out, pn->in[0], &x->shape, &lay, lo, hi);
 }
 
-static double no_flops(const stg_graph *g, const stg_node *n)
-{
-    (void)g, (void)n;
-    return 0.0;
-}
-
-const stg_op stg_op_reshape = {"reshape", STG_OPF_VIEW, NULL, NULL, backward_reshape, no_flops};
+const stg_op stg_op_reshape = {"reshape", STG_OPF_VIEW, NULL, NULL, backward_reshape, stgO_no_flops};
 const stg_op stg_op_transpose = {"transpose", STG_OPF_VIEW, NULL, NULL, backward_transpose,
-                                 no_flops};
+                                 stgO_no_flops};
 const stg_op stg_op_broadcast_to = {"broadcast_to", STG_OPF_VIEW, NULL, NULL,
-                                    backward_broadcast_to, no_flops};
-const stg_op stg_op_copy = {"copy", 0, NULL, run_copy, backward_copy, no_flops};
+                                    backward_broadcast_to, stgO_no_flops};
+const stg_op stg_op_copy = {"copy", 0, NULL, run_copy, backward_copy, stgO_no_flops};
