@@ -42,7 +42,11 @@ extern "C" {
     X(INVALID, "invalid argument")                                            \
     X(STATE, "object is in a state that does not allow the call")            \
     X(SMALL_ARENA, "caller-provided arena is too small or misaligned")       \
-    X(NOT_FOUND, "tensor is not part of the plan or has no such value")
+    X(NOT_FOUND, "tensor is not part of the plan or has no such value")      \
+    X(NUMERIC, "a step produced a non-finite loss")                          \
+    X(INDEX, "an index or label in a step is out of range")                 \
+    X(IO, "a file could not be read or written")                            \
+    X(FORMAT, "a file is not a valid checkpoint for this plan")
 
 typedef enum stg_status {
 #define STG_STATUS_ENUM(name, msg) STG_##name,
@@ -168,13 +172,22 @@ typedef struct stg_plan stg_plan;
 
 typedef enum stg_optimizer {
     STG_OPTIM_NONE = 0, /* compute gradients only */
-    STG_OPTIM_SGD = 1   /* param -= lr * grad, inside the step */
+    STG_OPTIM_SGD,      /* PyTorch's SGD: momentum, dampening 0, Nesterov, L2 weight decay */
+    STG_OPTIM_ADAM,     /* PyTorch's Adam: weight decay added to the gradient */
+    STG_OPTIM_ADAMW     /* PyTorch's AdamW: decoupled weight decay */
 } stg_optimizer;
 
 typedef struct stg_plan_options {
     int threads;             /* OpenMP threads per step; 0 means 1 */
     stg_optimizer optimizer; /* default STG_OPTIM_SGD */
     float lr;                /* learning rate, default 0.01 */
+    float momentum;          /* SGD, default 0 */
+    int nesterov;            /* SGD: Nesterov momentum (needs momentum > 0) */
+    float weight_decay;      /* default 0 */
+    float beta1, beta2, eps; /* Adam/AdamW, defaults 0.9, 0.999, 1e-8 */
+    float clip_norm;         /* > 0: scale all gradients so their global L2 norm is
+                                at most this (PyTorch's clip_grad_norm_) */
+    float clip_value;        /* > 0: clamp every gradient element to [-v, v] */
     void *arena;             /* caller memory (64-byte aligned) or NULL */
     size_t arena_bytes;      /* size of 'arena' */
 } stg_plan_options;
@@ -200,10 +213,16 @@ STG_API stg_status stg_plan_arena_size(const stg_graph *g, stg_tensor loss,
 STG_API const char *stg_plan_last_message(void);
 STG_API void stg_plan_free(stg_plan *p);
 
-/* One training step: forward, backward and the optimizer update. */
+/* One training step: forward, backward and the optimizer update.  Returns
+ * STG_NUMERIC when the loss is not finite, STG_INDEX when a label or index
+ * is out of range; then the parameters, optimizer state and step count are
+ * left as they were, and stg_plan_message() says what happened. */
 STG_API stg_status stg_plan_step(stg_plan *p);
-/* Forward pass only (no gradients, no update). */
+/* Forward pass only (no gradients, no update).  Returns STG_INDEX like a step. */
 STG_API stg_status stg_plan_forward(stg_plan *p);
+/* What went wrong in the last step or forward pass ("" if nothing).  Owned by
+ * the plan. */
+STG_API const char *stg_plan_message(const stg_plan *p);
 
 /* Pointer to the data of an input, parameter or constant (writable) or of a
  * kept tensor (read it after a step).  Valid for the plan's life; NULL if 't'
@@ -217,8 +236,34 @@ STG_API stg_status stg_plan_set(stg_plan *p, stg_tensor t, const float *src, int
 STG_API stg_status stg_plan_get(stg_plan *p, stg_tensor t, float *dst, int64_t n);
 /* The loss value of the last step. */
 STG_API float stg_plan_loss(const stg_plan *p);
-/* Changes the learning rate for later steps (no re-planning). */
+/* Changes the base learning rate for later steps (no re-planning). */
 STG_API stg_status stg_plan_set_lr(stg_plan *p, float lr);
+
+/* Learning-rate schedules, evaluated before every step from the number of
+ * steps done so far, t:
+ *   STG_SCHED_CONSTANT  lr
+ *   STG_SCHED_STEP      lr * gamma^floor(t / step_size)
+ *   STG_SCHED_COSINE    lr_min + (lr - lr_min) (1 + cos(pi min(t, t_max) / t_max)) / 2
+ * (PyTorch's StepLR and CosineAnnealingLR with one scheduler step per
+ * training step; the cosine one stays at lr_min after t_max steps). */
+typedef enum stg_schedule_kind {
+    STG_SCHED_CONSTANT = 0,
+    STG_SCHED_STEP,
+    STG_SCHED_COSINE
+} stg_schedule_kind;
+typedef struct stg_schedule {
+    stg_schedule_kind kind;
+    int64_t step_size; /* STEP */
+    float gamma;       /* STEP */
+    int64_t t_max;     /* COSINE */
+    float lr_min;      /* COSINE */
+} stg_schedule;
+/* Returns STG_INVALID (plan unchanged) for a bad schedule. */
+STG_API stg_status stg_plan_set_schedule(stg_plan *p, const stg_schedule *s);
+/* The learning rate the next step will use. */
+STG_API float stg_plan_lr(const stg_plan *p);
+/* Training steps completed (restored by stg_plan_load). */
+STG_API int64_t stg_plan_steps(const stg_plan *p);
 
 /* Memory: the arena's size, and the sum of the sizes of all buffers it holds
  * (what it would take without lifetime-based reuse). */

@@ -7,13 +7,14 @@
 #ifndef STG_INTERNAL_H
 #define STG_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "stgrad.h"
 
-#define STG_MAX_INPUTS 3
+#define STG_MAX_INPUTS 4
 #define STG_ALIGN 64 /* bytes; every arena buffer starts on a cache line */
 
 typedef struct stg_shape {
@@ -31,7 +32,8 @@ typedef enum stg_role {
     STG_ROLE_COMPUTE = 0, /* produced by an op every step */
     STG_ROLE_INPUT,
     STG_ROLE_PARAM,
-    STG_ROLE_CONST
+    STG_ROLE_CONST,
+    STG_ROLE_STATE /* optimizer state: zero at creation, persistent, checkpointed */
 } stg_role;
 
 /* Op attributes; which fields mean something depends on the op. */
@@ -81,9 +83,11 @@ struct stg_ad;
 enum {
     STG_OPF_VIEW = 1 << 0,        /* no kernel: data is a view of input 0 */
     STG_OPF_ELEMENTWISE = 1 << 1, /* out[i] depends on inputs at i only */
-    STG_OPF_WRITES_IN0 = 1 << 2,  /* updates input 0 in place (optimizers) */
     STG_OPF_LEAF = 1 << 3,        /* input, param, constant */
-    STG_OPF_INPLACE = 1 << 4      /* may write over an input of its own shape that dies here */
+    STG_OPF_INPLACE = 1 << 4,     /* may write over an input of its own shape that dies here */
+    STG_OPF_UPDATE = 1 << 5,      /* optimizer update: writes input 0 (the parameter)
+                                     and inputs 2.. (its state) in place */
+    STG_OPF_EFFECT = 1 << 6       /* always scheduled: acts on the step, not through an output */
 };
 
 /*
@@ -260,8 +264,14 @@ struct stg_plan {
     size_t arena_bytes, buffer_bytes;
     bool own_arena;
     int threads;
-    float lr;
     struct stg_barrier *barrier;
+    stg_plan_options opt;   /* optimizer hyper-parameters (arena fields unused) */
+    stg_schedule sched_lr;  /* learning-rate schedule */
+    int64_t steps;          /* steps completed */
+    float lr_now, bias1, bias2; /* for the step being run: lr, Adam's 1 - beta^t */
+    atomic_int failed;      /* set by the first kernel that fails in a step */
+    stg_status step_status;
+    char step_msg[256];
     stgB_info blis;     /* micro-kernel and block sizes */
     size_t work_bytes;  /* packing workspace each thread needs */
     float **work;       /* per-thread packing workspace */
@@ -274,6 +284,11 @@ void *stgP_desc(stg_pnode *pn, size_t bytes);
 
 /* ---- run (run.c) ----------------------------------------------------- */
 
+/* Called by a kernel that finds bad data in a step (thread-safe; the first
+ * call wins): the step stops at the next barrier and returns 's'. */
+void stgR_fail(const struct stg_plan *p, stg_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 struct stg_barrier *stgR_barrier_new(void);
 void stgR_barrier_free(struct stg_barrier *b);
 /* Splits [0, n) into nt nearly equal contiguous ranges; thread tid's is [*lo, *hi). */
@@ -282,6 +297,16 @@ static inline void stgR_split(int64_t n, int tid, int nt, int64_t *lo, int64_t *
     *lo = n * tid / nt;
     *hi = n * (tid + 1) / nt;
 }
+
+/* ---- optimizers (optim.c) ------------------------------------------- */
+
+/* Adds gradient clipping, optimizer state and one update node per trained
+ * parameter to the plan's graph (plan.c, after differentiation). */
+stg_status stgO_add_updates(struct stg_plan *p);
+/* Checkpoint name suffix of input 'input' of an update node, NULL if it is not state. */
+const char *stgO_state_name(const stg_op *update, int input);
+/* Sets the learning rate and bias corrections of the step about to run. */
+void stgO_begin_step(struct stg_plan *p);
 
 /* ---- matmul lowering (ops/matmul.c) ----------------------------------- */
 

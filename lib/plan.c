@@ -45,6 +45,9 @@ STG_API void stg_plan_options_init(stg_plan_options *opts)
     opts->threads = 1;
     opts->optimizer = STG_OPTIM_SGD;
     opts->lr = 0.01f;
+    opts->beta1 = 0.9f;
+    opts->beta2 = 0.999f;
+    opts->eps = 1e-8f;
 }
 
 /* calloc/malloc count for a node count (never 0, never negative). */
@@ -84,7 +87,7 @@ static int32_t materialize(stg_graph *g, int32_t id)
 
 /* Step 1: copies of kept values (part of the forward pass), then backward
  * and update nodes; fills p->value and p->grad. */
-static stg_status extend(stg_plan *p, const stg_plan_options *o)
+static stg_status extend(stg_plan *p)
 {
     stg_graph *g = p->g;
     for (int32_t i = 0; i < p->nuser; i++)
@@ -107,11 +110,8 @@ static stg_status extend(stg_plan *p, const stg_plan_options *o)
         else
             p->grad[i] = -1;
     }
-    for (int32_t i = 0; i < p->nuser && o->optimizer == STG_OPTIM_SGD; i++)
-        if (g->nodes[i].role == STG_ROLE_PARAM && p->grad[i] >= 0) {
-            int32_t in[2] = {i, p->grad[i]};
-            stgG_add(g, &stg_op_sgd, 2, in, &g->nodes[i].shape, NULL);
-        }
+    if (g->status == STG_OK && stgO_add_updates(p) == STG_NOMEM && g->status == STG_OK)
+        return fail(STG_NOMEM, "plan: out of memory adding optimizer updates");
     return g->status == STG_OK ? STG_OK : fail(g->status, "plan: %s", g->msg);
 }
 
@@ -138,7 +138,7 @@ static stg_status schedule(stg_plan *p, scratch *s)
     if (p->loss >= 0)
         root(g, s, p->loss);
     for (int32_t i = p->nfwd; i < g->n; i++)
-        if (g->nodes[i].op->flags & STG_OPF_WRITES_IN0)
+        if (g->nodes[i].op->flags & STG_OPF_EFFECT)
             s->needed[i] = true;
     int32_t count = 0;
     for (int32_t i = g->n - 1; i >= 0; i--)
@@ -210,7 +210,7 @@ static stg_status assign_buffers(stg_plan *p, scratch *s)
         if (!s->needed[i] || n->base != i)
             continue;
         int32_t pos = s->pos[i] < 0 ? 0 : s->pos[i];
-        if (n->op->flags & STG_OPF_WRITES_IN0) {
+        if (n->op->flags & STG_OPF_UPDATE) {
             p->bufof[i] = p->bufof[n->in[0]];
             continue;
         }
@@ -278,7 +278,7 @@ static bool hits(range r, const range *set, int32_t n)
  * last barrier, or writes what was read or written since then. */
 static stg_status mark_barriers(stg_plan *p)
 {
-    size_t cap = count_of(p->nsched) * (STG_MAX_INPUTS + 1);
+    size_t cap = count_of(p->nsched) * (2 * STG_MAX_INPUTS + 1);
     range *rd = malloc(cap * sizeof *rd), *wr = malloc(cap * sizeof *wr);
     if (!rd || !wr) {
         free(rd);
@@ -286,18 +286,30 @@ static stg_status mark_barriers(stg_plan *p)
         return fail(STG_NOMEM, "plan: out of memory marking barriers");
     }
     int32_t nrd = 0, nwr = 0;
+    bool updating = false;
     for (int32_t i = 0; i < p->nsched; i++) {
         stg_pnode *pn = &p->sched[i];
-        range w = buf_range(p, pn->id);
-        bool need = hits(w, rd, nrd) || hits(w, wr, nwr);
-        for (int j = 0; j < pn->node->nin; j++)
-            need = need || hits(buf_range(p, pn->node->in[j]), wr, nwr);
+        const stg_node *n = pn->node;
+        bool update = (n->op->flags & STG_OPF_UPDATE) != 0;
+        int nw = 0;
+        range w[STG_MAX_INPUTS + 1];
+        w[nw++] = buf_range(p, pn->id);
+        for (int j = 2; update && j < n->nin; j++)
+            w[nw++] = buf_range(p, n->in[j]);
+        /* the first update waits for everything, and for the failure check */
+        bool need = update && !updating;
+        updating = updating || update;
+        for (int k = 0; k < nw; k++)
+            need = need || hits(w[k], rd, nrd) || hits(w[k], wr, nwr);
+        for (int j = 0; j < n->nin; j++)
+            need = need || hits(buf_range(p, n->in[j]), wr, nwr);
         if (need)
             nrd = nwr = 0;
         pn->barrier_before = need;
-        wr[nwr++] = w;
-        for (int j = 0; j < pn->node->nin; j++)
-            rd[nrd++] = buf_range(p, pn->node->in[j]);
+        for (int k = 0; k < nw; k++)
+            wr[nwr++] = w[k];
+        for (int j = 0; j < n->nin; j++)
+            rd[nrd++] = buf_range(p, n->in[j]);
     }
     free(rd);
     free(wr);
@@ -340,8 +352,19 @@ static stg_status validate(const stg_graph *g, stg_tensor loss, const stg_plan_o
                     stgS_str(&g->nodes[loss.id].shape, b, sizeof b));
     if (o->threads < 0 || o->threads > 1024)
         return fail(STG_INVALID, "plan: threads = %d (need 0 to 1024)", o->threads);
-    if (o->optimizer != STG_OPTIM_NONE && o->optimizer != STG_OPTIM_SGD)
+    if (o->optimizer < STG_OPTIM_NONE || o->optimizer > STG_OPTIM_ADAMW)
         return fail(STG_INVALID, "plan: unknown optimizer %d", (int)o->optimizer);
+    if (!(o->lr >= 0.0f) || !(o->momentum >= 0.0f) || !(o->weight_decay >= 0.0f) ||
+        !(o->clip_norm >= 0.0f) || !(o->clip_value >= 0.0f))
+        return fail(STG_INVALID, "plan: lr %g, momentum %g, weight_decay %g, clip_norm %g and "
+                    "clip_value %g must all be >= 0", (double)o->lr, (double)o->momentum,
+                    (double)o->weight_decay, (double)o->clip_norm, (double)o->clip_value);
+    if (o->nesterov && !(o->momentum > 0.0f))
+        return fail(STG_INVALID, "plan: Nesterov momentum needs momentum > 0");
+    if (!(o->beta1 >= 0.0f && o->beta1 < 1.0f) || !(o->beta2 >= 0.0f && o->beta2 < 1.0f) ||
+        !(o->eps > 0.0f))
+        return fail(STG_INVALID, "plan: beta1 %g and beta2 %g must be in [0, 1) and eps %g > 0",
+                    (double)o->beta1, (double)o->beta2, (double)o->eps);
     return STG_OK;
 }
 
@@ -361,12 +384,14 @@ static stg_status build(const stg_graph *g, stg_tensor loss, const stg_plan_opti
     p->nuser = g->n;
     p->loss = loss.id;
     p->threads = o->threads ? o->threads : 1;
-    p->lr = o->lr;
+    p->opt = *o;
+    p->opt.arena = NULL;
+    p->opt.arena_bytes = 0;
     if (!(p->value = malloc(count_of(g->n) * sizeof *p->value)))
         return fail(STG_NOMEM, "plan: out of memory");
     for (int32_t i = 0; i < g->n; i++)
         p->value[i] = -1;
-    if ((st = extend(p, o)) != STG_OK)
+    if ((st = extend(p)) != STG_OK)
         return st;
     int32_t n = p->g->n;
     scratch s = {calloc(count_of(n), sizeof(bool)), calloc(count_of(n), sizeof(bool)),

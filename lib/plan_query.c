@@ -60,14 +60,6 @@ STG_API float stg_plan_loss(const stg_plan *p)
     return p && p->loss >= 0 ? *stgP_ptr(p, p->loss) : 0.0f;
 }
 
-STG_API stg_status stg_plan_set_lr(stg_plan *p, float lr)
-{
-    if (!p)
-        return STG_INVALID;
-    p->lr = lr;
-    return STG_OK;
-}
-
 STG_API size_t stg_plan_arena_bytes(const stg_plan *p) { return p ? p->arena_bytes : 0; }
 STG_API size_t stg_plan_buffer_bytes(const stg_plan *p) { return p ? p->buffer_bytes : 0; }
 STG_API stg_status stg_plan_memory(const stg_plan *p, stg_memory_report *r)

@@ -5,6 +5,8 @@
  * on (or overwrites) what another thread may have touched since the last one.
  */
 #include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -19,6 +21,7 @@
 struct stg_barrier {
     _Alignas(64) atomic_int count;
     _Alignas(64) atomic_uint gen;
+    atomic_int failed; /* the plan's failure flag as the last arrival saw it */
 };
 
 struct stg_barrier *stgR_barrier_new(void)
@@ -27,6 +30,7 @@ struct stg_barrier *stgR_barrier_new(void)
     if (b) {
         atomic_init(&b->count, 0);
         atomic_init(&b->gen, 0);
+        atomic_init(&b->failed, 0);
     }
     return b;
 }
@@ -43,15 +47,23 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Generation barrier: the last thread to arrive resets the count and opens
- * the next generation; the others wait for the generation to change. */
-static void barrier_wait(struct stg_barrier *b, int n)
+/*
+ * Generation barrier: the last thread to arrive resets the count and opens
+ * the next generation; the others wait for the generation to change.
+ *
+ * It also carries the step's failure flag: the last arrival copies the flag
+ * before opening the generation, so every thread leaving this barrier sees
+ * the same value and they all stop at the same node (a thread that read the
+ * live flag could see a later write and leave the others waiting).
+ */
+static bool barrier_wait(struct stg_barrier *b, int n, const atomic_int *failed)
 {
     unsigned gen = atomic_load_explicit(&b->gen, memory_order_acquire);
     if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == n - 1) {
+        atomic_store_explicit(&b->failed, atomic_load(failed), memory_order_relaxed);
         atomic_store_explicit(&b->count, 0, memory_order_relaxed);
         atomic_fetch_add_explicit(&b->gen, 1, memory_order_release);
-        return;
+        return atomic_load_explicit(&b->failed, memory_order_relaxed);
     }
     for (int spin = 0; atomic_load_explicit(&b->gen, memory_order_acquire) == gen; spin++) {
         if (spin < SPIN_LIMIT)
@@ -59,38 +71,78 @@ static void barrier_wait(struct stg_barrier *b, int n)
         else
             sched_yield();
     }
+    return atomic_load_explicit(&b->failed, memory_order_relaxed);
 }
 
+/* Runs schedule positions [from, to); stops early (at a barrier) when a node
+ * reports a failure.  The plan forces a barrier before the first update, so
+ * a failure in the forward or backward pass never reaches the parameters. */
 static void run_range(stg_plan *p, int32_t from, int32_t to)
 {
     if (p->threads == 1) {
-        for (int32_t i = from; i < to; i++)
+        for (int32_t i = from; i < to; i++) {
+            if (p->sched[i].barrier_before && atomic_load(&p->failed))
+                return;
             p->sched[i].node->op->run(&p->sched[i], 0, 1);
+        }
         return;
     }
 #pragma omp parallel num_threads(p->threads)
     {
         int tid = omp_get_thread_num(), nt = omp_get_num_threads();
         for (int32_t i = from; i < to; i++) {
-            if (i > from && p->sched[i].barrier_before)
-                barrier_wait(p->barrier, nt);
+            if (i > from && p->sched[i].barrier_before &&
+                barrier_wait(p->barrier, nt, &p->failed))
+                break;
             p->sched[i].node->op->run(&p->sched[i], tid, nt);
         }
     }
+}
+
+void stgR_fail(const stg_plan *cp, stg_status s, const char *fmt, ...)
+{
+    stg_plan *p = (stg_plan *)cp; /* kernels see the plan as const; this is its one mutable part */
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&p->failed, &expected, 1))
+        return; /* the first failure is the one reported */
+    p->step_status = s;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->step_msg, sizeof p->step_msg, fmt, ap);
+    va_end(ap);
+}
+
+static stg_status finish(stg_plan *p)
+{
+    if (!atomic_load(&p->failed))
+        return STG_OK;
+    atomic_store(&p->failed, 0);
+    return p->step_status;
 }
 
 STG_API stg_status stg_plan_step(stg_plan *p)
 {
     if (!p)
         return STG_INVALID;
+    p->step_msg[0] = '\0';
+    stgO_begin_step(p);
     run_range(p, 0, p->nsched);
-    return STG_OK;
+    stg_status s = finish(p);
+    if (s == STG_OK)
+        p->steps++;
+    return s;
 }
 
 STG_API stg_status stg_plan_forward(stg_plan *p)
 {
     if (!p)
         return STG_INVALID;
+    p->step_msg[0] = '\0';
     run_range(p, 0, p->nsched_fwd);
-    return STG_OK;
+    return finish(p);
+}
+
+STG_API const char *stg_plan_message(const stg_plan *p)
+{
+    return p ? p->step_msg : "no plan (NULL)";
 }

@@ -70,3 +70,5 @@ STG_API stg_tensor stg_scalar(stg_graph *g, float value)
 const stg_op stg_op_input = {"input", STG_OPF_LEAF, NULL, NULL, NULL, stgO_no_flops};
 const stg_op stg_op_param = {"param", STG_OPF_LEAF, NULL, NULL, NULL, stgO_no_flops};
 const stg_op stg_op_constant = {"constant", STG_OPF_LEAF, NULL, NULL, NULL, stgO_no_flops};
+/* Optimizer state (created by optim.c, not by users). */
+const stg_op stg_op_state = {"state", STG_OPF_LEAF, NULL, NULL, NULL, stgO_no_flops};
