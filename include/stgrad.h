@@ -243,9 +243,10 @@ STG_API stg_status stg_plan_set_lr(stg_plan *p, float lr);
  * steps done so far, t:
  *   STG_SCHED_CONSTANT  lr
  *   STG_SCHED_STEP      lr * gamma^floor(t / step_size)
- *   STG_SCHED_COSINE    lr_min + (lr - lr_min) (1 + cos(pi min(t, t_max) / t_max)) / 2
+ *   STG_SCHED_COSINE    lr_min + (lr - lr_min) (1 + cos(pi t / t_max)) / 2
  * (PyTorch's StepLR and CosineAnnealingLR with one scheduler step per
- * training step; the cosine one stays at lr_min after t_max steps). */
+ * training step; like PyTorch's, the cosine climbs back after t_max steps,
+ * so set t_max to the length of the run). */
 typedef enum stg_schedule_kind {
     STG_SCHED_CONSTANT = 0,
     STG_SCHED_STEP,

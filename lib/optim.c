@@ -178,8 +178,7 @@ static double scheduled_lr(const stg_plan *p)
     switch (s->kind) {
     case STG_SCHED_STEP:
         return lr * pow(s->gamma, floor(t / (double)s->step_size));
-    case STG_SCHED_COSINE:
-        t = t < (double)s->t_max ? t : (double)s->t_max;
+    case STG_SCHED_COSINE: /* past t_max it climbs back, as PyTorch's does */
         return s->lr_min + (lr - s->lr_min) * (1.0 + cos(M_PI * t / (double)s->t_max)) / 2.0;
     case STG_SCHED_CONSTANT:
     default:

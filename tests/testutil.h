@@ -8,7 +8,7 @@
 
 #include "stgrad.h"
 
-#define TU_MAX_TENSORS 8
+#define TU_MAX_TENSORS 32
 
 typedef struct tu_tensor {
     char role[16];

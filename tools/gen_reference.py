@@ -37,6 +37,12 @@ divisor of `div` is sign * uniform(0.5, 2)).  They are converted to
 float64 and out and the gradients are computed in float64 with torch
 autograd, so the reference is essentially exact for the float32 inputs.
 
+optim_ref.txt uses the same blocks differently: 'case <name> <optimizer>'
+followed by lr momentum nesterov weight_decay beta1 beta2 eps clip_norm
+clip_value schedule(0 constant, 1 step, 2 cosine) step_size gamma t_max
+lr_min; tensors x, t (data), w, b (initial parameters), w<k>, b<k> (after
+step k) and loss (the loss of each step, computed before its update).
+
 Ops and attribute tokens:
 
     matmul                       torch.matmul(in0, in1)
@@ -407,6 +413,87 @@ def ops_cases():
             + mse_cases() + unary_cases())
 
 
+# ---------------------------------------------------------------- optimizers
+
+# name, optimizer, options, schedule (kind, step_size, gamma, t_max, lr_min)
+OPTIM_CASES = (
+    ("sgd", "sgd", dict(lr=0.1), None),
+    ("sgd_momentum", "sgd", dict(lr=0.1, momentum=0.9), None),
+    ("sgd_nesterov_wd", "sgd", dict(lr=0.1, momentum=0.9, nesterov=True,
+                                   weight_decay=0.01), None),
+    ("sgd_wd", "sgd", dict(lr=0.05, weight_decay=0.1), None),
+    ("adam", "adam", dict(lr=0.01), None),
+    ("adam_wd", "adam", dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6,
+                             weight_decay=0.01), None),
+    ("adamw", "adamw", dict(lr=0.01, weight_decay=0.1), None),
+    ("sgd_clip_norm", "sgd", dict(lr=0.1, momentum=0.5), ("norm", 0.5)),
+    ("sgd_clip_value", "sgd", dict(lr=0.1), ("value", 0.05)),
+    ("adam_clip_norm", "adam", dict(lr=0.01), ("norm", 0.1)),
+    ("sgd_step_lr", "sgd", dict(lr=0.1, momentum=0.9), ("step", 2, 0.5)),
+    ("adam_cosine_lr", "adam", dict(lr=0.02), ("cosine", 4, 0.001)),
+)
+OPTIM_STEPS = 6
+
+
+def optim_case(name, kind, opts, extra):
+    """A linear layer trained with mse for OPTIM_STEPS steps in float32;
+    records the parameters after every step and the loss of every step."""
+    g = generator_for(name)
+    x = uniform(g, (5, 4)).float()
+    t = uniform(g, (5, 3)).float()
+    w = (uniform(g, (4, 3)) * 0.5).float().requires_grad_(True)
+    b = (uniform(g, (3,)) * 0.5).float().requires_grad_(True)
+    w0, b0 = w.detach().clone(), b.detach().clone()
+    cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam,
+           "adamw": torch.optim.AdamW}[kind]
+    opt = cls([w, b], **opts)
+    sched = None
+    clip_norm = clip_value = 0.0
+    sk, step_size, gamma, t_max, lr_min = 0, 0, 0.0, 0, 0.0
+    if extra and extra[0] == "norm":
+        clip_norm = extra[1]
+    if extra and extra[0] == "value":
+        clip_value = extra[1]
+    if extra and extra[0] == "step":
+        sk, step_size, gamma = 1, extra[1], extra[2]
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size, gamma)
+    if extra and extra[0] == "cosine":
+        sk, t_max, lr_min = 2, extra[1], extra[2]
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, t_max, lr_min)
+    losses, after = [], []
+    for _ in range(OPTIM_STEPS):
+        opt.zero_grad()
+        loss = F.mse_loss(x @ w + b, t)
+        loss.backward()
+        if clip_norm:
+            torch.nn.utils.clip_grad_norm_([w, b], clip_norm)
+        if clip_value:
+            torch.nn.utils.clip_grad_value_([w, b], clip_value)
+        opt.step()
+        if sched:
+            sched.step()
+        losses.append(loss.item())
+        after.append((w.detach().clone(), b.detach().clone()))
+    betas = opts.get("betas", (0.9, 0.999))
+    attrs = [opts["lr"], opts.get("momentum", 0), int(opts.get("nesterov", False)),
+             opts.get("weight_decay", 0 if kind != "adamw" else 0.01),
+             betas[0], betas[1], opts.get("eps", 1e-8), clip_norm, clip_value,
+             sk, step_size, gamma, t_max, lr_min]
+    parts = [" ".join(["case", name, kind] + [repr(float(a)) for a in attrs]) + "\n"]
+    for role, v in (("x", x), ("t", t), ("w", w0), ("b", b0)):
+        parts.append(fmt_tensor(role, v))
+    for i, (wi, bi) in enumerate(after):
+        parts.append(fmt_tensor("w%d" % (i + 1), wi))
+        parts.append(fmt_tensor("b%d" % (i + 1), bi))
+    parts.append(fmt_tensor("loss", torch.tensor(losses)))
+    parts.append("end\n")
+    return "".join(parts)
+
+
+def optim_cases():
+    return [optim_case(*c) for c in OPTIM_CASES]
+
+
 # ---------------------------------------------------------------- main
 
 def main():
@@ -418,6 +505,8 @@ def main():
                matmul_cases())
     write_file(os.path.join(out_dir, "ops_ref.txt"), "elementwise, "
                "reduction, shape and loss ops", ops_cases())
+    write_file(os.path.join(out_dir, "optim_ref.txt"), "optimizers: "
+               "parameters after each of %d steps" % OPTIM_STEPS, optim_cases())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,187 @@
+/*
+ * Optimizers, clipping and learning-rate schedules against PyTorch: each case
+ * of tests/data/optim_ref.txt (written by tools/gen_reference.py) trains
+ * a linear layer with an mse loss for a few steps from the same initial
+ * values, and records the loss of every step and the parameters after it.
+ * Tolerance: |got - want| <= 1e-5 + 1e-4 |want|.  Also: a step whose loss is
+ * not finite changes nothing and says why.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "testutil.h"
+
+#define ATOL 1e-5
+#define RTOL 1e-4
+
+typedef struct layer {
+    stg_graph *g;
+    stg_tensor x, t, w, b, loss;
+} layer;
+
+static layer make_layer(void)
+{
+    layer l = {.g = stg_graph_new()};
+    int64_t xd[2] = {5, 4}, td[2] = {5, 3}, wd[2] = {4, 3}, bd[1] = {3};
+    l.x = stg_input(l.g, "x", 2, xd);
+    l.t = stg_input(l.g, "t", 2, td);
+    l.w = stg_param(l.g, "w", 2, wd);
+    l.b = stg_param(l.g, "b", 1, bd);
+    l.loss = stg_mse_loss(l.g, stg_add(l.g, stg_matmul(l.g, l.x, l.w), l.b), l.t);
+    assert_int_equal(stg_graph_status(l.g), STG_OK);
+    return l;
+}
+
+static void check_case(const tu_case *c, int threads)
+{
+    const double *a = c->attr;
+    stg_plan_options o;
+    stg_plan_options_init(&o);
+    o.threads = threads;
+    o.optimizer = !strcmp(c->op, "sgd") ? STG_OPTIM_SGD
+                  : !strcmp(c->op, "adam") ? STG_OPTIM_ADAM : STG_OPTIM_ADAMW;
+    o.lr = (float)a[0], o.momentum = (float)a[1], o.nesterov = (int)a[2];
+    o.weight_decay = (float)a[3], o.beta1 = (float)a[4], o.beta2 = (float)a[5];
+    o.eps = (float)a[6], o.clip_norm = (float)a[7], o.clip_value = (float)a[8];
+    stg_schedule sc = {(stg_schedule_kind)a[9], (int64_t)a[10], (float)a[11], (int64_t)a[12],
+                       (float)a[13]};
+    layer l = make_layer();
+    stg_plan *p = NULL;
+    stg_status st = stg_plan_create(l.g, l.loss, &o, &p);
+    if (st != STG_OK)
+        fail_msg("%s: %s", c->name, stg_plan_last_message());
+    char msg[256];
+    assert_int_equal(stg_plan_check(p, msg, sizeof msg), STG_OK);
+    assert_int_equal(stg_plan_set_schedule(p, &sc), STG_OK);
+    const char *roles[4] = {"x", "t", "w", "b"};
+    stg_tensor ts[4] = {l.x, l.t, l.w, l.b};
+    for (int i = 0; i < 4; i++) {
+        const tu_tensor *v = tu_find(c, roles[i]);
+        assert_int_equal(stg_plan_set(p, ts[i], v->v, v->n), STG_OK);
+    }
+    const tu_tensor *losses = tu_find(c, "loss");
+    for (int step = 1; step <= losses->n; step++) {
+        assert_int_equal(stg_plan_step(p), STG_OK);
+        float loss = stg_plan_loss(p);
+        if (tu_err(&loss, &losses->v[step - 1], 1, ATOL, RTOL) > 1.0)
+            fail_msg("%s step %d: loss %.9g, PyTorch %.9g", c->name, step, loss,
+                     losses->v[step - 1]);
+        for (int k = 2; k < 4; k++) {
+            char role[16];
+            snprintf(role, sizeof role, "%s%d", roles[k], step);
+            const tu_tensor *want = tu_find(c, role);
+            double e = tu_err(stg_plan_data(p, ts[k]), want->v, want->n, ATOL, RTOL);
+            if (e > 1.0)
+                fail_msg("%s (%d threads): %s after step %d is %.3g tolerances from PyTorch",
+                         c->name, threads, roles[k], step, e);
+        }
+    }
+    assert_int_equal(stg_plan_steps(p), losses->n);
+    stg_plan_free(p);
+    stg_graph_free(l.g);
+}
+
+static void test_optimizers_match_pytorch(void **state)
+{
+    (void)state;
+    FILE *f = tu_open_data("optim_ref.txt");
+    tu_case c;
+    int n = 0;
+    while (tu_read_case(f, &c)) {
+        check_case(&c, 1);
+        check_case(&c, 2);
+        tu_free_case(&c);
+        n++;
+    }
+    fclose(f);
+    assert_true(n >= 12);
+    print_message("%d optimizer cases match PyTorch\n", n);
+}
+
+/* A NaN in the data: the step reports it and leaves every parameter, every
+ * optimizer state and the step count as they were. */
+static void test_nonfinite_loss_changes_nothing(void **state)
+{
+    (void)state;
+    for (int threads = 1; threads <= 2; threads++) {
+        layer l = make_layer();
+        stg_plan *p = tu_plan(l.g, l.loss, threads, STG_OPTIM_ADAM);
+        tu_fill(stg_plan_data(p, l.x), 20, 1, -1, 1);
+        tu_fill(stg_plan_data(p, l.t), 15, 2, -1, 1);
+        tu_fill(stg_plan_data(p, l.w), 12, 3, -1, 1);
+        assert_int_equal(stg_plan_step(p), STG_OK);
+        float w[12], b[3];
+        memcpy(w, stg_plan_data(p, l.w), sizeof w);
+        memcpy(b, stg_plan_data(p, l.b), sizeof b);
+        stg_plan_data(p, l.x)[7] = NAN;
+        assert_int_equal(stg_plan_step(p), STG_NUMERIC);
+        assert_non_null(strstr(stg_plan_message(p), "loss is nan"));
+        assert_non_null(strstr(stg_plan_message(p), "unchanged"));
+        assert_memory_equal(w, stg_plan_data(p, l.w), sizeof w);
+        assert_memory_equal(b, stg_plan_data(p, l.b), sizeof b);
+        assert_int_equal(stg_plan_steps(p), 1);
+        /* the next good step continues as if the bad one never happened */
+        stg_plan_data(p, l.x)[7] = 0.5f;
+        assert_int_equal(stg_plan_step(p), STG_OK);
+        assert_string_equal(stg_plan_message(p), "");
+        assert_int_equal(stg_plan_steps(p), 2);
+        stg_plan_free(p);
+        stg_graph_free(l.g);
+    }
+}
+
+static void test_bad_options_and_schedules(void **state)
+{
+    (void)state;
+    layer l = make_layer();
+    stg_plan_options o;
+    stg_plan *p = NULL;
+    stg_plan_options_init(&o);
+    o.nesterov = 1;
+    assert_int_equal(stg_plan_create(l.g, l.loss, &o, &p), STG_INVALID);
+    assert_non_null(strstr(stg_plan_last_message(), "Nesterov"));
+    stg_plan_options_init(&o);
+    o.beta2 = 1.0f;
+    assert_int_equal(stg_plan_create(l.g, l.loss, &o, &p), STG_INVALID);
+    assert_non_null(strstr(stg_plan_last_message(), "beta2"));
+    stg_plan_options_init(&o);
+    o.lr = -1.0f;
+    assert_int_equal(stg_plan_create(l.g, l.loss, &o, &p), STG_INVALID);
+    o.lr = NAN;
+    assert_int_equal(stg_plan_create(l.g, l.loss, &o, &p), STG_INVALID);
+    stg_plan_options_init(&o);
+    o.optimizer = (stg_optimizer)42;
+    assert_int_equal(stg_plan_create(l.g, l.loss, &o, &p), STG_INVALID);
+    assert_null(p);
+
+    p = tu_plan(l.g, l.loss, 1, STG_OPTIM_SGD);
+    stg_schedule s = {STG_SCHED_STEP, 0, 0.5f, 0, 0};
+    assert_int_equal(stg_plan_set_schedule(p, &s), STG_INVALID);
+    s = (stg_schedule){STG_SCHED_COSINE, 0, 0, 0, 0.0f};
+    assert_int_equal(stg_plan_set_schedule(p, &s), STG_INVALID);
+    s = (stg_schedule){(stg_schedule_kind)9, 1, 1, 1, 0};
+    assert_int_equal(stg_plan_set_schedule(p, &s), STG_INVALID);
+    assert_int_equal(stg_plan_set_lr(p, -0.1f), STG_INVALID);
+    assert_true(stg_plan_lr(p) == 0.01f); /* unchanged by the failed calls */
+    s = (stg_schedule){STG_SCHED_COSINE, 0, 0, 10, 0.001f};
+    assert_int_equal(stg_plan_set_schedule(p, &s), STG_OK);
+    assert_true(stg_plan_lr(p) == 0.01f);
+    stg_plan_free(p);
+    stg_graph_free(l.g);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_optimizers_match_pytorch),
+        cmocka_unit_test(test_nonfinite_loss_changes_nothing),
+        cmocka_unit_test(test_bad_options_and_schedules),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
