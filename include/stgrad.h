@@ -102,6 +102,9 @@ STG_API stg_tensor stg_param(stg_graph *g, const char *name, int ndim, const int
 STG_API stg_tensor stg_constant(stg_graph *g, int ndim, const int64_t *dims, const float *data);
 /* A scalar constant. */
 STG_API stg_tensor stg_scalar(stg_graph *g, float value);
+/* An input of int32 values: class labels or indices.  Only the ops that take
+ * labels or indices accept it; set it with stg_plan_data_i32/stg_plan_set_i32. */
+STG_API stg_tensor stg_input_i32(stg_graph *g, const char *name, int ndim, const int64_t *dims);
 
 /* Products.  stg_matmul follows NumPy/PyTorch matmul exactly:
  *   (K)·(K) -> ();  (...,M,K)·(K) -> (...,M);  (K)·(...,K,N) -> (...,N);
@@ -153,8 +156,38 @@ STG_API stg_tensor stg_transpose(stg_graph *g, stg_tensor a, const int *perm);
 STG_API stg_tensor stg_swapaxes(stg_graph *g, stg_tensor a, int axis1, int axis2);
 STG_API stg_tensor stg_broadcast_to(stg_graph *g, stg_tensor a, int ndim, const int64_t *dims);
 
-/* Mean squared error mean((pred - target)^2): a scalar.  Shapes must match. */
+/* softmax and log_softmax along 'axis' (negative counts from the end),
+ * computed stably (the maximum is subtracted first). */
+STG_API stg_tensor stg_softmax(stg_graph *g, stg_tensor a, int axis);
+STG_API stg_tensor stg_log_softmax(stg_graph *g, stg_tensor a, int axis);
+
+/* out[...] = a[..., idx[...], ...] along 'axis' (PyTorch's gather): 'idx' is an
+ * int32 tensor with a's number of dims and, off 'axis', sizes no larger than
+ * a's; the result has idx's shape.  An index out of range in a step makes the
+ * step fail with STG_INDEX. */
+STG_API stg_tensor stg_gather(stg_graph *g, stg_tensor a, int axis, stg_tensor idx);
+
+/* Losses; each is a scalar.  'reduction' averages or sums over the elements
+ * (the rows, for the classification losses). */
+typedef enum stg_reduction {
+    STG_REDUCE_MEAN = 0,
+    STG_REDUCE_SUM
+} stg_reduction;
+/* Mean squared error mean((pred - target)^2).  Shapes must match. */
 STG_API stg_tensor stg_mse_loss(stg_graph *g, stg_tensor pred, stg_tensor target);
+/* mean |pred - target|.  Shapes must match. */
+STG_API stg_tensor stg_l1_loss(stg_graph *g, stg_tensor pred, stg_tensor target);
+/* Cross-entropy of softmax(logits) against int32 class labels: logits
+ * (..., C) with classes along the last axis, labels (...) in [0, C).  A label
+ * out of range in a step makes the step fail with STG_INDEX. */
+STG_API stg_tensor stg_softmax_cross_entropy(stg_graph *g, stg_tensor logits, stg_tensor labels,
+                                             stg_reduction reduction);
+/* Negative log-likelihood of log-probabilities (..., C) against labels (...). */
+STG_API stg_tensor stg_nll_loss(stg_graph *g, stg_tensor logp, stg_tensor labels,
+                                stg_reduction reduction);
+/* Binary cross-entropy of sigmoid(logits) against targets in [0, 1], stable
+ * (PyTorch's binary_cross_entropy_with_logits, mean).  Shapes must match. */
+STG_API stg_tensor stg_bce_with_logits(stg_graph *g, stg_tensor logits, stg_tensor target);
 
 /* Asks the plan to compute the gradient of the loss with respect to 't'
  * (parameters always get one; inputs and intermediate tensors only on
@@ -231,6 +264,9 @@ STG_API float *stg_plan_data(stg_plan *p, stg_tensor t);
 /* Pointer to the gradient of 't' (a parameter or a tensor given to
  * stg_graph_require_grad), valid after stg_plan_step; NULL otherwise. */
 STG_API const float *stg_plan_grad(stg_plan *p, stg_tensor t);
+/* The data of an int32 input (labels, indices); NULL for other tensors. */
+STG_API int32_t *stg_plan_data_i32(stg_plan *p, stg_tensor t);
+STG_API stg_status stg_plan_set_i32(stg_plan *p, stg_tensor t, const int32_t *src, int64_t n);
 /* Copies 'n' floats into/out of the data of 't'; STG_SHAPE if n != numel. */
 STG_API stg_status stg_plan_set(stg_plan *p, stg_tensor t, const float *src, int64_t n);
 STG_API stg_status stg_plan_get(stg_plan *p, stg_tensor t, float *dst, int64_t n);
@@ -265,6 +301,50 @@ STG_API stg_status stg_plan_set_schedule(stg_plan *p, const stg_schedule *s);
 STG_API float stg_plan_lr(const stg_plan *p);
 /* Training steps completed (restored by stg_plan_load). */
 STG_API int64_t stg_plan_steps(const stg_plan *p);
+
+/* Initialisers.  Values come from a counter-based generator: value i of a
+ * tensor depends only on (seed, i), so results do not depend on threads or
+ * on the order tensors are initialised in.  For fans, the last dim is
+ * fan_out and the product of the others fan_in (a (fan_in, fan_out) matrix,
+ * as in x @ W); a vector has fan_in = fan_out = its size.
+ *   ZEROS, ONES, CONSTANT (a)       the value
+ *   UNIFORM (a, b)                  uniform in [a, b)
+ *   NORMAL (a, b)                   mean a, standard deviation b
+ *   XAVIER_UNIFORM / _NORMAL (a)    Glorot, gain a (1 if 0): bound
+ *                                   a sqrt(6 / (fan_in + fan_out)), std a sqrt(2 / (fan_in + fan_out))
+ *   KAIMING_UNIFORM / _NORMAL (a)   He for leaky_relu slope a (0: relu):
+ *                                   gain sqrt(2 / (1 + a^2)), bound gain sqrt(3 / fan_in),
+ *                                   std gain / sqrt(fan_in) */
+typedef enum stg_init_kind {
+    STG_INIT_ZEROS = 0,
+    STG_INIT_ONES,
+    STG_INIT_CONSTANT,
+    STG_INIT_UNIFORM,
+    STG_INIT_NORMAL,
+    STG_INIT_XAVIER_UNIFORM,
+    STG_INIT_XAVIER_NORMAL,
+    STG_INIT_KAIMING_UNIFORM,
+    STG_INIT_KAIMING_NORMAL
+} stg_init_kind;
+/* Fills the data of 't' (any tensor stg_plan_data gives) from 'seed'.
+ * STG_INVALID for bad arguments (b <= a for UNIFORM, b < 0 for NORMAL). */
+STG_API stg_status stg_plan_init(stg_plan *p, stg_tensor t, stg_init_kind kind, float a, float b,
+                                 uint64_t seed);
+
+/* Checkpoints: parameters, optimizer state and the step count.
+ * stg_plan_save writes a temporary file beside 'path', flushes it and renames
+ * it over 'path', so a crash or a full disk never destroys an earlier
+ * checkpoint; STG_IO on failure (message in stg_plan_message).
+ * stg_plan_load checks the whole file (magic, version, checksum, every
+ * tensor's name, dtype and shape, nothing missing or extra) before it
+ * changes anything: on STG_IO or STG_FORMAT the plan is unchanged and
+ * stg_plan_message says what is wrong.  Tensors are named after parameters
+ * (a parameter without a name, or whose name another parameter has, is
+ * "param<k>", k counting parameters from 0), optimizer state as
+ * "<name>/<state>" (momentum_buffer, exp_avg, exp_avg_sq).  The format is
+ * described in README.md. */
+STG_API stg_status stg_plan_save(stg_plan *p, const char *path);
+STG_API stg_status stg_plan_load(stg_plan *p, const char *path);
 
 /* Memory: the arena's size, and the sum of the sizes of all buffers it holds
  * (what it would take without lifetime-based reuse). */
