@@ -118,6 +118,9 @@ STG_API stg_tensor stg_add(stg_graph *g, stg_tensor a, stg_tensor b);
 STG_API stg_tensor stg_sub(stg_graph *g, stg_tensor a, stg_tensor b);
 STG_API stg_tensor stg_mul(stg_graph *g, stg_tensor a, stg_tensor b);
 STG_API stg_tensor stg_div(stg_graph *g, stg_tensor a, stg_tensor b);
+/* Elementwise binary cross-entropy of sigmoid(a) against targets b (the
+ * terms of stg_bce_with_logits), stable. */
+STG_API stg_tensor stg_bce_logits(stg_graph *g, stg_tensor a, stg_tensor b);
 STG_API stg_tensor stg_neg(stg_graph *g, stg_tensor a);
 /* a * factor, for a constant factor. */
 STG_API stg_tensor stg_scale(stg_graph *g, stg_tensor a, float factor);

@@ -80,12 +80,32 @@ STG_API int stg_tensor_valid(const stg_graph *g, stg_tensor t)
     return g && t.id >= 0 && t.id < g->n;
 }
 
+static bool check(stg_graph *g, const char *op, stg_tensor t, bool want_int)
+{
+    if (!stg_tensor_valid(g, t)) {
+        stgG_fail(g, STG_INVALID, "%s: argument is not a tensor of this graph (id %d)", op,
+                  (int)t.id);
+        return false;
+    }
+    if (g->nodes[t.id].is_int != want_int) {
+        stgG_fail(g, STG_INVALID,
+                  want_int ? "%s: labels/indices must be an int32 tensor (stg_input_i32)"
+                           : "%s: argument is an int32 tensor (labels or indices); only gather "
+                             "and the classification losses take those",
+                  op);
+        return false;
+    }
+    return true;
+}
+
 bool stgG_check_tensor(stg_graph *g, const char *op, stg_tensor t)
 {
-    if (stg_tensor_valid(g, t))
-        return true;
-    stgG_fail(g, STG_INVALID, "%s: argument is not a tensor of this graph (id %d)", op, (int)t.id);
-    return false;
+    return check(g, op, t, false);
+}
+
+bool stgG_check_index(stg_graph *g, const char *op, stg_tensor t)
+{
+    return check(g, op, t, true);
 }
 
 STG_API int stg_tensor_ndim(const stg_graph *g, stg_tensor t)
@@ -159,6 +179,7 @@ stg_tensor stgG_add_view(stg_graph *g, const stg_op *op, int32_t in, const stg_s
         stg_node *n = &g->nodes[t.id];
         n->lay = l;
         n->base = g->nodes[in].base;
+        n->is_int = g->nodes[in].is_int;
     }
     return t;
 }
@@ -233,7 +254,7 @@ static stg_status mark(stg_graph *g, stg_tensor t, bool grad)
         return STG_INVALID;
     if (g->status != STG_OK)
         return g->status;
-    if (!stg_tensor_valid(g, t))
+    if (!stg_tensor_valid(g, t) || (grad && g->nodes[t.id].is_int))
         return STG_INVALID;
     if (grad)
         g->nodes[t.id].want_grad = true;

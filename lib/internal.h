@@ -42,6 +42,8 @@ typedef struct stg_attr {
     int keepdims;   /* reductions */
     int perm[STG_MAX_DIMS]; /* transpose */
     float f, f2;    /* attributes of unary ops ('a' and 'b' in ops.def) */
+    int axis;       /* softmax, gather */
+    const char *what; /* gather: what an index is, for messages (a static string) */
 } stg_attr;
 
 struct stg_op;
@@ -62,6 +64,7 @@ typedef struct stg_node {
     stg_role role;
     bool keep;      /* value must stay readable after a step */
     bool want_grad; /* gradient requested by the user */
+    bool is_int;    /* int32 data (labels, indices); views of it are int too */
     stg_attr attr;
     char *name;   /* leaves only; owned */
     float *data;  /* constants only; owned */
@@ -124,7 +127,10 @@ const stg_op *stgO_find(const char *name);
 
 stg_graph *stgG_clone(const stg_graph *g);
 bool stgG_ok(const stg_graph *g);
+/* Whether 't' is a float tensor of 'g'; records an error naming 'op' if not. */
 bool stgG_check_tensor(stg_graph *g, const char *op, stg_tensor t);
+/* The same for an int32 tensor (labels, indices). */
+bool stgG_check_index(stg_graph *g, const char *op, stg_tensor t);
 /* Records the first error (printf-style message) and returns an invalid tensor. */
 stg_tensor stgG_fail(stg_graph *g, stg_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -321,6 +327,11 @@ typedef struct stg_matmul_info {
 bool stgK_matmul_info(const stg_pnode *pn, stg_matmul_info *info);
 
 /* ---- shared kernels --------------------------------------------------- */
+
+/* stg_gather whose out-of-range message names what the indices are
+ * (e.g. "softmax_cross_entropy: label"; a static string). */
+stg_tensor stgK_gather_labelled(stg_graph *g, stg_tensor a, int axis, stg_tensor idx,
+                                const char *what);
 
 /* Scalar functions used in ops.def expressions. */
 float stgK_sigmoid(float x);

@@ -13,7 +13,7 @@ static bool known(const stg_plan *p, stg_tensor t)
 
 STG_API float *stg_plan_data(stg_plan *p, stg_tensor t)
 {
-    if (!known(p, t))
+    if (!known(p, t) || p->g->nodes[t.id].is_int)
         return NULL;
     if (p->g->nodes[t.id].role != STG_ROLE_COMPUTE)
         return stgP_ptr(p, t.id);
@@ -27,6 +27,26 @@ STG_API const float *stg_plan_grad(stg_plan *p, stg_tensor t)
     if (!known(p, t) || p->grad[t.id] < 0)
         return NULL;
     return stgP_ptr(p, p->grad[t.id]);
+}
+
+STG_API int32_t *stg_plan_data_i32(stg_plan *p, stg_tensor t)
+{
+    if (!known(p, t) || !p->g->nodes[t.id].is_int)
+        return NULL;
+    return (int32_t *)stgP_ptr(p, t.id); /* int32 and float share size and alignment */
+}
+
+STG_API stg_status stg_plan_set_i32(stg_plan *p, stg_tensor t, const int32_t *src, int64_t n)
+{
+    int32_t *d = stg_plan_data_i32(p, t);
+    if (!src)
+        return STG_INVALID;
+    if (!d)
+        return STG_NOT_FOUND;
+    if (n != stgS_numel(&p->g->nodes[t.id].shape))
+        return STG_SHAPE;
+    memcpy(d, src, (size_t)n * sizeof(int32_t));
+    return STG_OK;
 }
 
 /* The data of 't' if it holds exactly 'n' floats. */

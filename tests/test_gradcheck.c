@@ -112,7 +112,31 @@ U(elu, stg_elu(g, x[0], 0.7f))
 U(softplus, stg_softplus(g, x[0]))
 U(gelu, stg_gelu(g, x[0]))
 U(clamp, stg_clamp(g, x[0], -0.5f, 0.4f))
+U(softmax, stg_softmax(g, x[0], 1))
+U(log_softmax, stg_log_softmax(g, x[0], -1))
+U(bce, stg_bce_with_logits(g, x[0], x[1]))
+U(l1, stg_l1_loss(g, x[0], x[1]))
 #undef U
+
+/* Cases with labels declare them here; the harness fills every int32 input
+ * with in-range values (i * 7 + 3) mod 4 (all class axes have size 4). */
+static stg_tensor f_gather(stg_graph *g, const stg_tensor *x)
+{
+    int64_t d[2] = {3, 2};
+    return stg_gather(g, x[0], 1, stg_input_i32(g, "idx", 2, d));
+}
+
+static stg_tensor f_xent(stg_graph *g, const stg_tensor *x)
+{
+    int64_t d[1] = {5};
+    return stg_softmax_cross_entropy(g, x[0], stg_input_i32(g, "labels", 1, d), STG_REDUCE_MEAN);
+}
+
+static stg_tensor f_nll_sum(stg_graph *g, const stg_tensor *x)
+{
+    int64_t d[2] = {2, 3};
+    return stg_nll_loss(g, x[0], stg_input_i32(g, "labels", 2, d), STG_REDUCE_SUM);
+}
 
 #define D(...) {__VA_ARGS__}
 static const fd_case cases[] = {
@@ -153,6 +177,13 @@ static const fd_case cases[] = {
     {"softplus", 1, {2}, {D(3, 4)}, f_softplus, -4, 4},
     {"gelu", 1, {2}, {D(3, 4)}, f_gelu, -3, 3},
     {"clamp", 1, {2}, {D(3, 4)}, f_clamp, -1, 1},
+    {"softmax", 1, {3}, {D(2, 4, 3)}, f_softmax, -2, 2},
+    {"log_softmax", 1, {2}, {D(3, 4)}, f_log_softmax, -2, 2},
+    {"gather", 1, {2}, {D(3, 4)}, f_gather, -1, 1},
+    {"softmax_cross_entropy", 1, {2}, {D(5, 4)}, f_xent, -2, 2},
+    {"nll_loss_sum", 1, {3}, {D(2, 3, 4)}, f_nll_sum, -2, 0},
+    {"bce_with_logits", 2, {2, 2}, {D(3, 4), D(3, 4)}, f_bce, -2, 2},
+    {"l1_loss", 2, {2, 2}, {D(3, 4), D(3, 4)}, f_l1, -1, 1},
     {"linear_chain", 3, {2, 2, 1}, {D(4, 3), D(3, 2), D(2)}, f_linear_chain, -1, 1},
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
@@ -186,6 +217,12 @@ static void check_case(const fd_case *c, int threads)
     mark_ops(pg);
 
     tu_fill(stg_plan_data(p, seed), stg_tensor_numel(g, seed), 99, -1, 1);
+    for (int32_t id = 0; id < g->n; id++)
+        if (g->nodes[id].is_int) {
+            int32_t *lab = stg_plan_data_i32(p, (stg_tensor){id});
+            for (int64_t k = 0; k < stg_tensor_numel(g, (stg_tensor){id}); k++)
+                lab[k] = (int32_t)((k * 7 + 3) % 4);
+        }
     for (int i = 0; i < c->nin; i++)
         tu_fill(stg_plan_data(p, x[i]), stg_tensor_numel(g, x[i]), (uint64_t)i + 7, c->lo, c->hi);
     assert_int_equal(stg_plan_step(p), STG_OK);

@@ -136,6 +136,48 @@ static void test_nonfinite_loss_changes_nothing(void **state)
     }
 }
 
+/* A label out of range is an error of the step, not a wrong number: the step
+ * stops before any update, names the op, the label and the range. */
+static void test_bad_label_changes_nothing(void **state)
+{
+    (void)state;
+    for (int threads = 1; threads <= 2; threads++) {
+        stg_graph *g = stg_graph_new();
+        int64_t xd[2] = {4, 3}, wd[2] = {3, 5}, yd[1] = {4};
+        stg_tensor x = stg_input(g, "x", 2, xd), w = stg_param(g, "w", 2, wd);
+        stg_tensor y = stg_input_i32(g, "y", 1, yd);
+        stg_tensor loss = stg_softmax_cross_entropy(g, stg_matmul(g, x, w), y, STG_REDUCE_MEAN);
+        stg_plan *p = tu_plan(g, loss, threads, STG_OPTIM_SGD);
+        tu_fill(stg_plan_data(p, x), 12, 1, -1, 1);
+        tu_fill(stg_plan_data(p, w), 15, 2, -1, 1);
+        const int32_t good[4] = {0, 4, 2, 1}, bad[4] = {0, 4, 5, 1}, neg[4] = {-1, 0, 0, 0};
+        assert_int_equal(stg_plan_set_i32(p, y, good, 4), STG_OK);
+        assert_int_equal(stg_plan_step(p), STG_OK);
+        float before[15];
+        memcpy(before, stg_plan_data(p, w), sizeof before);
+        assert_int_equal(stg_plan_set_i32(p, y, bad, 4), STG_OK);
+        assert_int_equal(stg_plan_step(p), STG_INDEX);
+        const char *m = stg_plan_message(p);
+        if (!strstr(m, "softmax_cross_entropy: label 5") || !strstr(m, "position 2") ||
+            !strstr(m, "[0, 5)"))
+            fail_msg("unexpected message: %s", m);
+        assert_memory_equal(before, stg_plan_data(p, w), sizeof before);
+        assert_int_equal(stg_plan_steps(p), 1);
+        assert_int_equal(stg_plan_set_i32(p, y, neg, 4), STG_OK);
+        assert_int_equal(stg_plan_forward(p), STG_INDEX);
+        assert_non_null(strstr(stg_plan_message(p), "label -1"));
+        assert_int_equal(stg_plan_set_i32(p, y, good, 4), STG_OK);
+        assert_int_equal(stg_plan_step(p), STG_OK);
+        assert_int_equal(stg_plan_steps(p), 2);
+        /* int32 data is reached only through the _i32 calls, and floats not through them */
+        assert_null(stg_plan_data(p, y));
+        assert_null(stg_plan_data_i32(p, x));
+        assert_int_equal(stg_plan_set(p, y, before, 4), STG_NOT_FOUND);
+        stg_plan_free(p);
+        stg_graph_free(g);
+    }
+}
+
 static void test_bad_options_and_schedules(void **state)
 {
     (void)state;
@@ -181,6 +223,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_optimizers_match_pytorch),
         cmocka_unit_test(test_nonfinite_loss_changes_nothing),
+        cmocka_unit_test(test_bad_label_changes_nothing),
         cmocka_unit_test(test_bad_options_and_schedules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -58,6 +58,20 @@ static stg_tensor build_op(stg_graph *g, const tu_case *c, const stg_tensor *in)
         return stg_div(g, in[0], in[1]);
     if (!strcmp(op, "mse"))
         return stg_mse_loss(g, in[0], in[1]);
+    if (!strcmp(op, "l1"))
+        return stg_l1_loss(g, in[0], in[1]);
+    if (!strcmp(op, "bce_with_logits"))
+        return stg_bce_with_logits(g, in[0], in[1]);
+    if (!strcmp(op, "softmax"))
+        return stg_softmax(g, in[0], (int)a[0]);
+    if (!strcmp(op, "log_softmax"))
+        return stg_log_softmax(g, in[0], (int)a[0]);
+    if (!strcmp(op, "gather"))
+        return stg_gather(g, in[0], (int)a[0], in[1]);
+    if (!strcmp(op, "cross_entropy"))
+        return stg_softmax_cross_entropy(g, in[0], in[1], (stg_reduction)a[0]);
+    if (!strcmp(op, "nll"))
+        return stg_nll_loss(g, in[0], in[1], (stg_reduction)a[0]);
     if (!strcmp(op, "sum") || !strcmp(op, "mean")) {
         for (int i = 0; i < a[1]; i++)
             ax[i] = (int)a[2 + i];
@@ -77,6 +91,12 @@ static stg_tensor build_op(stg_graph *g, const tu_case *c, const stg_tensor *in)
         return stg_swapaxes(g, in[0], (int)a[0], (int)a[1]);
     fail_msg("%s: unknown op %s in reference file", c->name, op);
     return (stg_tensor){-1};
+}
+
+/* Ops whose second input is int32 labels or indices. */
+static bool int_second_input(const char *op)
+{
+    return !strcmp(op, "gather") || !strcmp(op, "cross_entropy") || !strcmp(op, "nll");
 }
 
 /* Column-major copy of the last two dims of 't' (for the transposed-view variant). */
@@ -113,8 +133,10 @@ static result run_case(const tu_case *c, int threads, bool views)
             d[t->nd - 2] = t->d[t->nd - 1];
             d[t->nd - 1] = t->d[t->nd - 2];
         }
-        leaf[nin] = stg_input(g, t->role, t->nd, d);
-        stg_graph_require_grad(g, leaf[nin]);
+        bool labels = nin == 1 && int_second_input(c->op);
+        leaf[nin] = labels ? stg_input_i32(g, t->role, t->nd, d) : stg_input(g, t->role, t->nd, d);
+        if (!labels)
+            stg_graph_require_grad(g, leaf[nin]);
         in[nin] = tr ? stg_swapaxes(g, leaf[nin], -1, -2) : leaf[nin];
         data[nin] = tr ? transposed_copy(t) : t->v;
     }
@@ -125,8 +147,16 @@ static result run_case(const tu_case *c, int threads, bool views)
     if (stg_graph_status(g) != STG_OK)
         fail_msg("%s: %s", c->name, stg_graph_message(g));
     stg_plan *p = tu_plan(g, loss, threads, STG_OPTIM_NONE);
-    for (int i = 0; i < nin; i++)
-        assert_int_equal(stg_plan_set(p, leaf[i], data[i], stg_tensor_numel(g, leaf[i])), STG_OK);
+    for (int i = 0; i < nin; i++) {
+        int64_t n = stg_tensor_numel(g, leaf[i]);
+        if (i == 1 && int_second_input(c->op)) {
+            int32_t *lab = stg_plan_data_i32(p, leaf[i]);
+            for (int64_t k = 0; k < n; k++)
+                lab[k] = (int32_t)data[i][k];
+        } else {
+            assert_int_equal(stg_plan_set(p, leaf[i], data[i], n), STG_OK);
+        }
+    }
     assert_int_equal(stg_plan_set(p, s, seed->v, seed->n), STG_OK);
     assert_int_equal(stg_plan_step(p), STG_OK);
 
@@ -135,7 +165,7 @@ static result run_case(const tu_case *c, int threads, bool views)
     stg_status st = stg_plan_get(p, y, r.out, out->n);
     if (st != STG_OK)
         fail_msg("%s: reading the output: %s", c->name, stg_status_name(st));
-    for (int i = 0; i < nin; i++) {
+    for (int i = 0; i < nin && !(i == 1 && int_second_input(c->op)); i++) {
         int64_t n = stg_tensor_numel(g, leaf[i]);
         const float *gr = stg_plan_grad(p, leaf[i]);
         assert_non_null(gr);

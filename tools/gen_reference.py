@@ -54,6 +54,11 @@ Ops and attribute tokens:
     exp log sqrt abs sin cos tanh sigmoid relu softplus gelu
     pow <exponent>  leaky_relu <slope>  elu <alpha>  clamp <lo> <hi>
                      (attributes of unary ops are decimal numbers)
+    softmax <axis>  log_softmax <axis>
+    gather <axis>                in1 holds int indices (as floats)
+    cross_entropy <reduction>    classes along the last axis; in1 = int labels;
+    nll <reduction>              reduction 0 = mean, 1 = sum
+    l1  bce_with_logits
     reshape <ndim> <dims...>     target shape
     transpose <n> <perm...>      torch.permute(in0, perm)
     swapaxes <a> <b>             torch.swapaxes(in0, a, b)
@@ -110,7 +115,8 @@ def fmt_case(name, op, attrs, inputs, seed, out, grads):
     parts += [fmt_tensor("in%d" % i, x) for i, x in enumerate(inputs)]
     parts.append(fmt_tensor("seed", seed))
     parts.append(fmt_tensor("out", out))
-    parts += [fmt_tensor("grad%d" % i, g) for i, g in enumerate(grads)]
+    parts += [fmt_tensor("grad%d" % i, g) for i, g in enumerate(grads)
+              if g is not None]           # no gradient for integer inputs
     parts.append("end\n")
     return "".join(parts)
 
@@ -407,10 +413,64 @@ def unary_cases():
     return cases
 
 
+def labels(name, shape, classes):
+    """int labels in [0, classes), as float64 values (exact)."""
+    g = generator_for(name + "/labels")
+    return torch.randint(0, classes, tuple(shape), generator=g).double()
+
+
+def softmax_cases():
+    cases = []
+    for op, fn in (("softmax", torch.softmax), ("log_softmax", torch.log_softmax)):
+        for shape, axis in (((2, 4, 3), 1), ((3, 5), -1), ((4, 3), 0), ((2, 3, 5), -1)):
+            name = "%s_%s_ax%s" % (op, fmt_shape(shape), str(axis).replace("-", "m"))
+            f = (lambda fn, a: lambda x: fn(x, a))(fn, axis)
+            cases.append(simple_case(name, op, [axis], f, [shape], -3, 3))
+    return cases
+
+
+def index_cases():
+    """Ops whose second input holds int labels/indices (written as floats);
+    their second gradient is not checked."""
+    cases = []
+    for xs, axis, ids in (((3, 5), 1, (3, 2)), ((4, 3), 0, (2, 3)), ((2, 3, 4), -1, (2, 3, 1))):
+        name = "gather_%s_ax%s_i%s" % (fmt_shape(xs), str(axis).replace("-", "m"), fmt_shape(ids))
+        x = random_inputs(name, [xs])[0]
+        idx = labels(name, ids, xs[axis])
+        f = (lambda a: lambda x, i: torch.gather(x, a, i.long()))(axis)
+        cases.append(make_case(name, "gather", [axis], f, [x, idx]))
+    for op, red, xs in (("cross_entropy", 0, (6, 5)), ("cross_entropy", 1, (4, 3)),
+                        ("cross_entropy", 0, (2, 3, 4)), ("nll", 0, (5, 4)), ("nll", 1, (2, 3))):
+        name = "%s_%s_%s" % (op, "mean" if red == 0 else "sum", fmt_shape(xs))
+        x = random_inputs(name, [xs], None, -3, 3)[0]
+        if op == "nll":
+            x = torch.log_softmax(x, -1)
+        y = labels(name, xs[:-1], xs[-1])
+        fn = F.cross_entropy if op == "cross_entropy" else F.nll_loss
+        f = (lambda fn, c, r: lambda x, y: fn(x.reshape(-1, c), y.reshape(-1).long(),
+                                            reduction=r))(fn, xs[-1], ["mean", "sum"][red])
+        cases.append(make_case(name, op, [red], f, [x, y]))
+    return cases
+
+
+def loss_cases():
+    cases = []
+    for shape in ((3, 4), (5,)):
+        name = "l1_%s" % fmt_shape(shape)
+        cases.append(simple_case(name, "l1", [], F.l1_loss, [shape, shape]))
+        name = "bce_with_logits_%s" % fmt_shape(shape)
+        g = generator_for(name + "/inputs")
+        xs = [uniform(g, shape, -4, 4), uniform(g, shape, 0, 1)]
+        cases.append(make_case(name, "bce_with_logits", [],
+                               F.binary_cross_entropy_with_logits, xs))
+    return cases
+
+
 def ops_cases():
     return (binary_cases() + neg_cases() + reduce_cases() + reshape_cases()
             + transpose_cases() + swapaxes_cases() + outer_cases()
-            + mse_cases() + unary_cases())
+            + mse_cases() + unary_cases() + softmax_cases() + index_cases()
+            + loss_cases())
 
 
 # ---------------------------------------------------------------- optimizers

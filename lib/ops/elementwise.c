@@ -209,6 +209,16 @@ static void backward_div(stg_ad *ad, int32_t id, stg_tensor g)
     }
 }
 
+/* d/dx = sigmoid(x) - y and d/dy = -x, as PyTorch's fused op (no kinks at 0). */
+static void backward_bce_logits(stg_ad *ad, int32_t id, stg_tensor g)
+{
+    stg_tensor x = in_t(ad, id, 0), y = in_t(ad, id, 1);
+    if (stgD_needs(ad, x.id))
+        accumulate_to(ad, id, 0, stg_mul(ad->g, g, stg_sub(ad->g, stg_sigmoid(ad->g, x), y)));
+    if (stgD_needs(ad, y.id))
+        accumulate_to(ad, id, 1, stg_mul(ad->g, g, stg_neg(ad->g, x)));
+}
+
 /* ---- kernels and descriptors, generated from ops.def -------------------- */
 
 /* The unit-stride branches are the ones that matter; the compiler vectorises them. */

@@ -52,6 +52,14 @@ STG_API stg_tensor stg_input(stg_graph *g, const char *name, int ndim, const int
     return leaf(g, &stg_op_input, STG_ROLE_INPUT, name, ndim, dims, NULL);
 }
 
+STG_API stg_tensor stg_input_i32(stg_graph *g, const char *name, int ndim, const int64_t *dims)
+{
+    stg_tensor t = leaf(g, &stg_op_input, STG_ROLE_INPUT, name, ndim, dims, NULL);
+    if (t.id >= 0)
+        stgG_node(g, t)->is_int = true;
+    return t;
+}
+
 STG_API stg_tensor stg_param(stg_graph *g, const char *name, int ndim, const int64_t *dims)
 {
     return leaf(g, &stg_op_param, STG_ROLE_PARAM, name, ndim, dims, NULL);
