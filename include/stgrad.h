@@ -121,6 +121,10 @@ STG_API stg_tensor stg_div(stg_graph *g, stg_tensor a, stg_tensor b);
 /* Elementwise binary cross-entropy of sigmoid(a) against targets b (the
  * terms of stg_bce_with_logits), stable. */
 STG_API stg_tensor stg_bce_logits(stg_graph *g, stg_tensor a, stg_tensor b);
+/* 1 where a == b, else 0 (no gradient). */
+STG_API stg_tensor stg_eq(stg_graph *g, stg_tensor a, stg_tensor b);
+/* a / b, and 0 where b is 0. */
+STG_API stg_tensor stg_div_or_zero(stg_graph *g, stg_tensor a, stg_tensor b);
 STG_API stg_tensor stg_neg(stg_graph *g, stg_tensor a);
 /* a * factor, for a constant factor. */
 STG_API stg_tensor stg_scale(stg_graph *g, stg_tensor a, float factor);
@@ -149,6 +153,19 @@ STG_API stg_tensor stg_clamp(stg_graph *g, stg_tensor a, float lo, float hi);
  * keepdims the reduced axes stay as size 1. */
 STG_API stg_tensor stg_sum(stg_graph *g, stg_tensor a, int naxes, const int *axes, int keepdims);
 STG_API stg_tensor stg_mean(stg_graph *g, stg_tensor a, int naxes, const int *axes, int keepdims);
+/* max and min: the gradient is shared evenly between the elements equal to
+ * the result, as PyTorch's amax/amin (and full max/min) do. */
+STG_API stg_tensor stg_max(stg_graph *g, stg_tensor a, int naxes, const int *axes, int keepdims);
+STG_API stg_tensor stg_min(stg_graph *g, stg_tensor a, int naxes, const int *axes, int keepdims);
+/* Unbiased variance (divides by n - 1, torch.var's default). */
+STG_API stg_tensor stg_var(stg_graph *g, stg_tensor a, int naxes, const int *axes, int keepdims);
+/* log(sum(exp(a))), stable. */
+STG_API stg_tensor stg_logsumexp(stg_graph *g, stg_tensor a, int naxes, const int *axes,
+                                 int keepdims);
+/* The p-norm, p = 1 or 2 (STG_INVALID otherwise); the 2-norm's gradient is 0
+ * where the norm is 0, as in PyTorch. */
+STG_API stg_tensor stg_norm(stg_graph *g, stg_tensor a, int p, int naxes, const int *axes,
+                            int keepdims);
 
 /* Shape changes.  reshape keeps the element count (no -1 wildcard) and is a
  * view when the input is contiguous, a copy otherwise.  transpose permutes the
@@ -158,6 +175,8 @@ STG_API stg_tensor stg_reshape(stg_graph *g, stg_tensor a, int ndim, const int64
 STG_API stg_tensor stg_transpose(stg_graph *g, stg_tensor a, const int *perm);
 STG_API stg_tensor stg_swapaxes(stg_graph *g, stg_tensor a, int axis1, int axis2);
 STG_API stg_tensor stg_broadcast_to(stg_graph *g, stg_tensor a, int ndim, const int64_t *dims);
+/* The same values with no gradient flowing back through them (a view). */
+STG_API stg_tensor stg_detach(stg_graph *g, stg_tensor a);
 
 /* softmax and log_softmax along 'axis' (negative counts from the end),
  * computed stably (the maximum is subtracted first). */

@@ -116,6 +116,12 @@ U(softmax, stg_softmax(g, x[0], 1))
 U(log_softmax, stg_log_softmax(g, x[0], -1))
 U(bce, stg_bce_with_logits(g, x[0], x[1]))
 U(l1, stg_l1_loss(g, x[0], x[1]))
+U(max_axes, stg_max(g, x[0], 2, (const int[]){0, 2}, 1))
+U(min_all, stg_min(g, x[0], 0, NULL, 0))
+U(var_axis, stg_var(g, x[0], 1, (const int[]){1}, 0))
+U(logsumexp_axis, stg_logsumexp(g, x[0], 1, (const int[]){-1}, 0))
+U(norm1, stg_norm(g, x[0], 1, 1, (const int[]){0}, 0))
+U(norm2, stg_norm(g, x[0], 2, 1, (const int[]){1}, 1))
 #undef U
 
 /* Cases with labels declare them here; the harness fills every int32 input
@@ -184,6 +190,12 @@ static const fd_case cases[] = {
     {"nll_loss_sum", 1, {3}, {D(2, 3, 4)}, f_nll_sum, -2, 0},
     {"bce_with_logits", 2, {2, 2}, {D(3, 4), D(3, 4)}, f_bce, -2, 2},
     {"l1_loss", 2, {2, 2}, {D(3, 4), D(3, 4)}, f_l1, -1, 1},
+    {"max_axes", 1, {3}, {D(2, 3, 2)}, f_max_axes, -1, 1},
+    {"min_all", 1, {2}, {D(3, 4)}, f_min_all, -1, 1},
+    {"var_axis", 1, {3}, {D(2, 4, 3)}, f_var_axis, -1, 1},
+    {"logsumexp_axis", 1, {2}, {D(3, 5)}, f_logsumexp_axis, -3, 3},
+    {"norm1", 1, {2}, {D(4, 3)}, f_norm1, -1, 1},
+    {"norm2", 1, {2}, {D(4, 3)}, f_norm2, -1, 1},
     {"linear_chain", 3, {2, 2, 1}, {D(4, 3), D(3, 2), D(2)}, f_linear_chain, -1, 1},
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))

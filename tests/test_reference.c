@@ -72,10 +72,21 @@ static stg_tensor build_op(stg_graph *g, const tu_case *c, const stg_tensor *in)
         return stg_softmax_cross_entropy(g, in[0], in[1], (stg_reduction)a[0]);
     if (!strcmp(op, "nll"))
         return stg_nll_loss(g, in[0], in[1], (stg_reduction)a[0]);
-    if (!strcmp(op, "sum") || !strcmp(op, "mean")) {
-        for (int i = 0; i < a[1]; i++)
-            ax[i] = (int)a[2 + i];
-        return (op[0] == 's' ? stg_sum : stg_mean)(g, in[0], (int)a[1], ax, (int)a[0]);
+    static const struct {
+        const char *name;
+        stg_tensor (*fn)(stg_graph *, stg_tensor, int, const int *, int);
+    } reductions[] = {{"sum", stg_sum}, {"mean", stg_mean}, {"max", stg_max}, {"min", stg_min},
+                      {"var", stg_var}, {"logsumexp", stg_logsumexp}};
+    for (size_t r = 0; r < sizeof reductions / sizeof reductions[0]; r++)
+        if (!strcmp(op, reductions[r].name)) {
+            for (int i = 0; i < a[1]; i++)
+                ax[i] = (int)a[2 + i];
+            return reductions[r].fn(g, in[0], (int)a[1], ax, (int)a[0]);
+        }
+    if (!strcmp(op, "norm")) {
+        for (int i = 0; i < a[2]; i++)
+            ax[i] = (int)a[3 + i];
+        return stg_norm(g, in[0], (int)a[0], (int)a[2], ax, (int)a[1]);
     }
     if (!strcmp(op, "reshape")) {
         for (int i = 0; i < a[0]; i++)

@@ -54,6 +54,9 @@ Ops and attribute tokens:
     exp log sqrt abs sin cos tanh sigmoid relu softplus gelu
     pow <exponent>  leaky_relu <slope>  elu <alpha>  clamp <lo> <hi>
                      (attributes of unary ops are decimal numbers)
+    max min var logsumexp <keepdims> <naxes> <axes...>   (as sum; max/min
+                                 share the gradient between ties like amax)
+    norm <p> <keepdims> <naxes> <axes...>
     softmax <axis>  log_softmax <axis>
     gather <axis>                in1 holds int indices (as floats)
     cross_entropy <reduction>    classes along the last axis; in1 = int labels;
@@ -453,6 +456,55 @@ def index_cases():
     return cases
 
 
+def full_reduce_fn(op, axes, keepdims, ndim):
+    """torch's max/min (amax/amin), var, logsumexp over axes (empty: all)."""
+    dims = list(axes) if axes else list(range(ndim))
+    k = bool(keepdims)
+    if op == "max":
+        return lambda x: torch.amax(x, dim=dims, keepdim=k)
+    if op == "min":
+        return lambda x: torch.amin(x, dim=dims, keepdim=k)
+    if op == "var":
+        return lambda x: torch.var(x, dim=dims, keepdim=k)
+    return lambda x: torch.logsumexp(x, dim=dims, keepdim=k)
+
+
+def more_reduce_cases():
+    cases = []
+    for op in ("max", "min", "var", "logsumexp"):
+        for axes, keepdims in (((), 0), ((1,), 0), ((0, 2), 1), ((-1,), 1)):
+            axes_tag = "_".join(str(a).replace("-", "m") for a in axes) or "all"
+            name = "%s_2x3x4_ax%s_k%d" % (op, axes_tag, keepdims)
+            fn = full_reduce_fn(op, axes, keepdims, 3)
+            cases.append(simple_case(name, op, [keepdims, len(axes)] + list(axes), fn,
+                                     [(2, 3, 4)], -2, 2))
+    # ties: values on a coarse grid, so maxima repeat and share the gradient
+    for op in ("max", "min"):
+        for axes in ((), (1,)):
+            axes_tag = "_".join(str(a) for a in axes) or "all"
+            name = "%s_ties_3x4_ax%s" % (op, axes_tag)
+            g = generator_for(name + "/inputs")
+            x = torch.round(uniform(g, (3, 4), -1, 1) * 2) / 2
+            fn = full_reduce_fn(op, axes, 0, 2)
+            cases.append(make_case(name, op, [0, len(axes)] + list(axes), fn, [x]))
+    for p in (1, 2):
+        for axes, keepdims in (((), 0), ((1,), 1), ((0,), 0)):
+            axes_tag = "_".join(str(a) for a in axes) or "all"
+            name = "norm%d_3x4_ax%s_k%d" % (p, axes_tag, keepdims)
+            dims = list(axes) if axes else None
+            fn = (lambda p, d, k: lambda x: torch.linalg.vector_norm(x, p, dim=d, keepdim=k))(
+                p, dims, bool(keepdims))
+            cases.append(simple_case(name, "norm", [p, keepdims, len(axes)] + list(axes), fn,
+                                     [(3, 4)]))
+    # the 2-norm of an all-zero row: PyTorch's gradient there is 0
+    name = "norm2_zero_row_3x4_ax1_k0"
+    x = random_inputs(name, [(3, 4)])[0]
+    x[1] = 0.0
+    fn = lambda x: torch.linalg.vector_norm(x, 2, dim=[1])
+    cases.append(make_case(name, "norm", [2, 0, 1, 1], fn, [x]))
+    return cases
+
+
 def loss_cases():
     cases = []
     for shape in ((3, 4), (5,)):
@@ -470,7 +522,7 @@ def ops_cases():
     return (binary_cases() + neg_cases() + reduce_cases() + reshape_cases()
             + transpose_cases() + swapaxes_cases() + outer_cases()
             + mse_cases() + unary_cases() + softmax_cases() + index_cases()
-            + loss_cases())
+            + loss_cases() + more_reduce_cases())
 
 
 # ---------------------------------------------------------------- optimizers

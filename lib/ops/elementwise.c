@@ -209,6 +209,24 @@ static void backward_div(stg_ad *ad, int32_t id, stg_tensor g)
     }
 }
 
+/* A comparison is flat: no gradient flows through it. */
+static void backward_eq(stg_ad *ad, int32_t id, stg_tensor g)
+{
+    (void)ad, (void)id, (void)g;
+}
+
+/* As div where y != 0; zero where the forward value was forced to 0. */
+static void backward_div_or_zero(stg_ad *ad, int32_t id, stg_tensor g)
+{
+    stg_tensor y = in_t(ad, id, 1);
+    stg_tensor gy = stg_div_or_zero(ad->g, g, y);
+    if (stgD_needs(ad, in_t(ad, id, 0).id))
+        accumulate_to(ad, id, 0, gy);
+    if (stgD_needs(ad, y.id))
+        stgD_accumulate(ad, y.id, stg_neg(ad->g, stgD_sum_to(ad->g, stg_mul(ad->g, gy, stgG_t(id)),
+                                                             shape_of(ad, y.id))));
+}
+
 /* d/dx = sigmoid(x) - y and d/dy = -x, as PyTorch's fused op (no kinks at 0). */
 static void backward_bce_logits(stg_ad *ad, int32_t id, stg_tensor g)
 {

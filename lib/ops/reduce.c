@@ -1,12 +1,16 @@
 /*
- * Sums over axes (mean is a sum followed by a scale).
+ * Reductions over axes: sum (mean is a sum and a scale), max, min, the
+ * 2-norm; var and logsumexp are built from them.
  *
- *   y = sum(x, axes)   dx = broadcast_to(reshape(g, keepdims shape), shape(x))
+ *   y = sum(x, axes)   dx = spread(g), spread(t) = broadcast_to(reshape(t, keepdims shape), shape(x))
+ *   y = max(x, axes)   dx = spread(g) * m / sum(m, axes), m = (x == spread(y))   (min alike)
+ *   y = ||x||, axes    dx = spread(g) * (x / spread(y), 0 where y is 0)
  *
  * The gradient is a stride-0 view: consumers read it in place.  The kernel
  * adds the reduced elements of each output in one fixed order (lexicographic
  * over the reduced axes, starting from 0), whatever the thread count.
  */
+#include <math.h>
 #include <string.h>
 
 #include "../internal.h"
@@ -19,8 +23,8 @@ typedef struct reduce_desc {
     bool red_outer;  /* walk reduced positions outermost (kept dims are unit-stride) */
 } reduce_desc;
 
-static stg_tensor reduce(stg_graph *g, const char *opname, stg_tensor a, int naxes,
-                         const int *axes, int keepdims, bool mean)
+static stg_tensor reduce(stg_graph *g, const stg_op *op, const char *opname, stg_tensor a,
+                         int naxes, const int *axes, int keepdims, bool mean)
 {
     if (!stgG_ok(g) || !stgG_check_tensor(g, opname, a))
         return stgG_t(-1);
@@ -58,21 +62,79 @@ static stg_tensor reduce(stg_graph *g, const char *opname, stg_tensor a, int nax
         }
     }
     stg_attr attr = {.axes = mask, .keepdims = keepdims != 0};
-    stg_tensor y = stgG_add(g, &stg_op_sum, 1, &a.id, &s, &attr);
+    stg_tensor y = stgG_add(g, op, 1, &a.id, &s, &attr);
     return mean ? stg_scale(g, y, 1.0f / (float)count) : y;
 }
 
 STG_API stg_tensor stg_sum(stg_graph *g, stg_tensor a, int naxes, const int *axes, int keepdims)
 {
-    return reduce(g, "sum", a, naxes, axes, keepdims, false);
+    return reduce(g, &stg_op_sum, "sum", a, naxes, axes, keepdims, false);
 }
 
 STG_API stg_tensor stg_mean(stg_graph *g, stg_tensor a, int naxes, const int *axes, int keepdims)
 {
-    return reduce(g, "mean", a, naxes, axes, keepdims, true);
+    return reduce(g, &stg_op_sum, "mean", a, naxes, axes, keepdims, true);
 }
 
-static void backward_sum(stg_ad *ad, int32_t id, stg_tensor gout)
+STG_API stg_tensor stg_max(stg_graph *g, stg_tensor a, int naxes, const int *axes, int keepdims)
+{
+    return reduce(g, &stg_op_amax, "max", a, naxes, axes, keepdims, false);
+}
+
+STG_API stg_tensor stg_min(stg_graph *g, stg_tensor a, int naxes, const int *axes, int keepdims)
+{
+    return reduce(g, &stg_op_amin, "min", a, naxes, axes, keepdims, false);
+}
+
+STG_API stg_tensor stg_norm(stg_graph *g, stg_tensor a, int p, int naxes, const int *axes,
+                            int keepdims)
+{
+    if (stgG_ok(g) && p != 1 && p != 2)
+        return stgG_fail(g, STG_INVALID, "norm: p = %d (1 or 2 are supported)", p);
+    if (p == 1) {
+        if (!stgG_ok(g) || !stgG_check_tensor(g, "norm", a))
+            return stgG_t(-1);
+        return reduce(g, &stg_op_sum, "norm", stg_abs(g, a), naxes, axes, keepdims, false);
+    }
+    return reduce(g, &stg_op_norm2, "norm", a, naxes, axes, keepdims, false);
+}
+
+/* Unbiased (n - 1), like torch.var's default. */
+STG_API stg_tensor stg_var(stg_graph *g, stg_tensor a, int naxes, const int *axes, int keepdims)
+{
+    stg_tensor m = reduce(g, &stg_op_sum, "var", a, naxes, axes, 1, true);
+    if (m.id < 0)
+        return m;
+    int64_t n = stgS_numel(&stgG_node(g, a)->shape) / stgS_numel(&stgG_node(g, m)->shape);
+    stg_tensor d = stg_sub(g, a, m);
+    stg_tensor ss = reduce(g, &stg_op_sum, "var", stg_mul(g, d, d), naxes, axes, keepdims, false);
+    return stg_scale(g, ss, n > 1 ? 1.0f / (float)(n - 1) : NAN);
+}
+
+/* log(sum(exp(x))) with the maximum taken out first (and held constant for
+ * the gradient, which is then exactly softmax(x)). */
+STG_API stg_tensor stg_logsumexp(stg_graph *g, stg_tensor a, int naxes, const int *axes,
+                                 int keepdims)
+{
+    stg_tensor m = reduce(g, &stg_op_amax, "logsumexp", a, naxes, axes, 1, false);
+    if (m.id < 0)
+        return m;
+    uint32_t mask = stgG_node(g, m)->attr.axes;
+    m = stg_detach(g, m);
+    stg_tensor s = reduce(g, &stg_op_sum, "logsumexp", stg_exp(g, stg_sub(g, a, m)), naxes, axes,
+                          1, false);
+    stg_tensor lse = stg_add(g, stg_log(g, s), m);
+    if (keepdims || lse.id < 0)
+        return lse;
+    stg_shape out = {0}, kept = stgG_node(g, lse)->shape;
+    for (int i = 0; i < kept.nd; i++)
+        if (!(mask & (1u << i)))
+            out.d[out.nd++] = kept.d[i];
+    return stg_reshape(g, lse, out.nd, out.d);
+}
+
+/* The incoming gradient brought back to x's shape (a stride-0 view). */
+static stg_tensor spread(stg_ad *ad, int32_t id, stg_tensor t)
 {
     const stg_node *n = &ad->g->nodes[id];
     const stg_shape xs = ad->g->nodes[n->in[0]].shape;
@@ -80,9 +142,39 @@ static void backward_sum(stg_ad *ad, int32_t id, stg_tensor gout)
     for (int i = 0; i < xs.nd; i++)
         if (n->attr.axes & (1u << i))
             kept.d[i] = 1;
-    int32_t x = n->in[0];
-    stg_tensor r = stg_reshape(ad->g, gout, kept.nd, kept.d);
-    stgD_accumulate(ad, x, stg_broadcast_to(ad->g, r, xs.nd, xs.d));
+    stg_tensor r = stg_reshape(ad->g, t, kept.nd, kept.d);
+    return stg_broadcast_to(ad->g, r, xs.nd, xs.d);
+}
+
+static void backward_sum(stg_ad *ad, int32_t id, stg_tensor gout)
+{
+    stgD_accumulate(ad, ad->g->nodes[id].in[0], spread(ad, id, gout));
+}
+
+/* max/min: the gradient is shared evenly between the elements equal to the
+ * result (PyTorch's amax/amin and full max/min). */
+static void backward_extreme(stg_ad *ad, int32_t id, stg_tensor gout)
+{
+    stg_graph *g = ad->g;
+    int32_t x = g->nodes[id].in[0];
+    uint32_t axes = g->nodes[id].attr.axes;
+    int ax[STG_MAX_DIMS], nax = 0;
+    for (int i = 0; i < g->nodes[x].shape.nd; i++)
+        if (axes & (1u << i))
+            ax[nax++] = i;
+    stg_tensor mask = stg_eq(g, stgG_t(x), spread(ad, id, stgG_t(id)));
+    stg_tensor count = stg_sum(g, mask, nax, ax, 1);
+    stg_tensor share = stg_div(g, mask, count);
+    stgD_accumulate(ad, x, stg_mul(g, share, spread(ad, id, gout)));
+}
+
+/* ||x||: dx = g x / ||x||, and 0 where ||x|| is 0 (as PyTorch). */
+static void backward_norm2(stg_ad *ad, int32_t id, stg_tensor gout)
+{
+    stg_graph *g = ad->g;
+    int32_t x = g->nodes[id].in[0];
+    stg_tensor unit = stg_div_or_zero(g, stgG_t(x), spread(ad, id, stgG_t(id)));
+    stgD_accumulate(ad, x, stg_mul(g, unit, spread(ad, id, gout)));
 }
 
 static stg_status prepare_sum(stg_plan *p, stg_pnode *pn)
@@ -112,61 +204,83 @@ static stg_status prepare_sum(stg_plan *p, stg_pnode *pn)
     return STG_OK;
 }
 
-static float sum_reduced(const reduce_desc *d, const float *x)
-{
-    float acc = 0.0f;
-    int k = d->red.nd - 1;
-    if (k < 0)
-        return acc + x[0];
-    int64_t r = 0, sk = d->red.st[0][k];
-    while (r < d->red.total) {
-        int64_t off[STG_LOOP_OPS];
-        stgS_loop_offsets(&d->red, r, off);
-        for (int64_t i = 0; i < d->red.d[k]; i++)
-            acc += x[off[0] + i * sk];
-        r += d->red.d[k];
+/*
+ * One kernel per reduction, from one template: 'acc' starts at INIT, takes
+ * each reduced element v with STEP in the fixed order, and the output is
+ * POST(acc).  Max and min let a NaN through, as PyTorch's do.
+ */
+#define REDUCE_KERNEL(name, INIT, STEP, POST)                                                 \
+    static float name##_reduced(const reduce_desc *d, const float *x)                        \
+    {                                                                                         \
+        float acc = (INIT);                                                                   \
+        int k = d->red.nd - 1;                                                                \
+        if (k < 0) {                                                                          \
+            float v = x[0];                                                                   \
+            STEP;                                                                             \
+            return POST;                                                                      \
+        }                                                                                     \
+        int64_t sk = d->red.st[0][k];                                                         \
+        for (int64_t r = 0; r < d->red.total; r += d->red.d[k]) {                             \
+            int64_t off[STG_LOOP_OPS];                                                        \
+            stgS_loop_offsets(&d->red, r, off);                                               \
+            for (int64_t i = 0; i < d->red.d[k]; i++) {                                       \
+                float v = x[off[0] + i * sk];                                                 \
+                STEP;                                                                         \
+            }                                                                                 \
+        }                                                                                     \
+        return POST;                                                                          \
+    }                                                                                         \
+    static void run_##name(const stg_pnode *pn, int tid, int nt)                              \
+    {                                                                                         \
+        const reduce_desc *d = pn->desc;                                                      \
+        int64_t lo = 0, hi = d->keep.total;                                                   \
+        if (d->keep.total * d->red.total >= REDUCE_GRAIN)                                     \
+            stgR_split(d->keep.total, tid, nt, &lo, &hi);                                     \
+        else if (tid != 0)                                                                    \
+            return;                                                                           \
+        float *y = pn->out;                                                                   \
+        const float *x = pn->in[0];                                                           \
+        if (!d->red_outer) {                                                                  \
+            for (int64_t o = lo; o < hi; o++) {                                               \
+                int64_t off[STG_LOOP_OPS];                                                    \
+                stgS_loop_offsets(&d->keep, o, off);                                          \
+                y[o] = name##_reduced(d, x + off[1]);                                         \
+            }                                                                                 \
+            return;                                                                           \
+        }                                                                                     \
+        /* Kept dims are unit-stride: update whole rows, one reduced position at a time;     \
+         * each output still sees its elements in the same order. */                         \
+        int k = d->keep.nd - 1;                                                               \
+        for (int64_t o = lo; o < hi; o++)                                                     \
+            y[o] = (INIT);                                                                    \
+        for (int64_t r = 0; r < d->red.total; r++) {                                          \
+            int64_t roff[STG_LOOP_OPS];                                                       \
+            stgS_loop_offsets(&d->red, r, roff);                                              \
+            for (int64_t o = lo; o < hi;) {                                                   \
+                int64_t off[STG_LOOP_OPS];                                                    \
+                stgS_loop_offsets(&d->keep, o, off);                                          \
+                int64_t len = d->keep.d[k] - o % d->keep.d[k];                                \
+                if (len > hi - o)                                                             \
+                    len = hi - o;                                                             \
+                const float *src = x + roff[0] + off[1];                                      \
+                for (int64_t i = 0; i < len; i++) {                                           \
+                    float acc = y[o + i], v = src[i];                                         \
+                    STEP;                                                                     \
+                    y[o + i] = acc;                                                           \
+                }                                                                             \
+                o += len;                                                                     \
+            }                                                                                 \
+        }                                                                                     \
+        for (int64_t o = lo; o < hi; o++) {                                                   \
+            float acc = y[o];                                                                 \
+            y[o] = POST;                                                                      \
+        }                                                                                     \
     }
-    return acc;
-}
 
-static void run_sum(const stg_pnode *pn, int tid, int nt)
-{
-    const reduce_desc *d = pn->desc;
-    int64_t lo = 0, hi = d->keep.total;
-    if (d->keep.total * d->red.total >= REDUCE_GRAIN)
-        stgR_split(d->keep.total, tid, nt, &lo, &hi);
-    else if (tid != 0)
-        return;
-    float *y = pn->out;
-    const float *x = pn->in[0];
-    if (!d->red_outer) {
-        for (int64_t o = lo; o < hi; o++) {
-            int64_t off[STG_LOOP_OPS];
-            stgS_loop_offsets(&d->keep, o, off);
-            y[o] = sum_reduced(d, x + off[1]);
-        }
-        return;
-    }
-    /* Kept dims are unit-stride: add whole rows, one reduced position at a time. */
-    int k = d->keep.nd - 1;
-    for (int64_t o = lo; o < hi; o++)
-        y[o] = 0.0f;
-    for (int64_t r = 0; r < d->red.total; r++) {
-        int64_t roff[STG_LOOP_OPS];
-        stgS_loop_offsets(&d->red, r, roff);
-        for (int64_t o = lo; o < hi;) {
-            int64_t off[STG_LOOP_OPS];
-            stgS_loop_offsets(&d->keep, o, off);
-            int64_t len = d->keep.d[k] - o % d->keep.d[k];
-            if (len > hi - o)
-                len = hi - o;
-            const float *src = x + roff[0] + off[1];
-            for (int64_t i = 0; i < len; i++)
-                y[o + i] += src[i];
-            o += len;
-        }
-    }
-}
+REDUCE_KERNEL(sum, 0.0f, acc += v, acc)
+REDUCE_KERNEL(amax, -INFINITY, acc = (v > acc || v != v || acc != acc) ? (acc != acc ? acc : v) : acc, acc)
+REDUCE_KERNEL(amin, INFINITY, acc = (v < acc || v != v || acc != acc) ? (acc != acc ? acc : v) : acc, acc)
+REDUCE_KERNEL(norm2, 0.0f, acc += v * v, sqrtf(acc))
 
 static double flops_sum(const stg_graph *g, const stg_node *n)
 {
@@ -174,3 +288,6 @@ static double flops_sum(const stg_graph *g, const stg_node *n)
 }
 
 const stg_op stg_op_sum = {"sum", 0, prepare_sum, run_sum, backward_sum, flops_sum};
+const stg_op stg_op_amax = {"max", 0, prepare_sum, run_amax, backward_extreme, flops_sum};
+const stg_op stg_op_amin = {"min", 0, prepare_sum, run_amin, backward_extreme, flops_sum};
+const stg_op stg_op_norm2 = {"norm2", 0, prepare_sum, run_norm2, backward_norm2, flops_sum};

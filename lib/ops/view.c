@@ -119,6 +119,17 @@ STG_API stg_tensor stg_broadcast_to(stg_graph *g, stg_tensor a, int ndim, const 
     return stgG_add_view(g, &stg_op_broadcast_to, a.id, &s, &lay, NULL);
 }
 
+/* The same data with no gradient flowing back (a view without a backward rule). */
+STG_API stg_tensor stg_detach(stg_graph *g, stg_tensor a)
+{
+    if (!stgG_ok(g) || !stgG_check_tensor(g, "detach", a))
+        return stgG_t(-1);
+    const stg_node *x = stgG_node(g, a);
+    stg_layout lay = x->lay;
+    stg_shape s = x->shape;
+    return stgG_add_view(g, &stg_op_detach, a.id, &s, &lay, NULL);
+}
+
 /* ---- backward rules ----------------------------------------------------- */
 
 static void backward_reshape(stg_ad *ad, int32_t id, stg_tensor g)
@@ -186,6 +197,7 @@ static void run_copy(const stg_pnode *pn, int tid, int nt)
     stgK_gather(pn->out, pn->in[0], &x->shape, &lay, lo, hi);
 }
 
+const stg_op stg_op_detach = {"detach", STG_OPF_VIEW, NULL, NULL, NULL, stgO_no_flops};
 const stg_op stg_op_reshape = {"reshape", STG_OPF_VIEW, NULL, NULL, backward_reshape, stgO_no_flops};
 const stg_op stg_op_transpose = {"transpose", STG_OPF_VIEW, NULL, NULL, backward_transpose,
                                  stgO_no_flops};
