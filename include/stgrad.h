@@ -175,6 +175,25 @@ STG_API stg_tensor stg_reshape(stg_graph *g, stg_tensor a, int ndim, const int64
 STG_API stg_tensor stg_transpose(stg_graph *g, stg_tensor a, const int *perm);
 STG_API stg_tensor stg_swapaxes(stg_graph *g, stg_tensor a, int axis1, int axis2);
 STG_API stg_tensor stg_broadcast_to(stg_graph *g, stg_tensor a, int ndim, const int64_t *dims);
+/* Elements start, start + step, ... (< stop) along 'axis', as a view;
+ * negative start/stop count from the end; needs start < stop, step >= 1. */
+STG_API stg_tensor stg_slice(stg_graph *g, stg_tensor a, int axis, int64_t start, int64_t stop,
+                             int64_t step);
+/* The elements along 'axis' in reverse order, as a view. */
+STG_API stg_tensor stg_flip(stg_graph *g, stg_tensor a, int axis);
+/* 'a' with before[i] / after[i] elements of 'value' added along each axis i
+ * ('before' and 'after' have a's number of dims). */
+STG_API stg_tensor stg_pad(stg_graph *g, stg_tensor a, const int64_t *before,
+                           const int64_t *after, float value);
+/* Joins n tensors along an existing axis (concat) or a new one (stack); the
+ * other dims must match. */
+STG_API stg_tensor stg_concat(stg_graph *g, int n, const stg_tensor *xs, int axis);
+STG_API stg_tensor stg_stack(stg_graph *g, int n, const stg_tensor *xs, int axis);
+/* Cuts 'a' along 'axis' into n views of sizes[0..n) (which must add up to
+ * the axis' size) written to out[0..n).  Returns the graph's status; on
+ * error out[] holds invalid tensors. */
+STG_API stg_status stg_split(stg_graph *g, stg_tensor a, int axis, int n, const int64_t *sizes,
+                             stg_tensor *out);
 /* The same values with no gradient flowing back through them (a view). */
 STG_API stg_tensor stg_detach(stg_graph *g, stg_tensor a);
 

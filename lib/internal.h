@@ -14,7 +14,7 @@
 
 #include "stgrad.h"
 
-#define STG_MAX_INPUTS 4
+#define STG_MAX_INPUTS 8
 #define STG_ALIGN 64 /* bytes; every arena buffer starts on a cache line */
 
 typedef struct stg_shape {
@@ -42,7 +42,9 @@ typedef struct stg_attr {
     int keepdims;   /* reductions */
     int perm[STG_MAX_DIMS]; /* transpose */
     float f, f2;    /* attributes of unary ops ('a' and 'b' in ops.def) */
-    int axis;       /* softmax, gather */
+    int axis;       /* softmax, gather, slice, flip, concat */
+    int64_t start, step;             /* slice */
+    int64_t origin[STG_MAX_DIMS];    /* pad: where the input goes */
     const char *what; /* gather: what an index is, for messages (a static string) */
 } stg_attr;
 
@@ -337,8 +339,9 @@ stg_tensor stgK_gather_labelled(stg_graph *g, stg_tensor a, int axis, stg_tensor
 float stgK_sigmoid(float x);
 float stgK_gelu_deriv(float x);
 
-/* Copies a strided view into contiguous memory (the 'copy' op and tests). */
-void stgK_gather(float *dst, const float *src, const stg_shape *s, const stg_layout *lay,
-                 int64_t lo, int64_t hi);
+/* Copies elements [lo, hi) (row-major order over 's') of one strided view
+ * into another; layouts' offsets are applied. */
+void stgK_copy(float *dst, const stg_layout *dlay, const float *src, const stg_layout *slay,
+               const stg_shape *s, int64_t lo, int64_t hi);
 
 #endif /* STG_INTERNAL_H */

@@ -100,13 +100,15 @@ STG_API stg_status stg_plan_memory(const stg_plan *p, stg_memory_report *r)
 STG_API int stg_plan_threads(const stg_plan *p) { return p ? p->threads : 0; }
 STG_API int stg_plan_node_count(const stg_plan *p) { return p ? (int)p->nsched : 0; }
 
-/* Largest element offset a view reaches, plus one. */
-static int64_t extent(const stg_node *n)
+/* The element offsets a view reaches: [lowest, highest]; strides may be
+ * negative (flip). */
+static void extent(const stg_node *n, int64_t *lowest, int64_t *highest)
 {
-    int64_t e = n->lay.off;
-    for (int i = 0; i < n->shape.nd; i++)
-        e += (n->shape.d[i] - 1) * n->lay.st[i];
-    return e + 1;
+    *lowest = *highest = n->lay.off;
+    for (int i = 0; i < n->shape.nd; i++) {
+        int64_t span = (n->shape.d[i] - 1) * n->lay.st[i];
+        *(span < 0 ? lowest : highest) += span;
+    }
 }
 
 STG_API stg_status stg_plan_check(const stg_plan *p, char *msg, size_t len)
@@ -150,8 +152,10 @@ STG_API stg_status stg_plan_check(const stg_plan *p, char *msg, size_t len)
         int32_t b = p->bufof[n->base];
         if (b < 0)
             continue;
-        if ((size_t)extent(n) * sizeof(float) > p->bufs[b].bytes)
-            BAD("node %d (%s) reaches past the end of its buffer", (int)i, n->op->name);
+        int64_t lowest, highest;
+        extent(n, &lowest, &highest);
+        if (lowest < 0 || (size_t)(highest + 1) * sizeof(float) > p->bufs[b].bytes)
+            BAD("node %d (%s) reaches outside its buffer", (int)i, n->op->name);
     }
     /* Every buffer a node touches is live at the node's position. */
     for (int32_t i = 0; i < p->nsched; i++) {

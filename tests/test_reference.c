@@ -66,6 +66,21 @@ static stg_tensor build_op(stg_graph *g, const tu_case *c, const stg_tensor *in)
         return stg_softmax(g, in[0], (int)a[0]);
     if (!strcmp(op, "log_softmax"))
         return stg_log_softmax(g, in[0], (int)a[0]);
+    if (!strcmp(op, "slice"))
+        return stg_slice(g, in[0], (int)a[0], (int64_t)a[1], (int64_t)a[2], (int64_t)a[3]);
+    if (!strcmp(op, "flip"))
+        return stg_flip(g, in[0], (int)a[0]);
+    if (!strcmp(op, "pad")) {
+        int64_t before[STG_MAX_DIMS], after[STG_MAX_DIMS];
+        int nd = (int)a[0];
+        for (int i = 0; i < nd; i++)
+            before[i] = (int64_t)a[1 + i], after[i] = (int64_t)a[1 + nd + i];
+        return stg_pad(g, in[0], before, after, (float)a[1 + 2 * nd]);
+    }
+    if (!strcmp(op, "concat"))
+        return stg_concat(g, 2, in, (int)a[0]);
+    if (!strcmp(op, "stack"))
+        return stg_stack(g, 2, in, (int)a[0]);
     if (!strcmp(op, "gather"))
         return stg_gather(g, in[0], (int)a[0], in[1]);
     if (!strcmp(op, "cross_entropy"))

@@ -57,6 +57,9 @@ Ops and attribute tokens:
     max min var logsumexp <keepdims> <naxes> <axes...>   (as sum; max/min
                                  share the gradient between ties like amax)
     norm <p> <keepdims> <naxes> <axes...>
+    slice <axis> <start> <stop> <step>   flip <axis>
+    pad <ndim> <before...> <after...> <value>
+    concat <axis>  stack <axis>  (two inputs)
     softmax <axis>  log_softmax <axis>
     gather <axis>                in1 holds int indices (as floats)
     cross_entropy <reduction>    classes along the last axis; in1 = int labels;
@@ -505,6 +508,49 @@ def more_reduce_cases():
     return cases
 
 
+def slice_fn(axis, start, stop, step):
+    def f(x):
+        idx = [slice(None)] * x.dim()
+        idx[axis] = slice(start, stop, step)
+        return x[tuple(idx)]
+    return f
+
+
+def pad_fn(before, after, value):
+    pads = []
+    for b, a in zip(reversed(before), reversed(after)):
+        pads += [b, a]
+    return lambda x: F.pad(x, pads, value=value)
+
+
+def layout_cases():
+    cases = []
+    for shape, axis, start, stop, step in (((4, 6), 1, 1, 5, 2), ((5, 3), 0, -3, 5, 1),
+                                           ((2, 7, 3), 1, 0, 7, 3)):
+        name = "slice_%s_ax%d_%s_%d_%d" % (fmt_shape(shape), axis, str(start).replace("-", "m"),
+                                         stop, step)
+        cases.append(simple_case(name, "slice", [axis, start, stop, step],
+                                 slice_fn(axis, start, stop, step), [shape]))
+    for shape, axis in (((3, 4), 0), ((2, 3, 4), -1)):
+        name = "flip_%s_ax%s" % (fmt_shape(shape), str(axis).replace("-", "m"))
+        fn = (lambda a: lambda x: torch.flip(x, [a]))(axis)
+        cases.append(simple_case(name, "flip", [axis], fn, [shape]))
+    for shape, before, after, value in (((2, 3), (1, 0), (2, 3), 0.5), ((4,), (2,), (1,), 0.0),
+                                        ((2, 2, 3), (0, 1, 1), (1, 0, 2), -1.0)):
+        name = "pad_%s_%s_%s" % (fmt_shape(shape), fmt_shape(before), fmt_shape(after))
+        attrs = [len(shape)] + list(before) + list(after) + [value]
+        cases.append(simple_case(name, "pad", attrs, pad_fn(before, after, value), [shape]))
+    for sa, sb, axis in (((2, 3), (2, 5), 1), ((3, 4), (1, 4), 0), ((2, 3, 2), (2, 3, 1), -1)):
+        name = "concat_%s_%s_ax%s" % (fmt_shape(sa), fmt_shape(sb), str(axis).replace("-", "m"))
+        fn = (lambda a: lambda x, y: torch.cat([x, y], a))(axis)
+        cases.append(simple_case(name, "concat", [axis], fn, [sa, sb]))
+    for shape, axis in (((2, 3), 0), ((2, 3), 2), ((4,), -1)):
+        name = "stack_%s_ax%s" % (fmt_shape(shape), str(axis).replace("-", "m"))
+        fn = (lambda a: lambda x, y: torch.stack([x, y], a))(axis)
+        cases.append(simple_case(name, "stack", [axis], fn, [shape, shape]))
+    return cases
+
+
 def loss_cases():
     cases = []
     for shape in ((3, 4), (5,)):
@@ -522,7 +568,7 @@ def ops_cases():
     return (binary_cases() + neg_cases() + reduce_cases() + reshape_cases()
             + transpose_cases() + swapaxes_cases() + outer_cases()
             + mse_cases() + unary_cases() + softmax_cases() + index_cases()
-            + loss_cases() + more_reduce_cases())
+            + loss_cases() + more_reduce_cases() + layout_cases())
 
 
 # ---------------------------------------------------------------- optimizers

@@ -161,25 +161,29 @@ static void backward_copy(stg_ad *ad, int32_t id, stg_tensor g)
 
 /* ---- the copy kernel ---------------------------------------------------- */
 
-void stgK_gather(float *dst, const float *src, const stg_shape *s, const stg_layout *lay,
-                 int64_t lo, int64_t hi)
+void stgK_copy(float *dst, const stg_layout *dlay, const float *src, const stg_layout *slay,
+               const stg_shape *s, int64_t lo, int64_t hi)
 {
     stg_loop L;
     int64_t st[STG_LOOP_OPS][STG_MAX_DIMS] = {{0}};
-    stg_layout out;
-    stgS_contiguous(s, &out);
-    memcpy(st[0], out.st, sizeof out.st);
-    memcpy(st[1], lay->st, sizeof lay->st);
+    memcpy(st[0], dlay->st, sizeof dlay->st);
+    memcpy(st[1], slay->st, sizeof slay->st);
     stgS_loop_init(&L, s, 2, st);
+    dst += dlay->off;
+    src += slay->off;
     int k = L.nd - 1;
     while (lo < hi) {
         int64_t off[STG_LOOP_OPS];
         stgS_loop_offsets(&L, lo, off);
-        int64_t n = k < 0 ? 1 : L.d[k] - lo % L.d[k], sx = k < 0 ? 0 : L.st[1][k];
+        int64_t n = k < 0 ? 1 : L.d[k] - lo % L.d[k];
+        int64_t sd = k < 0 ? 0 : L.st[0][k], sx = k < 0 ? 0 : L.st[1][k];
         if (n > hi - lo)
             n = hi - lo;
-        for (int64_t i = 0; i < n; i++)
-            dst[off[0] + i] = src[off[1] + i * sx];
+        if (sd == 1 && sx == 1)
+            memcpy(dst + off[0], src + off[1], (size_t)n * sizeof(float));
+        else
+            for (int64_t i = 0; i < n; i++)
+                dst[off[0] + i * sd] = src[off[1] + i * sx];
         lo += n;
     }
 }
@@ -192,9 +196,10 @@ static void run_copy(const stg_pnode *pn, int tid, int nt)
         stgR_split(total, tid, nt, &lo, &hi);
     else if (tid != 0)
         return;
-    stg_layout lay = x->lay;
+    stg_layout lay = x->lay, out;
     lay.off = 0; /* pn->in[0] already points at the view's first element */
-    stgK_gather(pn->out, pn->in[0], &x->shape, &lay, lo, hi);
+    stgS_contiguous(&x->shape, &out);
+    stgK_copy(pn->out, &out, pn->in[0], &lay, &x->shape, lo, hi);
 }
 
 const stg_op stg_op_detach = {"detach", STG_OPF_VIEW, NULL, NULL, NULL, stgO_no_flops};

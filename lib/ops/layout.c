@@ -1,0 +1,326 @@
+/*
+ * Ops that cut, join and rearrange tensors.
+ *
+ *   y = slice(x, axis, start, stop, step)   a view      dx = embed(g)  (zeros, g at the slice)
+ *   y = flip(x, axis)                       a view      dx = flip(g)
+ *   y = pad(x, before, after, value)        a copy      dx = the slice of g where x went
+ *   y = concat(x_0 .. x_n-1, axis)          a copy      dx_i = the slice of g where x_i went
+ *   stack = concat of inputs given a new size-1 axis; split = slices
+ *
+ * The copies write through strided views of their output (stgK_copy).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "../internal.h"
+
+#define MAX_CONCAT STG_MAX_INPUTS /* wider concats are built as trees */
+
+/* ---- slice and flip (views) ---------------------------------------------- */
+
+STG_API stg_tensor stg_slice(stg_graph *g, stg_tensor a, int axis, int64_t start, int64_t stop,
+                             int64_t step)
+{
+    if (!stgG_ok(g) || !stgG_check_tensor(g, "slice", a))
+        return stgG_t(-1);
+    const stg_node *x = stgG_node(g, a);
+    char b[96];
+    stgS_str(&x->shape, b, sizeof b);
+    int ax = stgS_axis(axis, x->shape.nd);
+    if (ax < 0)
+        return stgG_fail(g, STG_SHAPE, "slice: a %s: axis %d out of range [%d, %d]", b, axis,
+                         -x->shape.nd, x->shape.nd - 1);
+    int64_t d = x->shape.d[ax];
+    if (start < 0)
+        start += d;
+    if (stop < 0)
+        stop += d;
+    if (step < 1 || start < 0 || stop > d || start >= stop)
+        return stgG_fail(g, STG_SHAPE,
+                         "slice: a %s along axis %d (size %lld): [%lld:%lld:%lld] is empty or "
+                         "out of range (need 0 <= start < stop <= size, step >= 1)",
+                         b, axis, (long long)d, (long long)start, (long long)stop, (long long)step);
+    stg_shape s = x->shape;
+    s.d[ax] = (stop - start + step - 1) / step;
+    stg_layout lay = x->lay;
+    lay.off += start * x->lay.st[ax];
+    lay.st[ax] *= step;
+    stg_attr attr = {.axis = ax, .start = start, .step = step};
+    return stgG_add_view(g, &stg_op_slice, a.id, &s, &lay, &attr);
+}
+
+STG_API stg_tensor stg_flip(stg_graph *g, stg_tensor a, int axis)
+{
+    if (!stgG_ok(g) || !stgG_check_tensor(g, "flip", a))
+        return stgG_t(-1);
+    const stg_node *x = stgG_node(g, a);
+    char b[96];
+    int ax = stgS_axis(axis, x->shape.nd);
+    if (ax < 0)
+        return stgG_fail(g, STG_SHAPE, "flip: a %s: axis %d out of range [%d, %d]",
+                         stgS_str(&x->shape, b, sizeof b), axis, -x->shape.nd, x->shape.nd - 1);
+    stg_layout lay = x->lay;
+    lay.off += (x->shape.d[ax] - 1) * lay.st[ax];
+    lay.st[ax] = -lay.st[ax];
+    stg_attr attr = {.axis = ax};
+    stg_shape s = x->shape;
+    return stgG_add_view(g, &stg_op_flip, a.id, &s, &lay, &attr);
+}
+
+static void backward_flip(stg_ad *ad, int32_t id, stg_tensor gout)
+{
+    const stg_node *n = &ad->g->nodes[id];
+    int32_t x = n->in[0];
+    int axis = n->attr.axis;
+    stgD_accumulate(ad, x, stg_flip(ad->g, gout, axis));
+}
+
+static void backward_slice(stg_ad *ad, int32_t id, stg_tensor gout)
+{
+    const stg_node *n = &ad->g->nodes[id];
+    int32_t x = n->in[0];
+    if (!stgD_needs(ad, x) || gout.id < 0)
+        return;
+    stg_attr attr = n->attr;
+    stg_shape s = ad->g->nodes[x].shape;
+    stgD_accumulate(ad, x, stgG_add(ad->g, &stg_op_embed, 1, &gout.id, &s, &attr));
+}
+
+/* Where a slice (axis, start, step) of a contiguous 'shape' lies, as a view. */
+static stg_layout slice_view(const stg_shape *shape, const stg_attr *at)
+{
+    stg_layout lay;
+    stgS_contiguous(shape, &lay);
+    lay.off = at->start * lay.st[at->axis];
+    lay.st[at->axis] *= at->step;
+    return lay;
+}
+
+/* embed: zeros of x's shape with g written where the slice was. */
+static void run_embed(const stg_pnode *pn, int tid, int nt)
+{
+    (void)nt;
+    if (tid != 0)
+        return; /* zeroing and writing must not interleave across threads */
+    const stg_node *gn = pn->innode[0];
+    memset(pn->out, 0, (size_t)stgS_numel(&pn->node->shape) * sizeof(float));
+    stg_layout dst = slice_view(&pn->node->shape, &pn->node->attr), src = gn->lay;
+    src.off = 0;
+    stgK_copy(pn->out, &dst, pn->in[0], &src, &gn->shape, 0, stgS_numel(&gn->shape));
+}
+
+/* ---- pad ------------------------------------------------------------------ */
+
+STG_API stg_tensor stg_pad(stg_graph *g, stg_tensor a, const int64_t *before,
+                           const int64_t *after, float value)
+{
+    if (!stgG_ok(g) || !stgG_check_tensor(g, "pad", a))
+        return stgG_t(-1);
+    const stg_node *x = stgG_node(g, a);
+    char b[96];
+    stgS_str(&x->shape, b, sizeof b);
+    if (x->shape.nd > 0 && (!before || !after))
+        return stgG_fail(g, STG_INVALID, "pad: a %s: 'before' and 'after' must not be NULL", b);
+    stg_shape s = x->shape;
+    stg_attr attr = {.f = value};
+    for (int i = 0; i < s.nd; i++) {
+        if (before[i] < 0 || after[i] < 0 || before[i] > STG_MAX_NUMEL || after[i] > STG_MAX_NUMEL)
+            return stgG_fail(g, STG_SHAPE, "pad: a %s: axis %d pads (%lld, %lld); pads must be "
+                             ">= 0", b, i, (long long)before[i], (long long)after[i]);
+        s.d[i] += before[i] + after[i];
+        attr.origin[i] = before[i]; /* where x goes */
+    }
+    if (!stgS_numel_ok(&s))
+        return stgG_fail(g, STG_SHAPE, "pad: a %s: the result has more than 2^40 elements", b);
+    return stgG_add(g, &stg_op_pad, 1, &a.id, &s, &attr);
+}
+
+static void backward_pad(stg_ad *ad, int32_t id, stg_tensor gout)
+{
+    const stg_node *n = &ad->g->nodes[id];
+    int32_t x = n->in[0];
+    stg_shape xs = ad->g->nodes[x].shape;
+    int64_t origin[STG_MAX_DIMS];
+    memcpy(origin, n->attr.origin, sizeof origin);
+    stg_tensor t = gout;
+    for (int i = 0; i < xs.nd; i++)
+        if (ad->g->nodes[id].shape.d[i] != xs.d[i])
+            t = stg_slice(ad->g, t, i, origin[i], origin[i] + xs.d[i], 1);
+    stgD_accumulate(ad, x, t);
+}
+
+static void run_pad(const stg_pnode *pn, int tid, int nt)
+{
+    (void)nt;
+    if (tid != 0)
+        return;
+    const stg_node *n = pn->node, *x = pn->innode[0];
+    int64_t total = stgS_numel(&n->shape);
+    for (int64_t i = 0; i < total; i++)
+        pn->out[i] = n->attr.f;
+    stg_layout dst, src = x->lay;
+    stgS_contiguous(&n->shape, &dst);
+    for (int i = 0; i < n->shape.nd; i++)
+        dst.off += n->attr.origin[i] * dst.st[i];
+    src.off = 0;
+    stgK_copy(pn->out, &dst, pn->in[0], &src, &x->shape, 0, stgS_numel(&x->shape));
+}
+
+/* ---- concat, stack, split -------------------------------------------------- */
+
+static stg_tensor concat_group(stg_graph *g, int n, const stg_tensor *xs, int ax)
+{
+    stg_shape s = stgG_node(g, xs[0])->shape;
+    int32_t in[MAX_CONCAT];
+    s.d[ax] = 0;
+    for (int i = 0; i < n; i++) {
+        in[i] = xs[i].id;
+        s.d[ax] += stgG_node(g, xs[i])->shape.d[ax];
+    }
+    stg_attr attr = {.axis = ax};
+    return stgG_add(g, &stg_op_concat, n, in, &s, &attr);
+}
+
+STG_API stg_tensor stg_concat(stg_graph *g, int n, const stg_tensor *xs, int axis)
+{
+    if (!stgG_ok(g))
+        return stgG_t(-1);
+    if (n < 1 || !xs)
+        return stgG_fail(g, STG_INVALID, "concat: %d tensors given (need at least 1)", n);
+    for (int i = 0; i < n; i++)
+        if (!stgG_check_tensor(g, "concat", xs[i]))
+            return stgG_t(-1);
+    const stg_shape s0 = stgG_node(g, xs[0])->shape;
+    char b0[96], bi[96];
+    int ax = stgS_axis(axis, s0.nd);
+    if (ax < 0)
+        return stgG_fail(g, STG_SHAPE, "concat: x0 %s: axis %d out of range [%d, %d]",
+                         stgS_str(&s0, b0, sizeof b0), axis, -s0.nd, s0.nd - 1);
+    for (int i = 1; i < n; i++) {
+        stg_shape si = stgG_node(g, xs[i])->shape, a = s0;
+        a.d[ax] = si.nd == s0.nd ? si.d[ax] : a.d[ax];
+        if (!stgS_equal(&a, &si))
+            return stgG_fail(g, STG_SHAPE,
+                             "concat: x0 %s and x%d %s must match in every dim but axis %d", 
+                             stgS_str(&s0, b0, sizeof b0), i, stgS_str(&si, bi, sizeof bi), ax);
+    }
+    if (n == 1)
+        return xs[0];
+    if (n <= MAX_CONCAT)
+        return concat_group(g, n, xs, ax);
+    /* more inputs than a node takes: concatenate groups, then the groups */
+    stg_tensor parts[MAX_CONCAT];
+    int groups = 0, per = (n + MAX_CONCAT - 1) / MAX_CONCAT;
+    for (int i = 0; i < n; i += per)
+        parts[groups++] = stg_concat(g, n - i < per ? n - i : per, xs + i, ax);
+    return stg_concat(g, groups, parts, ax);
+}
+
+static void backward_concat(stg_ad *ad, int32_t id, stg_tensor gout)
+{
+    const stg_node *n = &ad->g->nodes[id];
+    int ax = n->attr.axis, nin = n->nin;
+    int32_t in[MAX_CONCAT];
+    memcpy(in, n->in, sizeof(int32_t) * (size_t)nin);
+    int64_t at = 0;
+    for (int i = 0; i < nin; i++) {
+        int64_t d = ad->g->nodes[in[i]].shape.d[ax];
+        if (stgD_needs(ad, in[i]))
+            stgD_accumulate(ad, in[i], stg_slice(ad->g, gout, ax, at, at + d, 1));
+        at += d;
+    }
+}
+
+/* Each input is copied into its slot; threads split every input's elements. */
+static void run_concat(const stg_pnode *pn, int tid, int nt)
+{
+    const stg_node *n = pn->node;
+    stg_layout dst;
+    stgS_contiguous(&n->shape, &dst);
+    int ax = n->attr.axis;
+    int64_t at = 0;
+    for (int i = 0; i < n->nin; i++) {
+        const stg_node *x = pn->innode[i];
+        stg_layout d = dst, src = x->lay;
+        d.off = at * dst.st[ax];
+        src.off = 0;
+        int64_t lo, hi;
+        stgR_split(stgS_numel(&x->shape), tid, nt, &lo, &hi);
+        stgK_copy(pn->out, &d, pn->in[i], &src, &x->shape, lo, hi);
+        at += x->shape.d[ax];
+    }
+}
+
+STG_API stg_tensor stg_stack(stg_graph *g, int n, const stg_tensor *xs, int axis)
+{
+    if (!stgG_ok(g))
+        return stgG_t(-1);
+    if (n < 1 || !xs || n > 4096)
+        return stgG_fail(g, STG_INVALID, "stack: %d tensors given (need 1 to 4096)", n);
+    if (!stgG_check_tensor(g, "stack", xs[0]))
+        return stgG_t(-1);
+    stg_shape s = stgG_node(g, xs[0])->shape;
+    int ax = stgS_axis(axis, s.nd + 1);
+    char b[96];
+    if (ax < 0 || s.nd == STG_MAX_DIMS)
+        return stgG_fail(g, STG_SHAPE, "stack: x0 %s: axis %d out of range [%d, %d]",
+                         stgS_str(&s, b, sizeof b), axis, -s.nd - 1, s.nd);
+    stg_shape u = s;
+    for (int i = u.nd; i > ax; i--)
+        u.d[i] = u.d[i - 1];
+    u.d[ax] = 1;
+    u.nd++;
+    stg_tensor parts[4096];
+    for (int i = 0; i < n; i++) {
+        if (!stgG_check_tensor(g, "stack", xs[i]))
+            return stgG_t(-1);
+        if (!stgS_equal(&stgG_node(g, xs[i])->shape, &s)) {
+            char bi[96];
+            return stgG_fail(g, STG_SHAPE, "stack: x0 %s and x%d %s must have the same shape",
+                             stgS_str(&s, b, sizeof b), i,
+                             stgS_str(&stgG_node(g, xs[i])->shape, bi, sizeof bi));
+        }
+        parts[i] = stg_reshape(g, xs[i], u.nd, u.d);
+    }
+    return stg_concat(g, n, parts, ax);
+}
+
+STG_API stg_status stg_split(stg_graph *g, stg_tensor a, int axis, int n, const int64_t *sizes,
+                             stg_tensor *out)
+{
+    for (int i = 0; out && i < n; i++)
+        out[i] = stgG_t(-1);
+    if (!stgG_ok(g))
+        return g ? g->status : STG_INVALID;
+    if (n < 1 || !sizes || !out) {
+        stgG_fail(g, STG_INVALID, "split: %d parts, sizes %p, out %p", n, (const void *)sizes,
+                  (void *)out);
+        return g->status;
+    }
+    if (!stgG_check_tensor(g, "split", a))
+        return g->status;
+    const stg_node *x = stgG_node(g, a);
+    int ax = stgS_axis(axis, x->shape.nd);
+    int64_t total = 0;
+    char b[96];
+    stgS_str(&x->shape, b, sizeof b);
+    for (int i = 0; i < n && ax >= 0; i++)
+        total += sizes[i] > 0 ? sizes[i] : -STG_MAX_NUMEL;
+    if (ax < 0 || total != x->shape.d[ax]) {
+        stgG_fail(g, STG_SHAPE, "split: a %s along axis %d: the %d sizes must be >= 1 and add "
+                  "up to the axis' size", b, axis, n);
+        return g->status;
+    }
+    int64_t at = 0;
+    for (int i = 0; i < n; i++) {
+        out[i] = stg_slice(g, a, ax, at, at + sizes[i], 1);
+        at += sizes[i];
+    }
+    return g->status;
+}
+
+const stg_op stg_op_slice = {"slice", STG_OPF_VIEW, NULL, NULL, backward_slice, stgO_no_flops};
+const stg_op stg_op_flip = {"flip", STG_OPF_VIEW, NULL, NULL, backward_flip, stgO_no_flops};
+const stg_op stg_op_embed = {"embed", 0, NULL, run_embed, NULL, stgO_no_flops};
+const stg_op stg_op_pad = {"pad", 0, NULL, run_pad, backward_pad, stgO_no_flops};
+const stg_op stg_op_concat = {"concat", 0, NULL, run_concat, backward_concat, stgO_no_flops};
