@@ -30,6 +30,24 @@ void stgB_query(stgB_info *info)
     info->mc = bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_MC, cntx);
     info->kc = bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_KC, cntx);
     info->nc = bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_NC, cntx);
+    /* the packing kernels are listed by panel width: BLIS_PACKM_<w>XK_KER == w */
+    info->pack_a = (void (*)(void))bli_cntx_get_packm_ker_dt(BLIS_FLOAT, (l1mkr_t)info->mr, cntx);
+    info->pack_b = (void (*)(void))bli_cntx_get_packm_ker_dt(BLIS_FLOAT, (l1mkr_t)info->nr, cntx);
+}
+
+typedef void (*spackm_ker)(conj_t conja, pack_t schema, dim_t cdim, dim_t n, dim_t n_max,
+                           float *kappa, float *a, inc_t inca, inc_t lda, float *p, inc_t ldp,
+                           cntx_t *cntx);
+
+void stgB_pack(const stgB_info *info, bool rows, int64_t dim, int64_t k, const float *src,
+               int64_t inc, int64_t ld, float *dst)
+{
+    float one = 1.0f;
+    dim_t max = (dim_t)(rows ? info->mr : info->nr);
+    ((spackm_ker)(rows ? info->pack_a : info->pack_b))(
+        BLIS_NO_CONJUGATE, rows ? BLIS_PACKED_ROW_PANELS : BLIS_PACKED_COL_PANELS, (dim_t)dim,
+        (dim_t)k, (dim_t)k, &one, (float *)src, (inc_t)inc, (inc_t)ld, dst, max,
+        (cntx_t *)info->cntx);
 }
 
 void stgB_kernel(const stgB_info *info, int64_t m, int64_t n, int64_t k, const float *ap,

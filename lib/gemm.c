@@ -8,7 +8,6 @@
  * element sums its K in KC-blocks in order, so the result depends only on
  * K's blocking, never on how the planner splits rows between threads.
  */
-#include <string.h>
 
 #include "internal.h"
 
@@ -35,44 +34,16 @@ size_t stgK_gemm_workspace(const stgB_info *bi, int64_t m, int64_t n, int64_t k)
 static void pack_a(const stgB_info *bi, int64_t mc, int64_t kc, const float *a, int64_t rs,
                    int64_t cs, float *dst)
 {
-    int64_t mr = bi->mr;
-    for (int64_t p = 0; p < mc; p += mr, dst += mr * kc) {
-        int64_t rows = min64(mr, mc - p);
-        const float *src = a + p * rs;
-        if (rows < mr)
-            memset(dst, 0, (size_t)(mr * kc) * sizeof(float));
-        if (cs == 1) {
-            for (int64_t i = 0; i < rows; i++)
-                for (int64_t q = 0; q < kc; q++)
-                    dst[q * mr + i] = src[i * rs + q];
-        } else {
-            for (int64_t q = 0; q < kc; q++)
-                for (int64_t i = 0; i < rows; i++)
-                    dst[q * mr + i] = src[i * rs + q * cs];
-        }
-    }
+    for (int64_t p = 0; p < mc; p += bi->mr, dst += bi->mr * kc)
+        stgB_pack(bi, true, min64(bi->mr, mc - p), kc, a + p * rs, rs, cs, dst);
 }
 
 /* B[0:kc, 0:nc] into NR-column panels: panel p holds, for each k, NR values. */
 static void pack_b(const stgB_info *bi, int64_t kc, int64_t nc, const float *b, int64_t rs,
                    int64_t cs, float *dst)
 {
-    int64_t nr = bi->nr;
-    for (int64_t p = 0; p < nc; p += nr, dst += nr * kc) {
-        int64_t cols = min64(nr, nc - p);
-        const float *src = b + p * cs;
-        if (cols < nr)
-            memset(dst, 0, (size_t)(nr * kc) * sizeof(float));
-        if (cs == 1) {
-            for (int64_t q = 0; q < kc; q++)
-                for (int64_t j = 0; j < cols; j++)
-                    dst[q * nr + j] = src[q * rs + j];
-        } else {
-            for (int64_t j = 0; j < cols; j++)
-                for (int64_t q = 0; q < kc; q++)
-                    dst[q * nr + j] = src[q * rs + j * cs];
-        }
-    }
+    for (int64_t p = 0; p < nc; p += bi->nr, dst += bi->nr * kc)
+        stgB_pack(bi, false, min64(bi->nr, nc - p), kc, b + p * cs, cs, rs, dst);
 }
 
 void stgK_gemm(const stgB_info *bi, float *work, int64_t m, int64_t n, int64_t k,

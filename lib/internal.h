@@ -217,9 +217,15 @@ size_t stgA_place(stg_interval *iv, int32_t n, int32_t *scratch);
 typedef struct stgB_info {
     void *cntx;
     void (*ukr)(void);
+    void (*pack_a)(void), (*pack_b)(void); /* packing kernels for MR and NR panels */
     int64_t mr, nr, mc, kc, nc;
 } stgB_info;
 void stgB_query(stgB_info *info);
+/* Packs one micro-panel with BLIS's packing kernel: 'dim' (<= MR for rows of
+ * A, <= NR for columns of B) vectors of length k; element (i, q) of the
+ * panel is src[i * inc + q * ld]; the panel is zero-padded to MR (NR). */
+void stgB_pack(const stgB_info *info, bool rows, int64_t dim, int64_t k, const float *src,
+               int64_t inc, int64_t ld, float *dst);
 /* One MR x NR tile (m <= MR, n <= NR): C = Ap Bp + beta C, packed panels. */
 void stgB_kernel(const stgB_info *info, int64_t m, int64_t n, int64_t k, const float *ap,
                  const float *bp, float beta, float *c, int64_t rsc, int64_t csc,

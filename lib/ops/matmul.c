@@ -147,7 +147,8 @@ typedef struct gemm_desc {
     int64_t rsa, csa, rsb, csb, rsc, csc;
     stg_loop outer; /* batch loops along which C varies (ops: c, a, b) */
     stg_loop red;   /* batch loops summed into C (ops: c unused, a, b) */
-    int64_t pdim;   /* the dim split into blocks: m, or n for K_GEVM */
+    bool split_n;   /* units cut N (columns) rather than M (rows) */
+    int64_t pdim;   /* the dim cut into blocks: n if split_n, else m */
     int64_t blk, nblk, units;
     bool serial;    /* too little work to share */
 } gemm_desc;
@@ -193,20 +194,33 @@ static bool fold(gemm_desc *d, const bdim *b)
     return false;
 }
 
+/*
+ * Work units: batch positions x blocks of one dim of each product.  A GEMM
+ * is cut along N when N > M, else along M: every unit packs its own part of
+ * one operand and all of the other, so the cut goes through the larger one
+ * and blocks stay wide (at least MIN_COLS columns or MIN_ROWS rows) to keep
+ * that repeated packing small.  The cut depends only on the shapes (never
+ * on the thread count), so results do not depend on the thread count.
+ */
+#define MAX_UNITS 16
+#define MIN_ROWS 96
+#define MIN_COLS 128
+
 static void split_work(gemm_desc *d)
 {
-    d->pdim = d->kind == K_GEVM ? d->n : d->kind == K_DOT ? 1 : d->m;
+    d->split_n = d->kind == K_GEVM || (d->kind == K_GEMM && d->n > d->m);
+    d->pdim = d->kind == K_DOT ? 1 : d->split_n ? d->n : d->m;
     double unit_flops = 2.0 * (double)d->m * (double)d->n * (double)d->k * (double)d->red.total;
+    int64_t min_blk = d->split_n ? MIN_COLS : MIN_ROWS, align = d->split_n ? 16 : 8;
     d->nblk = 1;
-    /* Enough units for up to 16 threads; blocks of at least 16 rows. */
-    if (d->outer.total < 16 && unit_flops > 512e3) {
-        int64_t want = (16 + d->outer.total - 1) / d->outer.total, most = d->pdim / 16;
+    if (d->outer.total < MAX_UNITS && unit_flops > 1e6) {
+        int64_t want = (MAX_UNITS + d->outer.total - 1) / d->outer.total, most = d->pdim / min_blk;
         d->nblk = want < most ? want : most;
         if (d->nblk < 1)
             d->nblk = 1;
     }
     d->blk = (d->pdim + d->nblk - 1) / d->nblk;
-    d->blk = (d->blk + 7) / 8 * 8;
+    d->blk = (d->blk + align - 1) / align * align;
     d->nblk = (d->pdim + d->blk - 1) / d->blk;
     d->units = d->outer.total * d->nblk;
     d->serial = unit_flops * (double)d->outer.total < 64e3;
@@ -261,7 +275,8 @@ static stg_status prepare_matmul(stg_plan *p, stg_pnode *pn)
         d->kind = K_GEMM;
     split_work(d);
     if (d->kind == K_GEMM) {
-        size_t need = stgK_gemm_workspace(&p->blis, d->blk, d->n, d->k);
+        size_t need = d->split_n ? stgK_gemm_workspace(&p->blis, d->m, d->blk, d->k)
+                                 : stgK_gemm_workspace(&p->blis, d->blk, d->n, d->k);
         if (need > p->work_bytes)
             p->work_bytes = need;
     }
@@ -316,15 +331,19 @@ static void matvec(int64_t len, int64_t k, const float *M, int64_t rs, int64_t c
     }
 }
 
-/* Runs rows (or columns, for K_GEVM) [lo, hi) of one product. */
+/* Runs rows [lo, hi) of one product, or columns when the units cut N. */
 static void product(const stg_plan *p, float *work, const gemm_desc *d, const float *a, const float *b,
                     float *c, float beta, int64_t lo, int64_t hi)
 {
     int64_t len = hi - lo;
     switch (d->kind) {
     case K_GEMM:
-        stgK_gemm(&p->blis, work, len, d->n, d->k, a + lo * d->rsa, d->rsa, d->csa, b, d->rsb, d->csb, beta,
-                   c + lo * d->rsc, d->rsc, d->csc);
+        if (d->split_n)
+            stgK_gemm(&p->blis, work, d->m, len, d->k, a, d->rsa, d->csa, b + lo * d->csb, d->rsb,
+                      d->csb, beta, c + lo * d->csc, d->rsc, d->csc);
+        else
+            stgK_gemm(&p->blis, work, len, d->n, d->k, a + lo * d->rsa, d->rsa, d->csa, b, d->rsb,
+                      d->csb, beta, c + lo * d->rsc, d->rsc, d->csc);
         break;
     case K_GEMV:
         matvec(len, d->k, a + lo * d->rsa, d->rsa, d->csa, b, d->rsb, beta, c + lo * d->rsc, d->rsc);
