@@ -30,39 +30,53 @@ static void share(const stg_pnode *pn, int tid, int nt, int64_t *lo, int64_t *hi
         *hi = 0;
 }
 
+/* One loop per case, branch-free and with restrict pointers, so each
+ * vectorises; every case does the same arithmetic per element. */
+static void sgd_plain(int64_t n, float *restrict p, const float *restrict g, float lr, float wd)
+{
+    if (wd == 0.0f)
+        for (int64_t i = 0; i < n; i++)
+            p[i] -= lr * g[i];
+    else
+        for (int64_t i = 0; i < n; i++)
+            p[i] -= lr * (g[i] + wd * p[i]);
+}
+
+static void sgd_momentum(int64_t n, float *restrict p, const float *restrict g,
+                         float *restrict b, float lr, float wd, float mu, bool nesterov)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float d = wd == 0.0f ? g[i] : g[i] + wd * p[i];
+        b[i] = mu * b[i] + d;
+        p[i] -= lr * (nesterov ? d + mu * b[i] : b[i]);
+    }
+}
+
 static void run_sgd(const stg_pnode *pn, int tid, int nt)
 {
     const stg_plan *pl = pn->plan;
     const stg_plan_options *o = &pl->opt;
-    float *p = pn->out, *buf = pn->node->nin > 2 ? (float *)pn->in[2] : NULL;
-    const float *g = pn->in[1];
-    float lr = pl->lr_now, wd = o->weight_decay, mu = o->momentum;
     int64_t lo, hi;
     share(pn, tid, nt, &lo, &hi);
-    for (int64_t i = lo; i < hi; i++) {
-        float d = g[i];
-        if (wd != 0.0f)
-            d += wd * p[i];
-        if (buf) {
-            buf[i] = mu * buf[i] + d;
-            d = o->nesterov ? d + mu * buf[i] : buf[i];
-        }
-        p[i] -= lr * d;
-    }
+    if (hi <= lo)
+        return;
+    float *p = pn->out + lo;
+    const float *g = pn->in[1] + lo;
+    if (pn->node->nin > 2)
+        sgd_momentum(hi - lo, p, g, (float *)pn->in[2] + lo, pl->lr_now, o->weight_decay,
+                     o->momentum, o->nesterov != 0);
+    else
+        sgd_plain(hi - lo, p, g, pl->lr_now, o->weight_decay);
 }
 
-static void run_adam(const stg_pnode *pn, int tid, int nt)
+static void adam(int64_t n, float *restrict p, const float *restrict g, float *restrict m,
+                 float *restrict v, const stg_plan *pl)
 {
-    const stg_plan *pl = pn->plan;
     const stg_plan_options *o = &pl->opt;
-    float *p = pn->out, *m = (float *)pn->in[2], *v = (float *)pn->in[3];
-    const float *g = pn->in[1];
     bool decoupled = o->optimizer == STG_OPTIM_ADAMW;
     float b1 = o->beta1, b2 = o->beta2, eps = o->eps, wd = o->weight_decay;
     float step = pl->lr_now / pl->bias1, root2 = sqrtf(pl->bias2), shrink = 1.0f - pl->lr_now * wd;
-    int64_t lo, hi;
-    share(pn, tid, nt, &lo, &hi);
-    for (int64_t i = lo; i < hi; i++) {
+    for (int64_t i = 0; i < n; i++) {
         float d = g[i];
         if (decoupled)
             p[i] *= shrink;
@@ -72,6 +86,15 @@ static void run_adam(const stg_pnode *pn, int tid, int nt)
         v[i] = v[i] * b2 + d * d * (1.0f - b2);
         p[i] -= step * m[i] / (sqrtf(v[i]) / root2 + eps);
     }
+}
+
+static void run_adam(const stg_pnode *pn, int tid, int nt)
+{
+    int64_t lo, hi;
+    share(pn, tid, nt, &lo, &hi);
+    if (hi > lo)
+        adam(hi - lo, pn->out + lo, pn->in[1] + lo, (float *)pn->in[2] + lo,
+             (float *)pn->in[3] + lo, pn->plan);
 }
 
 static double flops_update(const stg_graph *g, const stg_node *n)

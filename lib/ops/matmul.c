@@ -288,7 +288,8 @@ static stg_status prepare_matmul(stg_plan *p, stg_pnode *pn)
 /* Vector-shaped products are memory-bound: BLIS sgemm runs them at a few
  * percent of peak, so they use these loops, written for unit strides. */
 
-static float dot(int64_t k, const float *x, int64_t sx, const float *y, int64_t sy)
+static float dot(int64_t k, const float *restrict x, int64_t sx, const float *restrict y,
+                 int64_t sy)
 {
     float acc[8] = {0};
     int64_t i = 0;
@@ -303,12 +304,19 @@ static float dot(int64_t k, const float *x, int64_t sx, const float *y, int64_t 
     return s;
 }
 
+/* y[0..n) += c * x[0..n), unit strides. */
+static void axpy(int64_t n, float c, const float *restrict x, float *restrict y)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] += x[i] * c;
+}
+
 /* y[0..len) (stride sy) = sum_k M[., k] x[k], added to y when beta is 1
  * (beta is 0 or 1); M's rows at stride 'rs' and columns at stride 'cs'. */
 static void matvec(int64_t len, int64_t k, const float *M, int64_t rs, int64_t cs,
                    const float *x, int64_t sx, float beta, float *y, int64_t sy)
 {
-    if (cs == 1 || rs != 1) { /* rows are contiguous: one dot per output */
+    if (cs == 1 || rs != 1 || sy != 1) { /* one dot per output */
         for (int64_t i = 0; i < len; i++) {
             float v = dot(k, M + i * rs, cs, x, sx);
             y[i * sy] = beta == 0.0f ? v : y[i * sy] + v;
@@ -318,16 +326,30 @@ static void matvec(int64_t len, int64_t k, const float *M, int64_t rs, int64_t c
     /* columns are contiguous: accumulate one column at a time */
     if (beta == 0.0f)
         for (int64_t i = 0; i < len; i++)
-            y[i * sy] = 0.0f;
-    for (int64_t j = 0; j < k; j++) {
-        const float *col = M + j * cs;
-        float xj = x[j * sx];
-        if (sy == 1)
-            for (int64_t i = 0; i < len; i++)
-                y[i] += col[i] * xj;
-        else
-            for (int64_t i = 0; i < len; i++)
-                y[i * sy] += col[i] * xj;
+            y[i] = 0.0f;
+    for (int64_t j = 0; j < k; j++)
+        axpy(len, x[j * sx], M + j * cs, y);
+}
+
+/* C[lo..hi, :] = a b^T (+ C when beta is 1): the outer products of K = 1. */
+static void ger(const gemm_desc *d, const float *a, const float *b, float beta, float *c,
+                int64_t lo, int64_t hi)
+{
+    for (int64_t i = lo; i < hi; i++) {
+        float ai = a[i * d->rsa];
+        float *ci = c + i * d->rsc;
+        if (d->csc == 1 && d->csb == 1) {
+            if (beta == 0.0f)
+                for (int64_t j = 0; j < d->n; j++)
+                    ci[j] = ai * b[j];
+            else
+                axpy(d->n, ai, b, ci);
+        } else {
+            for (int64_t j = 0; j < d->n; j++) {
+                float v = ai * b[j * d->csb];
+                ci[j * d->csc] = beta == 0.0f ? v : ci[j * d->csc] + v;
+            }
+        }
     }
 }
 
@@ -352,14 +374,7 @@ static void product(const stg_plan *p, float *work, const gemm_desc *d, const fl
         matvec(len, d->k, b + lo * d->csb, d->csb, d->rsb, a, d->csa, beta, c + lo * d->csc, d->csc);
         break;
     case K_GER:
-        for (int64_t i = lo; i < hi; i++) {
-            float ai = a[i * d->rsa];
-            float *ci = c + i * d->rsc;
-            for (int64_t j = 0; j < d->n; j++) {
-                float v = ai * b[j * d->csb];
-                ci[j * d->csc] = beta == 0.0f ? v : ci[j * d->csc] + v;
-            }
-        }
+        ger(d, a, b, beta, c, lo, hi);
         break;
     case K_DOT: {
         float v = dot(d->k, a, d->csa, b, d->rsb);
