@@ -382,8 +382,9 @@ STG_API stg_status stg_plan_init(stg_plan *p, stg_tensor t, stg_init_kind kind, 
  * stg_plan_message says what is wrong.  Tensors are named after parameters
  * (a parameter without a name, or whose name another parameter has, is
  * "param<k>", k counting parameters from 0), optimizer state as
- * "<name>/<state>" (momentum_buffer, exp_avg, exp_avg_sq).  The format is
- * described in README.md. */
+ * "<name>/<state>" (momentum_buffer, exp_avg, exp_avg_sq); two tensors that
+ * would get the same name make both calls fail with STG_INVALID (rename a
+ * parameter), as do NULL arguments.  The format is described in README.md. */
 STG_API stg_status stg_plan_save(stg_plan *p, const char *path);
 STG_API stg_status stg_plan_load(stg_plan *p, const char *path);
 
