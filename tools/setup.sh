@@ -4,7 +4,8 @@
 # generates and runs configure.  Extra arguments go to configure.
 set -eu
 
-packages="gcc make autoconf automake libtool pkg-config libblis-dev libcmocka-dev zlib1g-dev"
+packages="gcc make autoconf automake libtool pkg-config libblis-dev libcmocka-dev zlib1g-dev
+          dataset-fashion-mnist"
 
 missing=""
 for p in $packages; do
