@@ -24,6 +24,8 @@
 
 #include <cmocka.h>
 
+#include "tmpdir.h"
+
 #include "testutil.h"
 #include "internal.h" /* white box: optimizer state and the step count */
 
@@ -75,14 +77,7 @@ static stg_plan *make_plan(const model *m, optim o, int threads)
     opts.optimizer = o == ADAM ? STG_OPTIM_ADAM : STG_OPTIM_SGD;
     opts.lr = o == ADAM ? 0.01f : 0.05f;
     opts.momentum = o == MOMENTUM_SGD ? 0.9f : 0.0f;
-    stg_plan *p = NULL;
-    stg_status s = stg_plan_create(m->g, m->loss, &opts, &p);
-    if (s != STG_OK)
-        fail_msg("stg_plan_create: %s: %s", stg_status_name(s), stg_plan_last_message());
-    char msg[512];
-    if (stg_plan_check(p, msg, sizeof msg) != STG_OK)
-        fail_msg("plan check: %s", msg);
-    return p;
+    return tu_plan_with(m->g, m->loss, &opts);
 }
 
 static void init_params(stg_plan *p, const model *m, uint64_t seed)
@@ -805,33 +800,13 @@ static void test_no_parameters(void **state)
 static int make_tmpdir(void **state)
 {
     (void)state;
-    const char *base = getenv("TMPDIR");
-    if (base == NULL || strlen(base) > 40)
-        base = "/tmp";
-    snprintf(tmpdir, sizeof tmpdir, "%s/test_checkpoint.XXXXXX", base);
-    return mkdtemp(tmpdir) ? 0 : -1;
+    return tmpdir_make(tmpdir, sizeof tmpdir, "test_checkpoint");
 }
 
-/* Removes what the tests wrote: files only (the tests remove their
- * subdirectories). */
 static int remove_tmpdir(void **state)
 {
     (void)state;
-    DIR *dir = opendir(tmpdir);
-    if (dir == NULL)
-        return -1;
-    int rc = 0;
-    char path[400];
-    for (struct dirent *e; (e = readdir(dir)) != NULL;) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        if (unlink(tpath(path, sizeof path, e->d_name)) != 0 && rmdir(path) != 0)
-            rc = -1;
-    }
-    closedir(dir);
-    if (rmdir(tmpdir) != 0)
-        rc = -1;
-    return rc;
+    return tmpdir_remove(tmpdir);
 }
 
 int main(void)

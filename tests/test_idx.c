@@ -13,6 +13,8 @@
 
 #include <cmocka.h>
 
+#include "tmpdir.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -362,33 +364,13 @@ static void test_fashion_mnist(void **state)
 static int make_tmpdir(void **state)
 {
     (void)state;
-    const char *base = getenv("TMPDIR");
-    if (base == NULL || strlen(base) > 40)
-        base = "/tmp";
-    snprintf(tmpdir, sizeof tmpdir, "%s/test_idx.XXXXXX", base);
-    return mkdtemp(tmpdir) ? 0 : -1;
+    return tmpdir_make(tmpdir, sizeof tmpdir, "test_idx");
 }
 
-/* Removes what the tests wrote: files and the one subdirectory, no deeper. */
 static int remove_tmpdir(void **state)
 {
     (void)state;
-    DIR *dir = opendir(tmpdir);
-    if (dir == NULL)
-        return -1;
-    struct dirent *e;
-    int rc = 0;
-    while ((e = readdir(dir)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        const char *p = tpath(e->d_name);
-        if (unlink(p) != 0 && rmdir(p) != 0)
-            rc = -1;
-    }
-    closedir(dir);
-    if (rmdir(tmpdir) != 0)
-        rc = -1;
-    return rc;
+    return tmpdir_remove(tmpdir);
 }
 
 int main(void)

@@ -52,12 +52,7 @@ static void check_case(const tu_case *c, int threads)
     stg_schedule sc = {(stg_schedule_kind)a[9], (int64_t)a[10], (float)a[11], (int64_t)a[12],
                        (float)a[13]};
     layer l = make_layer();
-    stg_plan *p = NULL;
-    stg_status st = stg_plan_create(l.g, l.loss, &o, &p);
-    if (st != STG_OK)
-        fail_msg("%s: %s", c->name, stg_plan_last_message());
-    char msg[256];
-    assert_int_equal(stg_plan_check(p, msg, sizeof msg), STG_OK);
+    stg_plan *p = tu_plan_with(l.g, l.loss, &o);
     assert_int_equal(stg_plan_set_schedule(p, &sc), STG_OK);
     const char *roles[4] = {"x", "t", "w", "b"};
     stg_tensor ts[4] = {l.x, l.t, l.w, l.b};

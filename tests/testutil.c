@@ -82,22 +82,27 @@ const tu_tensor *tu_find(const tu_case *c, const char *role)
     return NULL;
 }
 
-stg_plan *tu_plan(stg_graph *g, stg_tensor loss, int threads, stg_optimizer opt)
+stg_plan *tu_plan_with(const stg_graph *g, stg_tensor loss, const stg_plan_options *o)
 {
     if (stg_graph_status(g) != STG_OK)
         fail_msg("graph error: %s", stg_graph_message(g));
-    stg_plan_options o;
-    stg_plan_options_init(&o);
-    o.threads = threads;
-    o.optimizer = opt;
     stg_plan *p = NULL;
-    stg_status s = stg_plan_create(g, loss, &o, &p);
+    stg_status s = stg_plan_create(g, loss, o, &p);
     if (s != STG_OK)
         fail_msg("stg_plan_create: %s: %s", stg_status_name(s), stg_plan_last_message());
     char msg[512];
     if (stg_plan_check(p, msg, sizeof msg) != STG_OK)
         fail_msg("plan check: %s", msg);
     return p;
+}
+
+stg_plan *tu_plan(stg_graph *g, stg_tensor loss, int threads, stg_optimizer opt)
+{
+    stg_plan_options o;
+    stg_plan_options_init(&o);
+    o.threads = threads;
+    o.optimizer = opt;
+    return tu_plan_with(g, loss, &o);
 }
 
 double tu_err(const float *got, const float *want, int64_t n, double atol, double rtol)

@@ -36,6 +36,8 @@ const tu_tensor *tu_find(const tu_case *c, const char *role);
 /* Creates a plan, checks its invariants with stg_plan_check, and fails the
  * test if either goes wrong. */
 stg_plan *tu_plan(stg_graph *g, stg_tensor loss, int threads, stg_optimizer opt);
+/* The same with every option given. */
+stg_plan *tu_plan_with(const stg_graph *g, stg_tensor loss, const stg_plan_options *o);
 
 /* Largest |got - want| / (atol + rtol*|want|) over n values; <= 1 passes. */
 double tu_err(const float *got, const float *want, int64_t n, double atol, double rtol);
