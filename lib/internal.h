@@ -92,7 +92,8 @@ enum {
     STG_OPF_INPLACE = 1 << 4,     /* may write over an input of its own shape that dies here */
     STG_OPF_UPDATE = 1 << 5,      /* optimizer update: writes input 0 (the parameter)
                                      and inputs 2.. (its state) in place */
-    STG_OPF_EFFECT = 1 << 6       /* always scheduled: acts on the step, not through an output */
+    STG_OPF_EFFECT = 1 << 6,      /* always scheduled: acts on the step, not through an output */
+    STG_OPF_SERIAL = 1 << 7       /* its kernel always runs on thread 0 alone */
 };
 
 /*
@@ -251,6 +252,7 @@ typedef struct stg_pnode {
     const stg_node *innode[STG_MAX_INPUTS];
     const struct stg_plan *plan;
     void *desc;                     /* op-specific kernel descriptor (owned by the plan) */
+    bool serial;                    /* thread 0 alone runs it (too little work to share) */
     bool barrier_before;
 } stg_pnode;
 
@@ -305,11 +307,28 @@ void stgR_fail(const struct stg_plan *p, stg_status s, const char *fmt, ...)
 
 struct stg_barrier *stgR_barrier_new(void);
 void stgR_barrier_free(struct stg_barrier *b);
+/* Below this many elements of work a node runs on thread 0 alone: the
+ * plan's default for pnode.serial, which 'prepare' may refine. */
+#define STG_GRAIN 16384
+
 /* Splits [0, n) into nt nearly equal contiguous ranges; thread tid's is [*lo, *hi). */
 static inline void stgR_split(int64_t n, int tid, int nt, int64_t *lo, int64_t *hi)
 {
     *lo = n * tid / nt;
     *hi = n * (tid + 1) / nt;
+}
+
+/* Thread tid's share of a node's n items: everything on thread 0 when the
+ * node is serial (the barrier plan relies on it), else an even split. */
+static inline void stgR_share(const stg_pnode *pn, int64_t n, int tid, int nt, int64_t *lo,
+                              int64_t *hi)
+{
+    if (pn->serial) {
+        *lo = 0;
+        *hi = tid == 0 ? n : 0;
+    } else {
+        stgR_split(n, tid, nt, lo, hi);
+    }
 }
 
 /* ---- optimizers (optim.c) ------------------------------------------- */

@@ -18,16 +18,9 @@
 
 #include "internal.h"
 
-#define UPDATE_GRAIN 16384
-
 static void share(const stg_pnode *pn, int tid, int nt, int64_t *lo, int64_t *hi)
 {
-    int64_t total = stgS_numel(&pn->node->shape);
-    *lo = 0, *hi = total;
-    if (total >= UPDATE_GRAIN)
-        stgR_split(total, tid, nt, lo, hi);
-    else if (tid != 0)
-        *hi = 0;
+    stgR_share(pn, stgS_numel(&pn->node->shape), tid, nt, lo, hi);
 }
 
 /* One loop per case, branch-free and with restrict pointers, so each
@@ -116,7 +109,7 @@ static void run_guard(const stg_pnode *pn, int tid, int nt)
 
 const stg_op stg_op_sgd = {"sgd", STG_OPF_UPDATE | STG_OPF_EFFECT, NULL, run_sgd, NULL, flops_update};
 const stg_op stg_op_adam = {"adam", STG_OPF_UPDATE | STG_OPF_EFFECT, NULL, run_adam, NULL, flops_update};
-const stg_op stg_op_guard = {"guard", STG_OPF_EFFECT, NULL, run_guard, NULL, stgO_no_flops};
+const stg_op stg_op_guard = {"guard", STG_OPF_EFFECT | STG_OPF_SERIAL, NULL, run_guard, NULL, stgO_no_flops};
 
 /* ---- building the update nodes ------------------------------------------- */
 

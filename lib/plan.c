@@ -278,14 +278,17 @@ static bool hits(range r, const range *set, int32_t n)
  * last barrier, or writes what was read or written since then. */
 static stg_status mark_barriers(stg_plan *p)
 {
-    size_t cap = count_of(p->nsched) * (2 * STG_MAX_INPUTS + 1);
+    size_t cap = 2 * count_of(p->nsched) * (2 * STG_MAX_INPUTS + 1); /* all + parallel */
     range *rd = malloc(cap * sizeof *rd), *wr = malloc(cap * sizeof *wr);
     if (!rd || !wr) {
         free(rd);
         free(wr);
         return fail(STG_NOMEM, "plan: out of memory marking barriers");
     }
-    int32_t nrd = 0, nwr = 0;
+    /* Ranges touched since the last barrier by parallel nodes (all threads)
+     * and by serial nodes (thread 0 only, in program order with each other). */
+    int32_t nrd = 0, nwr = 0, nrd_par = 0, nwr_par = 0;
+    range *rd_par = rd + cap / 2, *wr_par = wr + cap / 2;
     bool updating = false;
     for (int32_t i = 0; i < p->nsched; i++) {
         stg_pnode *pn = &p->sched[i];
@@ -299,17 +302,26 @@ static stg_status mark_barriers(stg_plan *p)
         /* the first update waits for everything, and for the failure check */
         bool need = update && !updating;
         updating = updating || update;
+        /* a serial node conflicts only with what other threads may touch */
+        const range *r_set = pn->serial ? rd_par : rd, *w_set = pn->serial ? wr_par : wr;
+        int32_t r_n = pn->serial ? nrd_par : nrd, w_n = pn->serial ? nwr_par : nwr;
         for (int k = 0; k < nw; k++)
-            need = need || hits(w[k], rd, nrd) || hits(w[k], wr, nwr);
+            need = need || hits(w[k], r_set, r_n) || hits(w[k], w_set, w_n);
         for (int j = 0; j < n->nin; j++)
-            need = need || hits(buf_range(p, n->in[j]), wr, nwr);
+            need = need || hits(buf_range(p, n->in[j]), w_set, w_n);
         if (need)
-            nrd = nwr = 0;
+            nrd = nwr = nrd_par = nwr_par = 0;
         pn->barrier_before = need;
-        for (int k = 0; k < nw; k++)
+        for (int k = 0; k < nw; k++) {
             wr[nwr++] = w[k];
-        for (int j = 0; j < n->nin; j++)
+            if (!pn->serial)
+                wr_par[nwr_par++] = w[k];
+        }
+        for (int j = 0; j < n->nin; j++) {
             rd[nrd++] = buf_range(p, n->in[j]);
+            if (!pn->serial)
+                rd_par[nrd_par++] = buf_range(p, n->in[j]);
+        }
     }
     free(rd);
     free(wr);
@@ -328,6 +340,9 @@ static stg_status prepare_nodes(stg_plan *p)
             pn->innode[j] = &p->g->nodes[pn->node->in[j]];
             pn->in[j] = stgP_ptr(p, pn->node->in[j]);
         }
+        /* default: serial below the grain, or always for ops that say so */
+        pn->serial = (pn->node->op->flags & STG_OPF_SERIAL) ||
+                     stgS_numel(&pn->node->shape) < STG_GRAIN;
         if (pn->node->op->prepare) {
             stg_status s = pn->node->op->prepare(p, pn);
             if (s != STG_OK)

@@ -18,9 +18,6 @@
 
 #include "../internal.h"
 
-/* Below this many elements one thread does the whole node. */
-#define ELEMWISE_GRAIN 16384
-
 /* Runs over n elements of an innermost segment; in[j] steps by st[j]. */
 typedef void (*seg_fn)(float *o, const float *const *in, const int64_t *st, int64_t n,
                        const stg_attr *at);
@@ -69,11 +66,8 @@ static stg_status prepare_elementwise(stg_plan *p, stg_pnode *pn)
 static void run_elementwise(const stg_pnode *pn, int tid, int nt, seg_fn fn)
 {
     const stg_loop *L = pn->desc;
-    int64_t lo = 0, hi = L->total;
-    if (L->total >= ELEMWISE_GRAIN)
-        stgR_split(L->total, tid, nt, &lo, &hi);
-    else if (tid != 0)
-        return;
+    int64_t lo, hi;
+    stgR_share(pn, L->total, tid, nt, &lo, &hi);
     walk(L, lo, hi, pn->out, pn->in, pn->node->nin, fn, &pn->node->attr);
 }
 

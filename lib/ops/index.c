@@ -119,7 +119,7 @@ static void run_gather(const stg_pnode *pn, int tid, int nt)
     const float *x = pn->in[0];
     const int32_t *idx = (const int32_t *)pn->in[1];
     int64_t lo, hi;
-    stgR_split(d->loop.total, tid, nt, &lo, &hi);
+    stgR_share(pn, d->loop.total, tid, nt, &lo, &hi);
     for (int64_t i = lo; i < hi; i++) {
         int64_t off[STG_LOOP_OPS];
         stgS_loop_offsets(&d->loop, i, off);
@@ -164,5 +164,5 @@ static double flops_gather_grad(const stg_graph *g, const stg_node *n)
 
 const stg_op stg_op_gather = {"gather", 0, prepare_gather, run_gather, backward_gather,
                               stgO_no_flops};
-const stg_op stg_op_gather_grad = {"gather_grad", 0, prepare_gather_grad, run_gather_grad, NULL,
+const stg_op stg_op_gather_grad = {"gather_grad", STG_OPF_SERIAL, prepare_gather_grad, run_gather_grad, NULL,
                                    flops_gather_grad};

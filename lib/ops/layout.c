@@ -245,7 +245,7 @@ static void run_concat(const stg_pnode *pn, int tid, int nt)
         d.off = at * dst.st[ax];
         src.off = 0;
         int64_t lo, hi;
-        stgR_split(stgS_numel(&x->shape), tid, nt, &lo, &hi);
+        stgR_share(pn, stgS_numel(&x->shape), tid, nt, &lo, &hi);
         stgK_copy(pn->out, &d, pn->in[i], &src, &x->shape, lo, hi);
         at += x->shape.d[ax];
     }
@@ -321,6 +321,6 @@ STG_API stg_status stg_split(stg_graph *g, stg_tensor a, int axis, int n, const 
 
 const stg_op stg_op_slice = {"slice", STG_OPF_VIEW, NULL, NULL, backward_slice, stgO_no_flops};
 const stg_op stg_op_flip = {"flip", STG_OPF_VIEW, NULL, NULL, backward_flip, stgO_no_flops};
-const stg_op stg_op_embed = {"embed", 0, NULL, run_embed, NULL, stgO_no_flops};
-const stg_op stg_op_pad = {"pad", 0, NULL, run_pad, backward_pad, stgO_no_flops};
+const stg_op stg_op_embed = {"embed", STG_OPF_SERIAL, NULL, run_embed, NULL, stgO_no_flops};
+const stg_op stg_op_pad = {"pad", STG_OPF_SERIAL, NULL, run_pad, backward_pad, stgO_no_flops};
 const stg_op stg_op_concat = {"concat", 0, NULL, run_concat, backward_concat, stgO_no_flops};

@@ -274,6 +274,7 @@ static stg_status prepare_matmul(stg_plan *p, stg_pnode *pn)
     else
         d->kind = K_GEMM;
     split_work(d);
+    pn->serial = d->serial;
     if (d->kind == K_GEMM) {
         size_t need = d->split_n ? stgK_gemm_workspace(&p->blis, d->m, d->blk, d->k)
                                  : stgK_gemm_workspace(&p->blis, d->blk, d->n, d->k);
@@ -387,11 +388,8 @@ static void product(const stg_plan *p, float *work, const gemm_desc *d, const fl
 static void run_matmul(const stg_pnode *pn, int tid, int nt)
 {
     const gemm_desc *d = pn->desc;
-    int64_t lo = 0, hi = d->units;
-    if (!d->serial)
-        stgR_split(d->units, tid, nt, &lo, &hi);
-    else if (tid != 0)
-        return;
+    int64_t lo, hi;
+    stgR_share(pn, d->units, tid, nt, &lo, &hi);
     float *work = pn->plan->work[tid];
     for (int64_t u = lo; u < hi; u++) {
         int64_t o = u / d->nblk, blk = u % d->nblk;

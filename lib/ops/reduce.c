@@ -15,7 +15,6 @@
 
 #include "../internal.h"
 
-#define REDUCE_GRAIN 16384 /* input elements below which one thread does it all */
 
 typedef struct reduce_desc {
     stg_loop keep;   /* op 0: output (contiguous), op 1: input strides of kept dims */
@@ -201,6 +200,7 @@ static stg_status prepare_sum(stg_plan *p, stg_pnode *pn)
     stgS_loop_init(&d->keep, &ks, 2, kst);
     stgS_loop_init(&d->red, &rs, 1, rst);
     d->red_outer = d->keep.nd > 0 && d->keep.st[1][d->keep.nd - 1] == 1;
+    pn->serial = d->keep.total * d->red.total < STG_GRAIN; /* counted in input elements */
     return STG_OK;
 }
 
@@ -233,11 +233,8 @@ static stg_status prepare_sum(stg_plan *p, stg_pnode *pn)
     static void run_##name(const stg_pnode *pn, int tid, int nt)                              \
     {                                                                                         \
         const reduce_desc *d = pn->desc;                                                      \
-        int64_t lo = 0, hi = d->keep.total;                                                   \
-        if (d->keep.total * d->red.total >= REDUCE_GRAIN)                                     \
-            stgR_split(d->keep.total, tid, nt, &lo, &hi);                                     \
-        else if (tid != 0)                                                                    \
-            return;                                                                           \
+        int64_t lo, hi;                                                                       \
+        stgR_share(pn, d->keep.total, tid, nt, &lo, &hi);                                     \
         float *y = pn->out;                                                                   \
         const float *x = pn->in[0];                                                           \
         if (!d->red_outer) {                                                                  \

@@ -13,7 +13,7 @@
 
 #include "../internal.h"
 
-#define ROWS_GRAIN 4096 /* elements below which one thread does it all */
+#define ROWS_GRAIN 4096 /* elements below which one thread does it all (exp is costly) */
 
 typedef struct softmax_desc {
     stg_loop rows;       /* over the shape with the axis at 1; ops: out, in */
@@ -84,17 +84,15 @@ static stg_status prepare_softmax(stg_plan *p, stg_pnode *pn)
     d->len = n->shape.d[ax];
     d->sout = out.st[ax];
     d->sin = x->lay.st[ax];
+    pn->serial = stgS_numel(&n->shape) < ROWS_GRAIN;
     return STG_OK;
 }
 
 static void run_rows(const stg_pnode *pn, int tid, int nt, bool log_form)
 {
     const softmax_desc *d = pn->desc;
-    int64_t lo = 0, hi = d->rows.total;
-    if (d->rows.total * d->len >= ROWS_GRAIN)
-        stgR_split(d->rows.total, tid, nt, &lo, &hi);
-    else if (tid != 0)
-        return;
+    int64_t lo, hi;
+    stgR_share(pn, d->rows.total, tid, nt, &lo, &hi);
     for (int64_t r = lo; r < hi; r++) {
         int64_t off[STG_LOOP_OPS];
         stgS_loop_offsets(&d->rows, r, off);

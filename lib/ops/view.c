@@ -12,8 +12,6 @@
 
 #include "../internal.h"
 
-#define COPY_GRAIN 16384
-
 static stg_tensor copy(stg_graph *g, stg_tensor a)
 {
     return stgG_add(g, &stg_op_copy, 1, &a.id, &stgG_node(g, a)->shape, NULL);
@@ -191,11 +189,8 @@ void stgK_copy(float *dst, const stg_layout *dlay, const float *src, const stg_l
 static void run_copy(const stg_pnode *pn, int tid, int nt)
 {
     const stg_node *x = pn->innode[0];
-    int64_t total = stgS_numel(&x->shape), lo = 0, hi = total;
-    if (total >= COPY_GRAIN)
-        stgR_split(total, tid, nt, &lo, &hi);
-    else if (tid != 0)
-        return;
+    int64_t lo, hi;
+    stgR_share(pn, stgS_numel(&x->shape), tid, nt, &lo, &hi);
     stg_layout lay = x->lay, out;
     lay.off = 0; /* pn->in[0] already points at the view's first element */
     stgS_contiguous(&x->shape, &out);
