@@ -16,12 +16,8 @@ where train_loss is the mean of the per-batch losses over the epoch and
 seconds covers the training loop only (the data is already in memory as
 tensors; loading and the test evaluation are excluded).
 
-Environment (see ../shared/BENCH.md, "PyTorch at its best"): Debian's
-python3-torch 1.13 does its GEMMs in BLIS through libblas.so.3, and BLIS reads
-its thread count from the environment at start-up; torch.set_num_threads()
-does not thread those GEMMs.  So run this script with BLIS_NUM_THREADS=T and
-OMP_NUM_THREADS=T equal to --threads T, and with OPENBLAS_CORETYPE and
-OPENBLAS_L2_SIZE unset, all in that one command only, e.g.
+Run it as BENCH.md says PyTorch runs at its best (tools/torch_peer.py
+explains), e.g.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE BLIS_NUM_THREADS=2 \\
         OMP_NUM_THREADS=2 /usr/bin/python3 tools/torch_fashion.py --threads 2
@@ -38,6 +34,8 @@ import struct
 import sys
 import time
 
+from torch_peer import check_env, make_model
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -46,20 +44,6 @@ import torch.nn.functional as F
 DEFAULT_DATA = "/usr/share/datasets/fashion-mnist"
 
 
-def check_env(threads):
-    blis = os.environ.get("BLIS_NUM_THREADS")
-    if blis != str(threads):
-        print("warning: BLIS_NUM_THREADS=%s but --threads %d; BLIS GEMMs will "
-              "not use the requested thread count (see BENCH.md)"
-              % ("<unset>" if blis is None else blis, threads), file=sys.stderr)
-    omp = os.environ.get("OMP_NUM_THREADS")
-    if omp != str(threads):
-        print("warning: OMP_NUM_THREADS=%s but --threads %d"
-              % ("<unset>" if omp is None else omp, threads), file=sys.stderr)
-    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
-        if var in os.environ:
-            print("warning: %s is set (%s); BENCH.md says to unset it for the "
-                  "PyTorch side" % (var, os.environ[var]), file=sys.stderr)
 
 
 def read_idx(path):
@@ -92,12 +76,6 @@ def load_split(data_dir, prefix):
     return x.contiguous(), y
 
 
-def make_model():
-    return nn.Sequential(
-        nn.Linear(784, 512), nn.ReLU(),
-        nn.Linear(512, 256), nn.ReLU(),
-        nn.Linear(256, 10),
-    )
 
 
 @torch.no_grad()

@@ -11,12 +11,8 @@ zero_grad + forward + loss + backward + optimizer step, and prints one line:
 
 (or one JSON object per line with --json).
 
-Environment (see ../shared/BENCH.md, "PyTorch at its best"): Debian's
-python3-torch 1.13 does its GEMMs in BLIS through libblas.so.3, and BLIS reads
-its thread count from the environment at start-up; torch.set_num_threads()
-does not thread those GEMMs.  So run this script with BLIS_NUM_THREADS=T and
-OMP_NUM_THREADS=T equal to --threads T, and with OPENBLAS_CORETYPE and
-OPENBLAS_L2_SIZE unset, all in that one command only, e.g.
+Run it as BENCH.md says PyTorch runs at its best (tools/torch_peer.py
+explains), e.g.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE BLIS_NUM_THREADS=2 \\
         OMP_NUM_THREADS=2 /usr/bin/python3 tools/torch_mlp_step.py --threads 2
@@ -32,6 +28,8 @@ import os
 import sys
 import time
 
+from torch_peer import check_env, make_model
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -39,33 +37,8 @@ import torch.nn.functional as F
 ALL_BATCHES = (1, 16, 64, 256)
 
 
-def check_env(threads):
-    ok = True
-    blis = os.environ.get("BLIS_NUM_THREADS")
-    if blis != str(threads):
-        print("warning: BLIS_NUM_THREADS=%s but --threads %d; BLIS GEMMs will "
-              "not use the requested thread count (see BENCH.md)"
-              % ("<unset>" if blis is None else blis, threads), file=sys.stderr)
-        ok = False
-    omp = os.environ.get("OMP_NUM_THREADS")
-    if omp != str(threads):
-        print("warning: OMP_NUM_THREADS=%s but --threads %d"
-              % ("<unset>" if omp is None else omp, threads), file=sys.stderr)
-        ok = False
-    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
-        if var in os.environ:
-            print("warning: %s is set (%s); BENCH.md says to unset it for the "
-                  "PyTorch side" % (var, os.environ[var]), file=sys.stderr)
-            ok = False
-    return ok
 
 
-def make_model():
-    return nn.Sequential(
-        nn.Linear(784, 512), nn.ReLU(),
-        nn.Linear(512, 256), nn.ReLU(),
-        nn.Linear(256, 10),
-    )
 
 
 def percentile(sorted_vals, q):

@@ -1,0 +1,41 @@
+"""What the PyTorch peer scripts share: the BENCH.md mlp model and the check
+of the environment PyTorch needs to run at its best.
+
+Debian's python3-torch 1.13 does its GEMMs in BLIS through libblas.so.3, and
+BLIS reads its thread count from the environment at start-up;
+torch.set_num_threads() does not thread those GEMMs.  So the peer scripts run
+with BLIS_NUM_THREADS=T and OMP_NUM_THREADS=T equal to --threads T, and with
+OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset, all in that one command only
+(see ../shared/BENCH.md, "PyTorch at its best").
+"""
+import os
+import sys
+
+from torch import nn
+
+
+def check_env(threads):
+    """Warns on stderr about each variable that is off; True if none is."""
+    ok = True
+    for var in ("BLIS_NUM_THREADS", "OMP_NUM_THREADS"):
+        val = os.environ.get(var)
+        if val != str(threads):
+            print("warning: %s=%s but --threads %d; PyTorch will not use the requested "
+                  "thread count (see BENCH.md)" % (var, "<unset>" if val is None else val,
+                                                   threads), file=sys.stderr)
+            ok = False
+    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        if var in os.environ:
+            print("warning: %s is set (%s); BENCH.md says to unset it for the "
+                  "PyTorch side" % (var, os.environ[var]), file=sys.stderr)
+            ok = False
+    return ok
+
+
+def make_model():
+    """784-512-256-10 with ReLU and PyTorch's default nn.Linear init."""
+    return nn.Sequential(
+        nn.Linear(784, 512), nn.ReLU(),
+        nn.Linear(512, 256), nn.ReLU(),
+        nn.Linear(256, 10),
+    )
