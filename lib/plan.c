@@ -340,15 +340,17 @@ static stg_status prepare_nodes(stg_plan *p)
             pn->innode[j] = &p->g->nodes[pn->node->in[j]];
             pn->in[j] = stgP_ptr(p, pn->node->in[j]);
         }
-        /* default: serial below the grain, or always for ops that say so */
-        pn->serial = (pn->node->op->flags & STG_OPF_SERIAL) ||
-                     stgS_numel(&pn->node->shape) < STG_GRAIN;
+        /* serial below the grain unless 'prepare' knows better; always for
+         * the ops whose kernels run on thread 0 alone */
+        pn->serial = stgS_numel(&pn->node->shape) < STG_GRAIN;
         if (pn->node->op->prepare) {
             stg_status s = pn->node->op->prepare(p, pn);
             if (s != STG_OK)
                 return fail(s, "plan: preparing node %d (%s) failed", (int)pn->id,
                             pn->node->op->name);
         }
+        if (pn->node->op->flags & STG_OPF_SERIAL)
+            pn->serial = true;
     }
     return mark_barriers(p);
 }
