@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "allochook.h"
+#include "internal.h"
 #include "testutil.h"
 
 /* A 4-layer MLP (matmul + bias), mse loss. */
@@ -93,8 +94,9 @@ static void test_caller_arena(void **state)
     stg_graph_free(g);
 }
 
-/* The checker catches broken plans, not just passes good ones. */
-static void test_checker_rejects_overlap(void **state)
+/* The checker catches broken plans, not just passes good ones: each
+ * invariant is broken by hand in a good plan, checked, and restored. */
+static void test_checker_rejects_broken_plans(void **state)
 {
     (void)state;
     stg_tensor loss;
@@ -104,6 +106,36 @@ static void test_checker_rejects_overlap(void **state)
     assert_int_equal(stg_plan_check(p, msg, sizeof msg), STG_OK);
     assert_string_equal(msg, "");
     assert_int_equal(stg_plan_check(NULL, msg, sizeof msg), STG_STATE);
+
+    /* a buffer outside the arena */
+    stg_buffer *b = &p->bufs[p->nbufs - 1], saved = *b;
+    b->offset = p->arena_bytes;
+    assert_int_equal(stg_plan_check(p, msg, sizeof msg), STG_STATE);
+    assert_non_null(strstr(msg, "inside"));
+    *b = saved;
+
+    /* two buffers that are live together put on the same bytes */
+    int32_t x = -1, y = -1;
+    for (int32_t i = 0; i < p->nbufs && y < 0; i++)
+        for (int32_t j = i + 1; j < p->nbufs && y < 0; j++)
+            if (p->bufs[i].first <= p->bufs[j].last && p->bufs[j].first <= p->bufs[i].last &&
+                p->bufs[j].bytes <= p->bufs[i].bytes)
+                x = i, y = j;
+    assert_true(y >= 0);
+    saved = p->bufs[y];
+    p->bufs[y].offset = p->bufs[x].offset;
+    assert_int_equal(stg_plan_check(p, msg, sizeof msg), STG_STATE);
+    assert_non_null(strstr(msg, "share bytes"));
+    p->bufs[y] = saved;
+
+    /* two nodes swapped in the schedule */
+    stg_pnode first = p->sched[0];
+    p->sched[0] = p->sched[1], p->sched[1] = first;
+    assert_int_equal(stg_plan_check(p, msg, sizeof msg), STG_STATE);
+    assert_non_null(strstr(msg, "out of order"));
+    p->sched[1] = p->sched[0], p->sched[0] = first;
+
+    assert_int_equal(stg_plan_check(p, msg, sizeof msg), STG_OK);
     stg_plan_free(p);
     stg_graph_free(g);
 }
@@ -170,7 +202,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_arena_reuse),
         cmocka_unit_test(test_caller_arena),
-        cmocka_unit_test(test_checker_rejects_overlap),
+        cmocka_unit_test(test_checker_rejects_broken_plans),
         cmocka_unit_test(test_plan_queries),
         cmocka_unit_test(test_allocation_failures),
     };

@@ -190,6 +190,7 @@ typedef enum act_kind {
     ACT_ELU
 } act_kind;
 static const char *const act_names[] = {"relu", "tanh", "sigmoid", "gelu", "leaky_relu", "elu"};
+#define NACT ((int)(sizeof act_names / sizeof act_names[0]))
 
 typedef struct options {
     const char *data;
@@ -208,6 +209,20 @@ typedef struct options {
     const char *save, *resume, *eval;
     int quiet;
 } options;
+
+/* The index of 's' in names[0..n), or a usage error listing them. */
+static int choose(const char *opt, const char *s, const char *const *names, int n)
+{
+    char list[256] = "";
+    for (int k = 0; k < n; k++) {
+        if (!strcmp(s, names[k]))
+            return k;
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", k ? ", " : "",
+                 names[k]);
+    }
+    usage_error("%s: '%s' is not one of %s", opt, s, list);
+    return -1; /* not reached */
+}
 
 static int64_t parse_int(const char *opt, const char *s, int64_t lo, int64_t hi)
 {
@@ -332,27 +347,15 @@ static void parse_options(options *o, int argc, char **argv)
         } else if (!strcmp(name, "--layers")) {
             parse_layers(o, val);
         } else if (!strcmp(name, "--activation")) {
-            size_t k, n = sizeof act_names / sizeof *act_names;
-            for (k = 0; k < n; k++)
-                if (!strcmp(val, act_names[k]))
-                    break;
-            if (k == n)
-                usage_error("--activation: '%s' is not one of relu, tanh, sigmoid, gelu, "
-                            "leaky_relu, elu", val);
-            o->act = (act_kind)k;
+            o->act = (act_kind)choose(name, val, act_names, NACT);
         } else if (!strcmp(name, "--batch")) {
             o->batch = parse_int(name, val, 1, 1 << 20);
         } else if (!strcmp(name, "--epochs")) {
             o->epochs = (int)parse_int(name, val, 1, 1000000);
         } else if (!strcmp(name, "--optimizer")) {
-            if (!strcmp(val, "sgd"))
-                o->optimizer = STG_OPTIM_SGD;
-            else if (!strcmp(val, "adam"))
-                o->optimizer = STG_OPTIM_ADAM;
-            else if (!strcmp(val, "adamw"))
-                o->optimizer = STG_OPTIM_ADAMW;
-            else
-                usage_error("--optimizer: '%s' is not one of sgd, adam, adamw", val);
+            static const char *const names[] = {"sgd", "adam", "adamw"};
+            static const stg_optimizer kinds[] = {STG_OPTIM_SGD, STG_OPTIM_ADAM, STG_OPTIM_ADAMW};
+            o->optimizer = kinds[choose(name, val, names, 3)];
         } else if (!strcmp(name, "--lr")) {
             o->lr = parse_float(name, val, 0.0, 1, HUGE_VAL);
             o->lr_set = 1;
@@ -365,14 +368,10 @@ static void parse_options(options *o, int argc, char **argv)
         } else if (!strcmp(name, "--clip-norm")) {
             o->clip_norm = parse_float(name, val, 0.0, 0, HUGE_VAL);
         } else if (!strcmp(name, "--schedule")) {
-            if (!strcmp(val, "constant"))
-                o->schedule = STG_SCHED_CONSTANT;
-            else if (!strcmp(val, "step"))
-                o->schedule = STG_SCHED_STEP;
-            else if (!strcmp(val, "cosine"))
-                o->schedule = STG_SCHED_COSINE;
-            else
-                usage_error("--schedule: '%s' is not one of constant, step, cosine", val);
+            static const char *const names[] = {"constant", "step", "cosine"};
+            static const stg_schedule_kind kinds[] = {STG_SCHED_CONSTANT, STG_SCHED_STEP,
+                                                      STG_SCHED_COSINE};
+            o->schedule = kinds[choose(name, val, names, 3)];
         } else if (!strcmp(name, "--stop-after")) {
             o->stop_after = (int)parse_int(name, val, 1, 1000000);
         } else if (!strcmp(name, "--step-epochs")) {
