@@ -278,6 +278,14 @@ STG_API void stg_plan_options_init(stg_plan_options *opts);
  * STG_SMALL_ARENA when opts->arena cannot hold the plan. */
 STG_API stg_status stg_plan_create(const stg_graph *g, stg_tensor loss,
                                    const stg_plan_options *opts, stg_plan **out);
+/* A plan for the vector-Jacobian product of 'out' (any shape): the backward
+ * pass starts from the upstream gradient held by 'gout', a float tensor of
+ * out's shape (usually an input the caller fills), as PyTorch's
+ * out.backward(gout).  Gradients of parameters and of tensors given to
+ * stg_graph_require_grad are computed; with an optimizer they are applied.
+ * No loss guard runs (stg_plan_loss returns 0).  Errors as stg_plan_create. */
+STG_API stg_status stg_plan_create_vjp(const stg_graph *g, stg_tensor out, stg_tensor gout,
+                                       const stg_plan_options *opts, stg_plan **plan);
 /* The arena size in bytes that stg_plan_create would need for these arguments
  * (for a caller-provided arena). */
 STG_API stg_status stg_plan_arena_size(const stg_graph *g, stg_tensor loss,

@@ -42,7 +42,7 @@ stg_tensor stgD_sum_to(stg_graph *g, stg_tensor gout, const stg_shape *target)
     return stg_reshape(g, s, shape->nd, shape->d);
 }
 
-stg_status stgD_differentiate(stg_graph *g, int32_t loss, int32_t *grad)
+stg_status stgD_differentiate(stg_graph *g, int32_t loss, int32_t seed, int32_t *grad)
 {
     stg_ad ad = {.g = g, .nfwd = g->n, .grad = grad, .needs = calloc((size_t)g->n, sizeof(bool))};
     if (!ad.needs)
@@ -55,7 +55,7 @@ stg_status stgD_differentiate(stg_graph *g, int32_t loss, int32_t *grad)
             ad.needs[i] = ad.needs[i] || ad.needs[n->in[j]];
     }
     if (ad.needs[loss]) {
-        grad[loss] = stg_scalar(g, 1.0f).id;
+        grad[loss] = seed >= 0 ? seed : stg_scalar(g, 1.0f).id;
         for (int32_t i = loss; i >= 0 && stgG_ok(g); i--)
             if (grad[i] >= 0 && g->nodes[i].op->backward)
                 g->nodes[i].op->backward(&ad, i, stgG_t(grad[i]));

@@ -198,8 +198,10 @@ bool stgD_needs(const stg_ad *ad, int32_t id);
 void stgD_accumulate(stg_ad *ad, int32_t id, stg_tensor contrib);
 /* The gradient 'gout' (shape of a broadcast result) summed down to 'shape'. */
 stg_tensor stgD_sum_to(stg_graph *g, stg_tensor gout, const stg_shape *shape);
-/* Differentiates the scalar 'loss'; 'grad' gets one entry per node. */
-stg_status stgD_differentiate(stg_graph *g, int32_t loss, int32_t *grad);
+/* Differentiates 'loss' starting from the gradient 'seed' (a node of the
+ * loss's shape; -1 for a scalar loss: a constant 1); 'grad' gets one entry
+ * per node. */
+stg_status stgD_differentiate(stg_graph *g, int32_t loss, int32_t seed, int32_t *grad);
 
 /* ---- arena (arena.c) ------------------------------------------------- */
 
@@ -269,6 +271,7 @@ struct stg_plan {
     int32_t nuser;     /* node ids below this are the user's graph (valid handles) */
     int32_t nfwd;      /* ... below this, the forward pass (user graph + kept-value copies) */
     int32_t loss;
+    int32_t seed;      /* upstream gradient of 'loss' (stg_plan_create_vjp), or -1 */
     int32_t *grad;     /* per forward node: gradient node or -1 */
     int32_t *value;    /* per forward node: node holding its kept value, or -1 */
     int32_t *bufof;    /* per node id: buffer index or -1 */

@@ -159,7 +159,7 @@ stg_status stgO_add_updates(stg_plan *p)
             grads[i] = stg_clamp(g, stgG_t(grads[i]), -o->clip_value, o->clip_value).id;
         if (o->clip_norm > 0.0f)
             clip_by_norm(g, grads, n, o->clip_norm);
-        if (p->loss >= 0)
+        if (p->loss >= 0 && p->seed < 0)
             stgG_add(g, &stg_op_guard, 1, &p->loss, &(stg_shape){0}, NULL);
     }
     for (int i = 0; o->optimizer != STG_OPTIM_NONE && i < n && stgG_ok(g); i++) {

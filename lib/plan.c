@@ -99,7 +99,7 @@ static stg_status extend(stg_plan *p)
     for (int32_t i = 0; i < p->nfwd; i++)
         p->grad[i] = -1;
     if (p->loss >= 0 && g->status == STG_OK) {
-        stg_status s = stgD_differentiate(g, p->loss, p->grad);
+        stg_status s = stgD_differentiate(g, p->loss, p->seed, p->grad);
         if (s != STG_OK)
             return fail(s, "plan: differentiating the graph failed: %s", g->msg);
     }
@@ -355,16 +355,26 @@ static stg_status prepare_nodes(stg_plan *p)
     return mark_barriers(p);
 }
 
-static stg_status validate(const stg_graph *g, stg_tensor loss, const stg_plan_options *o)
+static stg_status validate(const stg_graph *g, stg_tensor loss, stg_tensor seed,
+                           const stg_plan_options *o)
 {
-    char b[96];
+    char b[96], c[96];
     if (!g)
         return fail(STG_INVALID, "plan: graph is NULL");
     if (g->status != STG_OK)
         return fail(STG_INVALID, "plan: the graph has an error: %s", g->msg);
     if (loss.id >= g->n)
         return fail(STG_INVALID, "plan: loss is not a tensor of this graph (id %d)", (int)loss.id);
-    if (loss.id >= 0 && g->nodes[loss.id].shape.nd != 0)
+    if (seed.id >= 0) {
+        if (loss.id < 0 || seed.id >= g->n)
+            return fail(STG_INVALID, "plan: vjp needs an output and an upstream gradient of "
+                        "this graph (ids %d and %d)", (int)loss.id, (int)seed.id);
+        const stg_node *o_ = &g->nodes[loss.id], *s_ = &g->nodes[seed.id];
+        if (s_->is_int || o_->is_int || !stgS_equal(&o_->shape, &s_->shape))
+            return fail(STG_INVALID, "plan: vjp: upstream gradient %s%s must be a float tensor "
+                        "of the output's shape %s", stgS_str(&s_->shape, b, sizeof b),
+                        s_->is_int ? " (int32)" : "", stgS_str(&o_->shape, c, sizeof c));
+    } else if (loss.id >= 0 && g->nodes[loss.id].shape.nd != 0)
         return fail(STG_INVALID, "plan: loss %s must be a scalar (0 dims)",
                     stgS_str(&g->nodes[loss.id].shape, b, sizeof b));
     if (o->threads < 0 || o->threads > 1024)
@@ -386,10 +396,10 @@ static stg_status validate(const stg_graph *g, stg_tensor loss, const stg_plan_o
 }
 
 /* Steps 1-4 without the arena: enough to know its size. */
-static stg_status build(const stg_graph *g, stg_tensor loss, const stg_plan_options *o,
-                        stg_plan **out)
+static stg_status build(const stg_graph *g, stg_tensor loss, stg_tensor seed,
+                        const stg_plan_options *o, stg_plan **out)
 {
-    stg_status st = validate(g, loss, o);
+    stg_status st = validate(g, loss, seed, o);
     if (st != STG_OK)
         return st;
     stg_plan *p = calloc(1, sizeof *p);
@@ -400,6 +410,7 @@ static stg_status build(const stg_graph *g, stg_tensor loss, const stg_plan_opti
     *out = p;
     p->nuser = g->n;
     p->loss = loss.id;
+    p->seed = seed.id;
     p->threads = o->threads ? o->threads : 1;
     p->opt = *o;
     p->opt.arena = NULL;
@@ -461,7 +472,7 @@ STG_API stg_status stg_plan_arena_size(const stg_graph *g, stg_tensor loss,
     if (!bytes)
         return fail(STG_INVALID, "plan: 'bytes' is NULL");
     stg_plan *p = NULL;
-    stg_status st = build(g, loss, opts, &p);
+    stg_status st = build(g, loss, stgG_t(-1), opts, &p);
     if (st == STG_OK) {
         *bytes = p->arena_bytes;
         last_message[0] = '\0';
@@ -507,8 +518,8 @@ static stg_status start_threads(stg_plan *p)
     return STG_OK;
 }
 
-STG_API stg_status stg_plan_create(const stg_graph *g, stg_tensor loss,
-                                   const stg_plan_options *opts, stg_plan **out)
+static stg_status create(const stg_graph *g, stg_tensor loss, stg_tensor seed,
+                         const stg_plan_options *opts, stg_plan **out)
 {
     stg_plan_options def;
     if (!opts)
@@ -517,7 +528,7 @@ STG_API stg_status stg_plan_create(const stg_graph *g, stg_tensor loss,
         return fail(STG_INVALID, "plan: 'out' is NULL");
     *out = NULL;
     stg_plan *p = NULL;
-    stg_status st = build(g, loss, opts, &p);
+    stg_status st = build(g, loss, seed, opts, &p);
     if (st == STG_OK)
         st = attach_arena(p, opts);
     if (st == STG_OK)
@@ -531,4 +542,21 @@ STG_API stg_status stg_plan_create(const stg_graph *g, stg_tensor loss,
     last_message[0] = '\0';
     *out = p;
     return STG_OK;
+}
+
+STG_API stg_status stg_plan_create(const stg_graph *g, stg_tensor loss,
+                                   const stg_plan_options *opts, stg_plan **out)
+{
+    return create(g, loss, stgG_t(-1), opts, out);
+}
+
+STG_API stg_status stg_plan_create_vjp(const stg_graph *g, stg_tensor out, stg_tensor gout,
+                                       const stg_plan_options *opts, stg_plan **plan)
+{
+    if (gout.id < 0) {
+        if (plan)
+            *plan = NULL;
+        return fail(STG_INVALID, "plan: vjp: the upstream gradient is not a valid tensor");
+    }
+    return create(g, out, gout, opts, plan);
 }

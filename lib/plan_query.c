@@ -77,7 +77,7 @@ STG_API stg_status stg_plan_get(stg_plan *p, stg_tensor t, float *dst, int64_t n
 
 STG_API float stg_plan_loss(const stg_plan *p)
 {
-    return p && p->loss >= 0 ? *stgP_ptr(p, p->loss) : 0.0f;
+    return p && p->loss >= 0 && p->seed < 0 ? *stgP_ptr(p, p->loss) : 0.0f;
 }
 
 STG_API size_t stg_plan_arena_bytes(const stg_plan *p) { return p ? p->arena_bytes : 0; }

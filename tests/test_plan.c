@@ -197,6 +197,59 @@ static void test_allocation_failures(void **state)
     stg_graph_free(g);
 }
 
+/* A vjp plan's gradients of c = a b (batched, b broadcast) for an upstream
+ * gradient G, against naive loops: dA = G B^T, dB = sum over the batch of A^T G. */
+static void test_vjp(void **state)
+{
+    (void)state;
+    enum { NB = 3, M = 5, K = 4, N = 6 };
+    for (int threads = 1; threads <= 2; threads++) {
+        stg_graph *g = stg_graph_new();
+        stg_tensor a = stg_input(g, "a", 3, (int64_t[]){NB, M, K});
+        stg_tensor b = stg_input(g, "b", 2, (int64_t[]){K, N});
+        stg_tensor gout = stg_input(g, "g", 3, (int64_t[]){NB, M, N});
+        stg_graph_require_grad(g, a);
+        stg_graph_require_grad(g, b);
+        stg_tensor c = stg_matmul(g, a, b);
+        stg_plan_options o;
+        stg_plan_options_init(&o);
+        o.threads = threads;
+        o.optimizer = STG_OPTIM_NONE;
+        stg_plan *p = NULL;
+        assert_int_equal(stg_plan_create_vjp(g, c, gout, &o, &p), STG_OK);
+        assert_int_equal(stg_plan_check(p, NULL, 0), STG_OK);
+        float *A = stg_plan_data(p, a), *B = stg_plan_data(p, b), *G = stg_plan_data(p, gout);
+        tu_fill(A, NB * M * K, 1, -1, 1);
+        tu_fill(B, K * N, 2, -1, 1);
+        tu_fill(G, NB * M * N, 3, -1, 1);
+        assert_int_equal(stg_plan_step(p), STG_OK);
+        float da[NB * M * K] = {0}, db[K * N] = {0};
+        for (int t = 0; t < NB; t++)
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++)
+                    for (int k = 0; k < K; k++) {
+                        float gij = G[(t * M + i) * N + j];
+                        da[(t * M + i) * K + k] += gij * B[k * N + j];
+                        db[k * N + j] += A[(t * M + i) * K + k] * gij;
+                    }
+        assert_true(tu_err(stg_plan_grad(p, a), da, NB * M * K, 1e-5, 1e-5) <= 1.0);
+        assert_true(tu_err(stg_plan_grad(p, b), db, K * N, 1e-5, 1e-5) <= 1.0);
+        assert_true(stg_plan_loss(p) == 0.0f);
+        stg_plan_free(p);
+
+        /* Misuse: wrong shape, an int32 gradient, an invalid tensor. */
+        stg_tensor bad = stg_input(g, "bad", 2, (int64_t[]){M, N});
+        stg_tensor lab = stg_input_i32(g, "lab", 3, (int64_t[]){NB, M, N});
+        assert_int_equal(stg_plan_create_vjp(g, c, bad, &o, &p), STG_INVALID);
+        assert_non_null(strstr(stg_plan_last_message(), "(5,6)"));
+        assert_non_null(strstr(stg_plan_last_message(), "(3,5,6)"));
+        assert_int_equal(stg_plan_create_vjp(g, c, lab, &o, &p), STG_INVALID);
+        assert_int_equal(stg_plan_create_vjp(g, c, (stg_tensor){-1}, &o, &p), STG_INVALID);
+        assert_null(p);
+        stg_graph_free(g);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -205,6 +258,7 @@ int main(void)
         cmocka_unit_test(test_checker_rejects_broken_plans),
         cmocka_unit_test(test_plan_queries),
         cmocka_unit_test(test_allocation_failures),
+        cmocka_unit_test(test_vjp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
