@@ -310,6 +310,8 @@ void stgR_fail(const struct stg_plan *p, stg_status s, const char *fmt, ...)
 
 struct stg_barrier *stgR_barrier_new(void);
 void stgR_barrier_free(struct stg_barrier *b);
+/* Waits for all n threads; returns the step's failure flag as the last one saw it. */
+bool stgR_barrier_wait(struct stg_barrier *b, int n, const atomic_int *failed);
 /* Below this many elements of work a node runs on thread 0 alone: the
  * plan's default for pnode.serial, which 'prepare' may refine. */
 #define STG_GRAIN 16384

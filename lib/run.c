@@ -56,7 +56,10 @@ static inline void cpu_relax(void)
  * the same value and they all stop at the same node (a thread that read the
  * live flag could see a later write and leave the others waiting).
  */
-static bool barrier_wait(struct stg_barrier *b, int n, const atomic_int *failed)
+/* Not inlined, and named, so that instruction counts (callgrind
+ * --toggle-collect=stgR_barrier_wait) can leave the waiting out. */
+__attribute__((noinline)) bool stgR_barrier_wait(struct stg_barrier *b, int n,
+                                                 const atomic_int *failed)
 {
     unsigned gen = atomic_load_explicit(&b->gen, memory_order_acquire);
     if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == n - 1) {
@@ -92,7 +95,7 @@ static void run_range(stg_plan *p, int32_t from, int32_t to)
         int tid = omp_get_thread_num(), nt = omp_get_num_threads();
         for (int32_t i = from; i < to; i++) {
             if (i > from && p->sched[i].barrier_before &&
-                barrier_wait(p->barrier, nt, &p->failed))
+                stgR_barrier_wait(p->barrier, nt, &p->failed))
                 break;
             p->sched[i].node->op->run(&p->sched[i], tid, nt);
         }
