@@ -4,21 +4,17 @@
  * written byte by byte, little-endian, whatever the host, and the file ends
  * with a zlib CRC-32 of everything before it.
  *
- * Saving writes a temporary file beside the destination and renames it over
- * the destination only when every byte has reached the disk, so a failure at
- * any point (a full disk shows up in fwrite, fflush or fclose) leaves an
+ * Saving goes through stgW_write_atomic, so a failure at any point leaves an
  * earlier checkpoint intact.  Loading reads the whole file into memory and
  * checks all of it against the plan before it copies anything, so a bad file
  * never leaves a plan half-restored.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include "internal.h"
@@ -322,91 +318,23 @@ static void put_all(ck_writer *w, const stg_plan *p, const ck_set *set)
     put(w, b, CK_CRC);
 }
 
-/* Creates "<path>.tmp.<pid>" (or ".<pid>.<n>" when a stale one is in the
- * way) with O_EXCL, so the permissions follow the umask as for any new file. */
-static int open_temp(const char *path, char *tmp, size_t cap)
-{
-    int fd = -1;
-    for (int n = 0; n < 100 && fd < 0; n++) {
-        if (n == 0)
-            snprintf(tmp, cap, "%s.tmp.%ld", path, (long)getpid());
-        else
-            snprintf(tmp, cap, "%s.tmp.%ld.%d", path, (long)getpid(), n);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST)
-            break;
-    }
-    return fd;
-}
+typedef struct ck_job {
+    const stg_plan *p;
+    const ck_set *set;
+} ck_job;
 
-/* Makes the rename itself durable; a failure here is ignored, since the file
- * is complete either way. */
-static void sync_dir(const char *path)
+static int write_body(FILE *f, void *ctx)
 {
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? malloc((size_t)(slash - path) + 2) : NULL;
-    if (slash && !dir)
-        return;
-    if (dir) {
-        size_t n = slash == path ? 1 : (size_t)(slash - path);
-        memcpy(dir, path, n);
-        dir[n] = '\0';
-    }
-    int fd = open(dir ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
-
-static stg_status write_file(stg_plan *p, const ck_set *set, const char *path)
-{
-    size_t cap = strlen(path) + 64;
-    char *tmp = malloc(cap);
-    if (!tmp)
-        return fail(p, STG_NOMEM, "checkpoint: out of memory");
-    int fd = open_temp(path, tmp, cap);
-    if (fd < 0) {
-        stg_status s = fail(p, STG_IO, "checkpoint: cannot create '%s': %s", tmp, strerror(errno));
-        free(tmp);
-        return s;
-    }
-    ck_writer w = {fdopen(fd, "wb"), 0, 0};
-    if (!w.f) {
-        w.err = errno;
-        close(fd);
-    } else {
-        put_all(&w, p, set);
-        errno = 0;
-        if (!w.err && fflush(w.f) != 0)
-            w.err = errno ? errno : EIO;
-        if (!w.err && fsync(fileno(w.f)) != 0)
-            w.err = errno;
-        errno = 0;
-        if (fclose(w.f) != 0 && !w.err)
-            w.err = errno ? errno : EIO;
-    }
-    stg_status s = STG_OK;
-    if (w.err)
-        s = fail(p, STG_IO, "checkpoint: writing '%s' failed: %s", tmp, strerror(w.err));
-    else if (rename(tmp, path) != 0)
-        s = fail(p, STG_IO, "checkpoint: cannot rename '%s' to '%s': %s", tmp, path,
-                 strerror(errno));
-    if (s != STG_OK)
-        (void)unlink(tmp);
-    else
-        sync_dir(path);
-    free(tmp);
-    return s;
+    const ck_job *job = ctx;
+    ck_writer w = {f, 0, 0};
+    put_all(&w, job->p, job->set);
+    return w.err;
 }
 
 STG_API stg_status stg_plan_save(stg_plan *p, const char *path)
 {
     if (!p)
         return STG_INVALID;
-    if (!path || !*path)
-        return fail(p, STG_INVALID, "checkpoint: save: no path given");
     ck_set set = {0};
     stg_status s = collect(p, &set);
     if (s != STG_OK)
@@ -414,7 +342,7 @@ STG_API stg_status stg_plan_save(stg_plan *p, const char *path)
     if (set.n > UINT32_MAX)
         s = fail(p, STG_INVALID, "checkpoint: %zu tensors, more than a checkpoint holds", set.n);
     else
-        s = write_file(p, &set, path);
+        s = stgW_write_atomic(p, "checkpoint", path, write_body, &(ck_job){p, &set});
     release(&set);
     if (s == STG_OK)
         p->step_msg[0] = '\0';

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "stgrad.h"
 
@@ -335,6 +336,15 @@ static inline void stgR_share(const stg_pnode *pn, int64_t n, int tid, int nt, i
         stgR_split(n, tid, nt, lo, hi);
     }
 }
+
+/* ---- files (atomic_file.c) --------------------------------------------- */
+
+/* Writes 'path' all or nothing: 'body' writes into a temporary file beside it
+ * (returning 0 or an errno value), which is flushed, synced and renamed over
+ * 'path'.  On failure the temporary file is removed, 'path' is untouched and
+ * the plan's message names 'what' and the file. */
+stg_status stgW_write_atomic(stg_plan *p, const char *what, const char *path,
+                             int (*body)(FILE *f, void *ctx), void *ctx);
 
 /* ---- optimizers (optim.c) ------------------------------------------- */
 
