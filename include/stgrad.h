@@ -21,6 +21,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -264,6 +265,9 @@ typedef struct stg_plan_options {
     float clip_value;        /* > 0: clamp every gradient element to [-v, v] */
     void *arena;             /* caller memory (64-byte aligned) or NULL */
     size_t arena_bytes;      /* size of 'arena' */
+    int profile;             /* > 0: time every node of every step and keep the
+                                last 'profile' steps (see "Profiling"); 0: no
+                                timing calls in a step */
 } stg_plan_options;
 
 /* Fills 'opts' with the defaults. */
@@ -403,14 +407,84 @@ STG_API size_t stg_plan_buffer_bytes(const stg_plan *p);
 /* The same, broken out: persistent buffers (leaves, gradients, the loss,
  * kept values) live for the plan's life and are never shared; transient ones
  * live for part of a step and share the rest of the arena
- * (arena_bytes - persistent_bytes). */
+ * (arena_bytes - persistent_bytes).  The second line breaks buffer_bytes
+ * down by what the buffers hold: parameters, their gradients, optimizer
+ * state, inputs and constants, forward activations (with the loss and kept
+ * values), and the temporaries of the backward pass and the update. */
 typedef struct stg_memory_report {
     size_t arena_bytes, buffer_bytes, persistent_bytes, transient_bytes;
+    size_t param_bytes, grad_bytes, state_bytes, input_bytes, activation_bytes, temp_bytes;
 } stg_memory_report;
 STG_API stg_status stg_plan_memory(const stg_plan *p, stg_memory_report *r);
 STG_API int stg_plan_threads(const stg_plan *p);
 /* Number of nodes the plan executes per step (forward, backward, update). */
 STG_API int stg_plan_node_count(const stg_plan *p);
+
+/* ------------------------------------------------------------------------ */
+/* Profiling and inspection                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Every executed node, by its position in the schedule (0 to
+ * stg_plan_node_count - 1), with what the plan knows of it; a plan created
+ * with opts.profile > 0 adds timings, medians over the steps it keeps. */
+typedef enum stg_phase {
+    STG_PHASE_FORWARD = 0, /* the user's graph and the loss */
+    STG_PHASE_BACKWARD,    /* gradients */
+    STG_PHASE_OPTIMIZER    /* clipping, the loss guard, updates */
+} stg_phase;
+/* "forward", "backward" or "optimizer". */
+STG_API const char *stg_phase_name(stg_phase ph);
+
+typedef struct stg_node_info {
+    const char *op;     /* op name: "matmul", "relu_grad", "sgd", ... */
+    const char *about;  /* name of the leaf it updates or reads first, or "" */
+    stg_phase phase;
+    int serial;         /* 1 if thread 0 alone runs it */
+    int ndim;
+    int64_t dims[STG_MAX_DIMS]; /* output shape */
+    double flops;       /* per step */
+    double bytes_read;  /* each input read once (a lower bound for matmul) */
+    double bytes_written;
+    int64_t offset;     /* output buffer's byte offset in the arena */
+    int64_t bytes;      /* output buffer's size */
+    double time_ns;     /* median of the slowest thread's time in the kernel */
+    double wait_ns;     /* median of the threads' mean wait at the barrier
+                           before it (0 where there is none) */
+} stg_node_info;
+STG_API stg_status stg_plan_node_info(const stg_plan *p, int pos, stg_node_info *info);
+/* One thread's medians for node 'pos': time in its kernel, wait before it.
+ * STG_STATE if the plan does not profile or has recorded no step. */
+STG_API stg_status stg_plan_node_thread(const stg_plan *p, int pos, int thread, double *busy_ns,
+                                        double *wait_ns);
+
+/* Whole steps (stg_plan_step; for a forward-only plan, stg_plan_forward)
+ * that succeeded, over the kept ones. */
+typedef struct stg_step_profile {
+    int64_t recorded; /* steps timed since creation or the last reset */
+    int kept;         /* steps whose timings are kept (the latest ones) */
+    double min_ns, p50_ns, p99_ns, max_ns;
+} stg_step_profile;
+/* STG_STATE if the plan does not profile. */
+STG_API stg_status stg_plan_step_profile(const stg_plan *p, stg_step_profile *out);
+/* Forgets the recorded steps (for example after a warm-up). */
+STG_API stg_status stg_plan_profile_reset(stg_plan *p);
+
+/* Reports and exports.  The tables are plain text for terminals; the files
+ * are written all or nothing (STG_IO with a message in stg_plan_message on
+ * failure, and an earlier file at 'path' stays as it was).
+ *   stg_plan_write_profile  per node: phase, op, shape, time, share of the
+ *                           step, FLOPs, GFLOP/s, bytes, per-thread time and
+ *                           barrier waits (STG_STATE without profiling)
+ *   stg_plan_write_memory   the arena: every buffer's offset, size, lifetime
+ *                           and owner, the reuse ratio, the breakdown
+ *   stg_plan_write_trace    Chrome trace event JSON of the kept steps, one
+ *                           track per thread (Perfetto, chrome://tracing)
+ *   stg_plan_write_dot      Graphviz DOT of the forward, backward and
+ *                           update graph with shapes and arena offsets */
+STG_API stg_status stg_plan_write_profile(const stg_plan *p, FILE *f);
+STG_API stg_status stg_plan_write_memory(const stg_plan *p, FILE *f);
+STG_API stg_status stg_plan_write_trace(stg_plan *p, const char *path);
+STG_API stg_status stg_plan_write_dot(stg_plan *p, const char *path);
 
 /* Checks the plan's invariants: every node runs after its inputs, every buffer
  * lies inside the arena, buffers share bytes only when their lifetimes are

@@ -262,6 +262,7 @@ typedef struct stg_pnode {
 typedef struct stg_buffer {
     size_t bytes, offset;
     int32_t first, last;
+    int32_t owner; /* the node it was made for (later in-place nodes share it) */
     bool persistent;
 } stg_buffer;
 
@@ -271,6 +272,7 @@ struct stg_plan {
     stg_graph *g;      /* private copy: user graph + backward + update nodes */
     int32_t nuser;     /* node ids below this are the user's graph (valid handles) */
     int32_t nfwd;      /* ... below this, the forward pass (user graph + kept-value copies) */
+    int32_t nopt;      /* ... from this up, the optimizer (clipping, guard, updates) */
     int32_t loss;
     int32_t seed;      /* upstream gradient of 'loss' (stg_plan_create_vjp), or -1 */
     int32_t *grad;     /* per forward node: gradient node or -1 */
@@ -295,6 +297,7 @@ struct stg_plan {
     stgB_info blis;     /* micro-kernel and block sizes */
     size_t work_bytes;  /* packing workspace each thread needs */
     float **work;       /* per-thread packing workspace */
+    struct stg_profile *prof; /* NULL unless opts.profile > 0 */
 };
 
 /* Element pointer of node 'id' (its base buffer + layout offset). */
@@ -336,6 +339,34 @@ static inline void stgR_share(const stg_pnode *pn, int64_t n, int tid, int nt, i
         stgR_split(n, tid, nt, lo, hi);
     }
 }
+
+/* ---- profiler (profile.c) ---------------------------------------------- */
+
+/* Timings of the last 'keep' successful steps, in a ring of slots; index
+ * [slot][pos][thread] in start, busy and wait.  All in nanoseconds. */
+typedef struct stg_profile {
+    int keep;
+    int64_t recorded; /* steps recorded since creation or reset */
+    int64_t *start;   /* kernel start, from the step's start */
+    int64_t *busy;    /* time in the kernel */
+    int64_t *wait;    /* time at the barrier before the node */
+    int64_t *step;    /* [slot]: the whole step */
+    int64_t *at;      /* [slot]: the step's start on CLOCK_MONOTONIC */
+    double *scratch;  /* 'keep' values, for medians */
+} stg_profile;
+stg_status stgX_profile_new(stg_plan *p, int keep);
+void stgX_profile_free(stg_profile *pf);
+/* Steps whose timings are kept (<= keep). */
+int stgX_kept(const stg_profile *pf);
+/* Slot of the k-th oldest kept step. */
+int stgX_slot(const stg_profile *pf, int k);
+stg_phase stgX_phase(const stg_plan *p, int32_t id);
+/* Static facts and timings of schedule position 'pos' (no checks). */
+void stgX_node_info(const stg_plan *p, int32_t pos, stg_node_info *info);
+/* "(2,3)x(3,4)": the shapes of a node's float inputs. */
+const char *stgX_input_shapes(const stg_plan *p, int32_t id, char *buf, size_t len);
+/* Writes 's' as a JSON string (quoted, escaped). */
+void stgX_json_string(FILE *f, const char *s);
 
 /* ---- files (atomic_file.c) --------------------------------------------- */
 

@@ -110,6 +110,7 @@ static stg_status extend(stg_plan *p)
         else
             p->grad[i] = -1;
     }
+    p->nopt = g->n;
     if (g->status == STG_OK && stgO_add_updates(p) == STG_NOMEM && g->status == STG_OK)
         return fail(STG_NOMEM, "plan: out of memory adding optimizer updates");
     return g->status == STG_OK ? STG_OK : fail(g->status, "plan: %s", g->msg);
@@ -230,6 +231,7 @@ static stg_status assign_buffers(stg_plan *p, scratch *s)
         b->persistent = s->persistent[i];
         b->first = b->persistent ? 0 : pos;
         b->last = s->last[i];
+        b->owner = i;
         p->buffer_bytes += b->bytes;
         p->bufof[i] = p->nbufs++;
     }
@@ -379,6 +381,8 @@ static stg_status validate(const stg_graph *g, stg_tensor loss, stg_tensor seed,
                     stgS_str(&g->nodes[loss.id].shape, b, sizeof b));
     if (o->threads < 0 || o->threads > 1024)
         return fail(STG_INVALID, "plan: threads = %d (need 0 to 1024)", o->threads);
+    if (o->profile < 0 || o->profile > 1000000)
+        return fail(STG_INVALID, "plan: profile = %d steps (need 0 to 1000000)", o->profile);
     if (o->optimizer < STG_OPTIM_NONE || o->optimizer > STG_OPTIM_ADAMW)
         return fail(STG_INVALID, "plan: unknown optimizer %d", (int)o->optimizer);
     if (!(o->lr >= 0.0f) || !(o->momentum >= 0.0f) || !(o->weight_decay >= 0.0f) ||
@@ -452,6 +456,7 @@ STG_API void stg_plan_free(stg_plan *p)
         free(p->work[t]);
     free(p->work);
     stgR_barrier_free(p->barrier);
+    stgX_profile_free(p->prof);
     if (p->own_arena)
         free(p->arena);
     free(p->sched);
@@ -535,6 +540,8 @@ static stg_status create(const stg_graph *g, stg_tensor loss, stg_tensor seed,
         st = prepare_nodes(p);
     if (st == STG_OK)
         st = start_threads(p);
+    if (st == STG_OK && opts->profile > 0 && stgX_profile_new(p, opts->profile) != STG_OK)
+        st = fail(STG_NOMEM, "plan: out of memory for the timings of %d steps", opts->profile);
     if (st != STG_OK) {
         stg_plan_free(p);
         return st;

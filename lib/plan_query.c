@@ -82,21 +82,6 @@ STG_API float stg_plan_loss(const stg_plan *p)
 
 STG_API size_t stg_plan_arena_bytes(const stg_plan *p) { return p ? p->arena_bytes : 0; }
 STG_API size_t stg_plan_buffer_bytes(const stg_plan *p) { return p ? p->buffer_bytes : 0; }
-STG_API stg_status stg_plan_memory(const stg_plan *p, stg_memory_report *r)
-{
-    if (!p || !r)
-        return STG_INVALID;
-    memset(r, 0, sizeof *r);
-    r->arena_bytes = p->arena_bytes;
-    r->buffer_bytes = p->buffer_bytes;
-    for (int32_t b = 0; b < p->nbufs; b++)
-        if (p->bufs[b].persistent)
-            r->persistent_bytes += p->bufs[b].bytes;
-    /* in-place outputs count as transient buffers of their own */
-    r->transient_bytes = r->buffer_bytes - r->persistent_bytes;
-    return STG_OK;
-}
-
 STG_API int stg_plan_threads(const stg_plan *p) { return p ? p->threads : 0; }
 STG_API int stg_plan_node_count(const stg_plan *p) { return p ? (int)p->nsched : 0; }
 

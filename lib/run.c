@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include <omp.h>
 
@@ -77,29 +78,93 @@ __attribute__((noinline)) bool stgR_barrier_wait(struct stg_barrier *b, int n,
     return atomic_load_explicit(&b->failed, memory_order_relaxed);
 }
 
-/* Runs schedule positions [from, to); stops early (at a barrier) when a node
- * reports a failure.  The plan forces a barrier before the first update, so
- * a failure in the forward or backward pass never reaches the parameters. */
-static void run_range(stg_plan *p, int32_t from, int32_t to)
+static stg_status finish(stg_plan *p);
+
+static inline int64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Where a profiled step records its timings (one slot of the profile ring). */
+typedef struct slot_rec {
+    int64_t *start, *busy, *wait;
+    int64_t t0; /* the step's start */
+} slot_rec;
+
+/* One thread's walk over schedule positions [from, to); stops early (at a
+ * barrier) when a node reports a failure.  The plan forces a barrier before
+ * the first update, so a failure in the forward or backward pass never
+ * reaches the parameters.  Inlined into two copies: with 'rec' NULL (the
+ * normal step) the timing code is gone, not skipped. */
+static inline __attribute__((always_inline)) void walk(stg_plan *p, int32_t from, int32_t to,
+                                                       int tid, int nt, const slot_rec *rec)
+{
+    for (int32_t i = from; i < to; i++) {
+        const stg_pnode *pn = &p->sched[i];
+        int64_t t = rec ? now_ns() : 0;
+        if (pn->barrier_before) {
+            bool stop = nt == 1 ? atomic_load(&p->failed)
+                                : i > from && stgR_barrier_wait(p->barrier, nt, &p->failed);
+            if (stop)
+                return;
+        }
+        if (rec) {
+            size_t k = (size_t)i * (size_t)p->threads + (size_t)tid;
+            int64_t t1 = now_ns();
+            rec->wait[k] = t1 - t;
+            rec->start[k] = t1 - rec->t0;
+            pn->node->op->run(pn, tid, nt);
+            rec->busy[k] = now_ns() - t1;
+        } else {
+            pn->node->op->run(pn, tid, nt);
+        }
+    }
+}
+
+static void run_range(stg_plan *p, int32_t from, int32_t to, const slot_rec *rec)
 {
     if (p->threads == 1) {
-        for (int32_t i = from; i < to; i++) {
-            if (p->sched[i].barrier_before && atomic_load(&p->failed))
-                return;
-            p->sched[i].node->op->run(&p->sched[i], 0, 1);
-        }
+        if (rec)
+            walk(p, from, to, 0, 1, rec);
+        else
+            walk(p, from, to, 0, 1, NULL);
         return;
     }
 #pragma omp parallel num_threads(p->threads)
     {
         int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-        for (int32_t i = from; i < to; i++) {
-            if (i > from && p->sched[i].barrier_before &&
-                stgR_barrier_wait(p->barrier, nt, &p->failed))
-                break;
-            p->sched[i].node->op->run(&p->sched[i], tid, nt);
-        }
+        if (rec)
+            walk(p, from, to, tid, nt, rec);
+        else
+            walk(p, from, to, tid, nt, NULL);
     }
+}
+
+/* Runs [0, to) as one recorded step when the plan profiles. */
+static stg_status run_step(stg_plan *p, int32_t to, bool is_step)
+{
+    stg_profile *pf = to == p->nsched ? p->prof : NULL;
+    if (!pf) {
+        if (is_step)
+            stgO_begin_step(p);
+        run_range(p, 0, to, NULL);
+        return finish(p);
+    }
+    size_t slot = (size_t)(pf->recorded % pf->keep), cells = (size_t)p->nsched * (size_t)p->threads;
+    slot_rec rec = {pf->start + slot * cells, pf->busy + slot * cells, pf->wait + slot * cells,
+                    now_ns()};
+    if (is_step)
+        stgO_begin_step(p);
+    run_range(p, 0, to, &rec);
+    stg_status s = finish(p);
+    if (s == STG_OK) {
+        pf->step[slot] = now_ns() - rec.t0;
+        pf->at[slot] = rec.t0;
+        pf->recorded++;
+    }
+    return s;
 }
 
 void stgR_fail(const stg_plan *cp, stg_status s, const char *fmt, ...)
@@ -128,9 +193,7 @@ STG_API stg_status stg_plan_step(stg_plan *p)
     if (!p)
         return STG_INVALID;
     p->step_msg[0] = '\0';
-    stgO_begin_step(p);
-    run_range(p, 0, p->nsched);
-    stg_status s = finish(p);
+    stg_status s = run_step(p, p->nsched, true);
     if (s == STG_OK)
         p->steps++;
     return s;
@@ -141,8 +204,7 @@ STG_API stg_status stg_plan_forward(stg_plan *p)
     if (!p)
         return STG_INVALID;
     p->step_msg[0] = '\0';
-    run_range(p, 0, p->nsched_fwd);
-    return finish(p);
+    return run_step(p, p->nsched_fwd, false);
 }
 
 STG_API const char *stg_plan_message(const stg_plan *p)

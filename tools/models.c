@@ -1,0 +1,166 @@
+/*
+ * The tools' models (see models.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models.h"
+
+static const matmul_case cases[] = {
+    {"dot", 1, 1, {4096}, {4096}},
+    {"mv", 2, 1, {512, 1024}, {1024}},
+    {"mv_batched", 3, 1, {32, 256, 512}, {512}},
+    {"vm", 1, 2, {1024}, {1024, 512}},
+    {"mm_square", 2, 2, {512, 512}, {512, 512}},
+    {"mm_batched", 3, 3, {64, 128, 64}, {64, 64, 128}},
+    {"mm_bcast_right", 3, 2, {32, 128, 256}, {256, 256}},
+    {"mm_bcast_both", 4, 4, {8, 1, 64, 128}, {1, 16, 128, 64}},
+    {"mlp_layer", 2, 2, {256, 784}, {784, 512}},
+};
+
+const matmul_case *matmul_cases(int *count)
+{
+    *count = (int)(sizeof cases / sizeof cases[0]);
+    return cases;
+}
+
+const matmul_case *matmul_case_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (!strcmp(cases[i].name, name))
+            return &cases[i];
+    return NULL;
+}
+
+bool mlp_parse(const char *s, mlp_spec *spec, char *err, size_t errlen)
+{
+    spec->n = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || v < 1 || v > 1000000 || (*end && *end != ',') ||
+            spec->n == MODEL_MAX_LAYERS + 1) {
+            snprintf(err, errlen, "layer sizes '%s': expected 2 to %d sizes from 1 to 1000000, "
+                     "separated by commas (e.g. 784,512,256,10)", s, MODEL_MAX_LAYERS + 1);
+            return false;
+        }
+        spec->sizes[spec->n++] = v;
+        p = *end ? end + 1 : end;
+    }
+    if (spec->n < 2) {
+        snprintf(err, errlen, "layer sizes '%s': need at least an input and an output size", s);
+        return false;
+    }
+    return true;
+}
+
+static stg_plan *fail(stg_graph *g, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "%s", stg_graph_status(g) != STG_OK ? stg_graph_message(g)
+                                                                : stg_plan_last_message());
+    stg_graph_free(g);
+    return NULL;
+}
+
+stg_plan *mlp_plan(const mlp_spec *spec, stg_plan_options *opts, char *err, size_t errlen)
+{
+    stg_graph *g = stg_graph_new();
+    if (!g) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    int64_t xd[2] = {spec->batch, spec->sizes[0]}, yd[1] = {spec->batch};
+    stg_tensor x = stg_input(g, "x", 2, xd), y = stg_input_i32(g, "y", 1, yd);
+    stg_tensor h = x, w[MODEL_MAX_LAYERS], b[MODEL_MAX_LAYERS];
+    int layers = spec->n - 1;
+    for (int l = 0; l < layers; l++) {
+        char wn[16], bn[16];
+        snprintf(wn, sizeof wn, "w%d", l + 1);
+        snprintf(bn, sizeof bn, "b%d", l + 1);
+        int64_t wd[2] = {spec->sizes[l], spec->sizes[l + 1]}, bd[1] = {spec->sizes[l + 1]};
+        w[l] = stg_param(g, wn, 2, wd);
+        b[l] = stg_param(g, bn, 1, bd);
+        h = stg_add(g, stg_matmul(g, h, w[l]), b[l]);
+        if (l + 1 < layers)
+            h = stg_relu(g, h);
+    }
+    stg_tensor loss = stg_softmax_cross_entropy(g, h, y, STG_REDUCE_MEAN);
+    opts->optimizer = STG_OPTIM_SGD;
+    opts->lr = 0.05f;
+    opts->momentum = 0.9f;
+    stg_plan *p = NULL;
+    if (stg_graph_status(g) != STG_OK || stg_plan_create(g, loss, opts, &p) != STG_OK)
+        return fail(g, err, errlen);
+    for (int l = 0; l < layers; l++) {
+        stg_plan_init(p, w[l], STG_INIT_KAIMING_UNIFORM, 2.236068f, 0, 10 + (uint64_t)l);
+        stg_plan_init(p, b[l], STG_INIT_UNIFORM, -0.04f, 0.04f, 20 + (uint64_t)l);
+    }
+    stg_plan_init(p, x, STG_INIT_UNIFORM, 0.0f, 1.0f, 1);
+    int32_t *labels = stg_plan_data_i32(p, y);
+    for (int i = 0; i < spec->batch; i++)
+        labels[i] = (int32_t)((i * 7) % spec->sizes[spec->n - 1]);
+    stg_graph_free(g);
+    return p;
+}
+
+stg_plan *matmul_plan(const matmul_case *mc, bool backward, stg_plan_options *opts, char *err,
+                      size_t errlen)
+{
+    stg_graph *g = stg_graph_new();
+    if (!g) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    stg_tensor a = stg_input(g, "a", mc->nda, mc->a), b = stg_input(g, "b", mc->ndb, mc->b);
+    stg_tensor c = stg_matmul(g, a, b), gout = {-1};
+    opts->optimizer = STG_OPTIM_NONE;
+    stg_plan *p = NULL;
+    stg_status s;
+    if (backward) {
+        int64_t d[STG_MAX_DIMS];
+        int nd = stg_tensor_shape(g, c, d);
+        gout = stg_input(g, "gout", nd, d);
+        stg_graph_require_grad(g, a);
+        stg_graph_require_grad(g, b);
+        s = stg_graph_status(g) == STG_OK ? stg_plan_create_vjp(g, c, gout, opts, &p)
+                                           : STG_INVALID;
+    } else {
+        stg_graph_keep(g, c);
+        s = stg_graph_status(g) == STG_OK ? stg_plan_create(g, (stg_tensor){-1}, opts, &p)
+                                           : STG_INVALID;
+    }
+    if (s != STG_OK)
+        return fail(g, err, errlen);
+    stg_plan_init(p, a, STG_INIT_UNIFORM, -1.0f, 1.0f, 1);
+    stg_plan_init(p, b, STG_INIT_UNIFORM, -1.0f, 1.0f, 2);
+    if (backward)
+        stg_plan_init(p, gout, STG_INIT_UNIFORM, -1.0f, 1.0f, 3);
+    stg_graph_free(g);
+    return p;
+}
+
+double matmul_case_flops(const matmul_case *mc, bool backward)
+{
+    /* 2 M N K per product, times the broadcast batch */
+    double m = mc->nda >= 2 ? (double)mc->a[mc->nda - 2] : 1.0;
+    double n = mc->ndb >= 2 ? (double)mc->b[mc->ndb - 1] : 1.0;
+    double k = (double)mc->a[mc->nda - 1], batch = 1.0;
+    int ba = mc->nda > 2 ? mc->nda - 2 : 0, bb = mc->ndb > 2 ? mc->ndb - 2 : 0;
+    for (int i = 0; i < (ba > bb ? ba : bb); i++) { /* batch dims, right-aligned */
+        int64_t da = i < ba ? mc->a[ba - 1 - i] : 1, db = i < bb ? mc->b[bb - 1 - i] : 1;
+        batch *= (double)(da > db ? da : db);
+    }
+    return 2.0 * batch * m * n * k * (backward ? 3.0 : 1.0);
+}
+
+double mlp_flops(const mlp_spec *spec)
+{
+    double f = 0.0;
+    for (int l = 0; l + 1 < spec->n; l++) {
+        double mnk = 2.0 * spec->batch * (double)spec->sizes[l] * (double)spec->sizes[l + 1];
+        f += l == 0 ? 2.0 * mnk : 3.0 * mnk;
+    }
+    return f;
+}

@@ -1,0 +1,57 @@
+/*
+ * The models the command-line tools build: the BENCH.md 'mlp' training step
+ * (or any MLP by layer sizes) and the BENCH.md matmul cases, forward only or
+ * forward + backward.  Shared by stg-prof and stg-bench so that both measure
+ * exactly the same graphs.
+ */
+#ifndef STG_TOOLS_MODELS_H
+#define STG_TOOLS_MODELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "stgrad.h"
+
+#define MODEL_MAX_LAYERS 16
+
+/* One BENCH.md matmul case: operand shapes. */
+typedef struct matmul_case {
+    const char *name;
+    int nda, ndb;
+    int64_t a[4], b[4];
+} matmul_case;
+
+/* The BENCH.md matmul family, in its order; 'count' gets the number. */
+const matmul_case *matmul_cases(int *count);
+const matmul_case *matmul_case_find(const char *name);
+
+/* An MLP: sizes[0] inputs, sizes[n-1] classes, ReLU between layers, softmax
+ * cross-entropy, SGD lr 0.05 momentum 0.9 (the BENCH.md 'mlp' step with
+ * sizes 784,512,256,10), random inputs and labels. */
+typedef struct mlp_spec {
+    int n;
+    int64_t sizes[MODEL_MAX_LAYERS + 1];
+    int batch;
+} mlp_spec;
+
+/* Parses "784,512,256,10" into 'spec'; false (and a message in err) if it is
+ * not 2 to MODEL_MAX_LAYERS+1 sizes from 1 to 1000000. */
+bool mlp_parse(const char *s, mlp_spec *spec, char *err, size_t errlen);
+
+/* Builds and initialises a plan; NULL with a message in err on failure.
+ * 'opts' gives threads and profiling; the optimizer fields are set here. */
+stg_plan *mlp_plan(const mlp_spec *spec, stg_plan_options *opts, char *err, size_t errlen);
+
+/* A matmul case as a plan: 'backward' false builds c = a b and times
+ * stg_plan_forward; true builds the vector-Jacobian product (gradients of
+ * a and b for an upstream gradient of c's shape) and times stg_plan_step. */
+stg_plan *matmul_plan(const matmul_case *mc, bool backward, stg_plan_options *opts, char *err,
+                      size_t errlen);
+
+/* FLOPs of one step: 2 M N K per product, three for forward + backward; for
+ * an MLP, the products of its step (the first layer's input gradient is not
+ * computed). */
+double matmul_case_flops(const matmul_case *mc, bool backward);
+double mlp_flops(const mlp_spec *spec);
+
+#endif

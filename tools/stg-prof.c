@@ -1,0 +1,180 @@
+/*
+ * stg-prof: the anatomy of one training step.  Builds a BENCH.md model (or
+ * any MLP given by layer sizes), runs steps with the plan's profiler on and
+ * prints where the time goes, node by node; optionally the arena's layout,
+ * a Chrome trace of the steps and a Graphviz drawing of the graph.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models.h"
+#include "stgrad.h"
+
+static void usage(FILE *f)
+{
+    int n;
+    const matmul_case *mc = matmul_cases(&n);
+    fprintf(f,
+            "usage: stg-prof [options]\n"
+            "  --model NAME      mlp (BENCH.md: 784,512,256,10; the default) or a matmul case:\n"
+            "                   ");
+    for (int i = 0; i < n; i++)
+        fprintf(f, " %s", mc[i].name);
+    fprintf(f, "\n"
+               "  --layers LIST     an MLP with these layer sizes instead (e.g. 784,300,100,10)\n"
+               "  --batch N         batch size of an MLP (default 64)\n"
+               "  --mode M          matmul cases: fwd or fwd+bwd (default fwd+bwd)\n"
+               "  --threads N       threads per step (default 2)\n"
+               "  --steps N         steps timed; the table shows medians (default 200)\n"
+               "  --warmup N        steps run first and not timed (default 20)\n"
+               "  --memory          also print the arena: every buffer and the breakdown\n"
+               "  --trace FILE      write a Chrome trace of the timed steps (Perfetto,\n"
+               "                    chrome://tracing): the last --steps steps\n"
+               "  --dot FILE        write the graph in Graphviz DOT (dot -Tsvg FILE)\n"
+               "  --help            this text\n");
+}
+
+/* A whole number in [lo, hi] from option 'opt'; exits with a message otherwise. */
+static long number(const char *opt, const char *v, long lo, long hi)
+{
+    char *end;
+    errno = 0;
+    long x = v ? strtol(v, &end, 10) : 0;
+    if (!v || end == v || *end || errno || x < lo || x > hi) {
+        fprintf(stderr, "stg-prof: %s needs a whole number from %ld to %ld (got '%s')\n", opt, lo,
+                hi, v ? v : "nothing");
+        exit(2);
+    }
+    return x;
+}
+
+int main(int argc, char **argv)
+{
+    const char *model = "mlp", *layers = NULL, *mode = "fwd+bwd", *trace = NULL, *dot = NULL;
+    long batch = 64, threads = 2, steps = 200, warmup = 20;
+    int memory = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(o, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(o, "--memory")) {
+            memory = 1;
+            continue;
+        }
+        static const char *const valued[] = {"--model", "--layers",  "--mode",  "--trace",
+                                             "--dot",   "--batch",   "--threads", "--steps",
+                                             "--warmup"};
+        bool known = false;
+        for (size_t k = 0; k < sizeof valued / sizeof *valued; k++)
+            known = known || !strcmp(o, valued[k]);
+        if (!known) {
+            fprintf(stderr, "stg-prof: unknown option '%s' (see --help)\n", o);
+            return 2;
+        }
+        if (!v) {
+            fprintf(stderr, "stg-prof: %s needs a value (see --help)\n", o);
+            return 2;
+        }
+        i++;
+        if (!strcmp(o, "--model"))
+            model = v;
+        else if (!strcmp(o, "--layers"))
+            layers = v;
+        else if (!strcmp(o, "--mode"))
+            mode = v;
+        else if (!strcmp(o, "--trace"))
+            trace = v;
+        else if (!strcmp(o, "--dot"))
+            dot = v;
+        else if (!strcmp(o, "--batch"))
+            batch = number(o, v, 1, 1 << 20);
+        else if (!strcmp(o, "--threads"))
+            threads = number(o, v, 1, 1024);
+        else if (!strcmp(o, "--steps"))
+            steps = number(o, v, 1, 1000000);
+        else
+            warmup = number(o, v, 0, 1000000);
+    }
+    if (strcmp(mode, "fwd") && strcmp(mode, "fwd+bwd")) {
+        fprintf(stderr, "stg-prof: --mode must be fwd or fwd+bwd (got '%s')\n", mode);
+        return 2;
+    }
+
+    char err[600], title[160];
+    stg_plan_options o;
+    stg_plan_options_init(&o);
+    o.threads = (int)threads;
+    o.profile = (int)steps;
+    stg_plan *p = NULL;
+    bool is_step = true;
+    if (layers || !strcmp(model, "mlp")) {
+        mlp_spec spec;
+        if (!mlp_parse(layers ? layers : "784,512,256,10", &spec, err, sizeof err)) {
+            fprintf(stderr, "stg-prof: %s\n", err);
+            return 2;
+        }
+        spec.batch = (int)batch;
+        int w = snprintf(title, sizeof title, "mlp");
+        for (int l = 0; l < spec.n && w > 0 && (size_t)w < sizeof title; l++)
+            w += snprintf(title + w, sizeof title - (size_t)w, "%c%lld", l ? '-' : ' ',
+                          (long long)spec.sizes[l]);
+        snprintf(title + w, sizeof title - (size_t)w, ", batch %ld, %.1f MFLOP of products",
+                 batch, mlp_flops(&spec) / 1e6);
+        p = mlp_plan(&spec, &o, err, sizeof err);
+    } else {
+        const matmul_case *mc = matmul_case_find(model);
+        if (!mc) {
+            fprintf(stderr, "stg-prof: unknown model '%s' (mlp or a matmul case; see --help)\n",
+                    model);
+            return 2;
+        }
+        bool backward = !strcmp(mode, "fwd+bwd");
+        is_step = backward;
+        snprintf(title, sizeof title, "%s %s, %.1f MFLOP", mc->name, mode,
+                 matmul_case_flops(mc, backward) / 1e6);
+        p = matmul_plan(mc, backward, &o, err, sizeof err);
+    }
+    if (!p) {
+        fprintf(stderr, "stg-prof: building the plan failed: %s\n", err);
+        return 1;
+    }
+    printf("stg-prof: %s; %ld thread%s, %ld steps timed after %ld warm-up steps\n\n", title,
+           threads, threads == 1 ? "" : "s", steps, warmup);
+    int rc = 0;
+    for (long i = 0; i < warmup + steps && rc == 0; i++) {
+        if (i == warmup)
+            stg_plan_profile_reset(p);
+        if ((is_step ? stg_plan_step(p) : stg_plan_forward(p)) != STG_OK) {
+            fprintf(stderr, "stg-prof: step %ld failed: %s\n", i, stg_plan_message(p));
+            rc = 1;
+        }
+    }
+    if (rc == 0 && stg_plan_write_profile(p, stdout) != STG_OK)
+        rc = 1;
+    if (rc == 0 && memory) {
+        putchar('\n');
+        if (stg_plan_write_memory(p, stdout) != STG_OK)
+            rc = 1;
+    }
+    if (rc == 0 && trace) {
+        if (stg_plan_write_trace(p, trace) != STG_OK) {
+            fprintf(stderr, "stg-prof: %s\n", stg_plan_message(p));
+            rc = 1;
+        } else {
+            printf("\ntrace: %s (open it in https://ui.perfetto.dev or chrome://tracing)\n", trace);
+        }
+    }
+    if (rc == 0 && dot) {
+        if (stg_plan_write_dot(p, dot) != STG_OK) {
+            fprintf(stderr, "stg-prof: %s\n", stg_plan_message(p));
+            rc = 1;
+        } else {
+            printf("graph: %s (render it with: dot -Tsvg %s -o graph.svg)\n", dot, dot);
+        }
+    }
+    stg_plan_free(p);
+    return rc;
+}
