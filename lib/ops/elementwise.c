@@ -18,6 +18,11 @@
 
 #include "../internal.h"
 
+/* Marks a unit-stride loop as free of dependencies between iterations.  The
+ * compiler cannot prove it: the output may be an input (in-place ops), but
+ * then it is the very same element, read before it is written. */
+#define STG_SIMD _Pragma("omp simd")
+
 /* Runs over n elements of an innermost segment; in[j] steps by st[j]. */
 typedef void (*seg_fn)(float *o, const float *const *in, const int64_t *st, int64_t n,
                        const stg_attr *at);
@@ -242,19 +247,19 @@ static void backward_bce_logits(stg_ad *ad, int32_t id, stg_tensor g)
         int64_t sa = st[0], sb = st[1];                                                       \
         (void)at;                                                                             \
         if (sa == 1 && sb == 1) {                                                             \
-            for (int64_t i = 0; i < n; i++) {                                                 \
+            STG_SIMD for (int64_t i = 0; i < n; i++) {                                        \
                 float x = pa[i], y = pb[i];                                                   \
                 o[i] = (expr);                                                                \
             }                                                                                 \
         } else if (sa == 1 && sb == 0) {                                                      \
             float y = pb[0];                                                                  \
-            for (int64_t i = 0; i < n; i++) {                                                 \
+            STG_SIMD for (int64_t i = 0; i < n; i++) {                                        \
                 float x = pa[i];                                                              \
                 o[i] = (expr);                                                                \
             }                                                                                 \
         } else if (sa == 0 && sb == 1) {                                                      \
             float x = pa[0];                                                                  \
-            for (int64_t i = 0; i < n; i++) {                                                 \
+            STG_SIMD for (int64_t i = 0; i < n; i++) {                                        \
                 float y = pb[i];                                                              \
                 o[i] = (expr);                                                                \
             }                                                                                 \
@@ -321,7 +326,7 @@ static double flops_unary_grad(const stg_graph *g, const stg_node *n)
         const float *px = in[0], a = at->f, b = at->f2;                                       \
         (void)a, (void)b;                                                                     \
         if (st[0] == 1) {                                                                     \
-            for (int64_t i = 0; i < n; i++) {                                                 \
+            STG_SIMD for (int64_t i = 0; i < n; i++) {                                        \
                 float x = px[i];                                                              \
                 o[i] = (expr);                                                                \
             }                                                                                 \
@@ -347,7 +352,7 @@ static double flops_unary_grad(const stg_graph *g, const stg_node *n)
         (void)a, (void)b, (void)px, (void)py, (void)sx, (void)sy;                             \
         bool unit = sg == 1 && (!READS_X_##reads || sx == 1) && (!READS_Y_##reads || sy == 1); \
         if (unit) {                                                                           \
-            for (int64_t i = 0; i < n; i++) {                                                 \
+            STG_SIMD for (int64_t i = 0; i < n; i++) {                                        \
                 float x = READS_X_##reads ? px[i] : 0.0f;                                     \
                 float y = READS_Y_##reads ? py[i] : 0.0f;                                     \
                 (void)x, (void)y;                                                             \
