@@ -320,6 +320,10 @@ STG_API stg_status stg_plan_write_profile(const stg_plan *p, FILE *f)
     fprintf(f, "\nby phase: forward %.1f us, backward %.1f us, optimizer %.1f us "
                "(sum of node medians; the step median is %.1f us)\n",
             phase_ns[0] / 1e3, phase_ns[1] / 1e3, phase_ns[2] / 1e3, sp.p50_ns / 1e3);
+    double kernels = phase_ns[0] + phase_ns[1] + phase_ns[2], outside = sp.p50_ns - kernels;
+    fprintf(f, "outside the kernels (the step median minus the node medians): %.1f us, "
+               "%.2f us per node\n",
+            outside / 1e3, p->nsched ? outside / 1e3 / p->nsched : 0.0);
     fprintf(f, "work: %.3f MFLOP per step, %.1f GFLOP/s at the median step\n", flops_total / 1e6,
             sp.p50_ns > 0 ? flops_total / sp.p50_ns : 0.0);
     if (p->threads > 1) {

@@ -69,16 +69,16 @@ def main():
             return None
         return statistics.median(m for m, _ in v), min(p for _, p in v)
 
-    print("%-6s %-7s %14s %10s %14s %10s %8s" % ("batch", "threads", "stgrad_med_us",
-                                                  "p10_us", "torch_best_us", "p10_us",
-                                                  "speedup"))
+    print("%-6s %-7s %14s %10s %14s %10s %8s %14s %8s" % (
+        "batch", "threads", "stgrad_med_us", "p10_us", "torch_best_us", "p10_us", "speedup",
+        "torch_same_us", "speedup"))
     for b in [int(x) for x in args.batch.split(",")]:
         best = min((summary(("torch", b, t)) for t in threads if summary(("torch", b, t))),
                    key=lambda s: s[0])
         for t in threads:
-            s = summary(("stgrad", b, t))
-            print("%-6d %-7d %14.1f %10.1f %14.1f %10.1f %7.2fx" % (
-                b, t, s[0], s[1], best[0], best[1], best[0] / s[0]))
+            s, same = summary(("stgrad", b, t)), summary(("torch", b, t))
+            print("%-6d %-7d %14.1f %10.1f %14.1f %10.1f %7.2fx %14.1f %7.2fx" % (
+                b, t, s[0], s[1], best[0], best[1], best[0] / s[0], same[0], same[0] / s[0]))
 
 
 if __name__ == "__main__":

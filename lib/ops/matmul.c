@@ -199,8 +199,11 @@ static bool fold(gemm_desc *d, const bdim *b)
  * is cut along N when N > M, else along M: every unit packs its own part of
  * one operand and all of the other, so the cut goes through the larger one
  * and blocks stay wide (at least MIN_COLS columns or MIN_ROWS rows) to keep
- * that repeated packing small.  The cut depends only on the shapes (never
- * on the thread count), so results do not depend on the thread count.
+ * that repeated packing small.  Vector-shaped products (gemv, gevm, ger)
+ * pack nothing and are bound by memory bandwidth, which two cores have more
+ * of than one, so they are cut from a smaller size on.  The cut depends only
+ * on the shapes (never on the thread count), so results do not depend on
+ * the thread count.
  */
 #define MAX_UNITS 16
 #define MIN_ROWS 96
@@ -213,7 +216,8 @@ static void split_work(gemm_desc *d)
     double unit_flops = 2.0 * (double)d->m * (double)d->n * (double)d->k * (double)d->red.total;
     int64_t min_blk = d->split_n ? MIN_COLS : MIN_ROWS, align = d->split_n ? 16 : 8;
     d->nblk = 1;
-    if (d->outer.total < MAX_UNITS && unit_flops > 1e6) {
+    double cut_from = d->kind == K_GEMM ? 1e6 : 1.28e5;
+    if (d->outer.total < MAX_UNITS && unit_flops > cut_from) {
         int64_t want = (MAX_UNITS + d->outer.total - 1) / d->outer.total, most = d->pdim / min_blk;
         d->nblk = want < most ? want : most;
         if (d->nblk < 1)
@@ -336,6 +340,22 @@ static void matvec(int64_t len, int64_t k, const float *M, int64_t rs, int64_t c
 static void ger(const gemm_desc *d, const float *a, const float *b, float beta, float *c,
                 int64_t lo, int64_t hi)
 {
+    if (d->n == 1) { /* one column: a scaled copy of a, without a call per row */
+        float b0 = b[0];
+        if (d->rsa == 1 && d->rsc == 1) {
+            if (beta == 0.0f)
+                for (int64_t i = lo; i < hi; i++)
+                    c[i] = a[i] * b0;
+            else
+                axpy(hi - lo, b0, a + lo, c + lo);
+        } else {
+            for (int64_t i = lo; i < hi; i++) {
+                float v = a[i * d->rsa] * b0;
+                c[i * d->rsc] = beta == 0.0f ? v : c[i * d->rsc] + v;
+            }
+        }
+        return;
+    }
     for (int64_t i = lo; i < hi; i++) {
         float ai = a[i * d->rsa];
         float *ci = c + i * d->rsc;
