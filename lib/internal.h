@@ -2,7 +2,7 @@
  * Internal structures shared by the modules of lib/.  Module prefixes:
  * stgG_ graph, stgS_ shapes, stgD_ autodiff, stgA_ arena, stgP_ plan,
  * stgR_ run (executor), stgB_ BLIS, stgK_ kernels shared by op families,
- * stgO_ op registry.
+ * stgV_ vector loops, stgO_ op registry.
  */
 #ifndef STG_INTERNAL_H
 #define STG_INTERNAL_H
@@ -243,6 +243,18 @@ size_t stgK_gemm_workspace(const stgB_info *bi, int64_t m, int64_t n, int64_t k)
 void stgK_gemm(const stgB_info *bi, float *work, int64_t m, int64_t n, int64_t k,
                const float *a, int64_t rsa, int64_t csa, const float *b, int64_t rsb,
                int64_t csb, float beta, float *c, int64_t rsc, int64_t csc);
+
+/* ---- vector loops (vector_kernels.c): unit strides, any length --------- */
+
+float stgV_dot(int64_t n, const float *x, const float *y);
+/* out[j] = the dot of x with row j of m (rows at stride rs), j < 4 */
+void stgV_dot4(int64_t n, const float *m, int64_t rs, const float *x, float out[4]);
+/* y += c x */
+void stgV_axpy(int64_t n, float c, const float *x, float *y);
+/* y += c[0] x + c[1] (x + cs) + c[2] (x + 2 cs) + c[3] (x + 3 cs), in that order */
+void stgV_axpy4(int64_t n, const float c[4], const float *x, int64_t cs, float *y);
+/* y = c x */
+void stgV_scale(int64_t n, float c, const float *x, float *y);
 
 /* ---- plan (plan.c) --------------------------------------------------- */
 

@@ -291,29 +291,17 @@ static stg_status prepare_matmul(stg_plan *p, stg_pnode *pn)
 /* ---- kernels --------------------------------------------------------------- */
 
 /* Vector-shaped products are memory-bound: BLIS sgemm runs them at a few
- * percent of peak, so they use these loops, written for unit strides. */
+ * percent of peak, so they use the loops of vector_kernels.c where the
+ * strides are unit ones, and plain loops otherwise. */
 
-static float dot(int64_t k, const float *restrict x, int64_t sx, const float *restrict y,
-                 int64_t sy)
+static float dot(int64_t k, const float *x, int64_t sx, const float *y, int64_t sy)
 {
-    float acc[8] = {0};
-    int64_t i = 0;
-    if (sx == 1 && sy == 1) {
-        for (; i + 8 <= k; i += 8)
-            for (int j = 0; j < 8; j++)
-                acc[j] += x[i + j] * y[i + j];
-    }
-    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    for (; i < k; i++)
+    if (sx == 1 && sy == 1)
+        return stgV_dot(k, x, y);
+    float s = 0.0f;
+    for (int64_t i = 0; i < k; i++)
         s += x[i * sx] * y[i * sy];
     return s;
-}
-
-/* y[0..n) += c * x[0..n), unit strides. */
-static void axpy(int64_t n, float c, const float *restrict x, float *restrict y)
-{
-    for (int64_t i = 0; i < n; i++)
-        y[i] += x[i] * c;
 }
 
 /* y[0..len) (stride sy) = sum_k M[., k] x[k], added to y when beta is 1
@@ -321,39 +309,41 @@ static void axpy(int64_t n, float c, const float *restrict x, float *restrict y)
 static void matvec(int64_t len, int64_t k, const float *M, int64_t rs, int64_t cs,
                    const float *x, int64_t sx, float beta, float *y, int64_t sy)
 {
-    if (cs == 1 || rs != 1 || sy != 1) { /* one dot per output */
-        for (int64_t i = 0; i < len; i++) {
-            float v = dot(k, M + i * rs, cs, x, sx);
-            y[i * sy] = beta == 0.0f ? v : y[i * sy] + v;
+    if (rs == 1 && cs != 1 && sy == 1) { /* columns are contiguous: add four at a time */
+        if (beta == 0.0f)
+            memset(y, 0, sizeof(float) * (size_t)len);
+        int64_t j = 0;
+        for (; j + 4 <= k; j += 4) {
+            float c[4] = {x[j * sx], x[(j + 1) * sx], x[(j + 2) * sx], x[(j + 3) * sx]};
+            stgV_axpy4(len, c, M + j * cs, cs, y);
         }
+        for (; j < k; j++)
+            stgV_axpy(len, x[j * sx], M + j * cs, y);
         return;
     }
-    /* columns are contiguous: accumulate one column at a time */
-    if (beta == 0.0f)
-        for (int64_t i = 0; i < len; i++)
-            y[i] = 0.0f;
-    for (int64_t j = 0; j < k; j++)
-        axpy(len, x[j * sx], M + j * cs, y);
+    int64_t i = 0;
+    if (cs == 1 && sx == 1) /* rows are contiguous: four dots share each load of x */
+        for (; i + 4 <= len; i += 4) {
+            float v[4];
+            stgV_dot4(k, M + i * rs, rs, x, v);
+            for (int j = 0; j < 4; j++)
+                y[(i + j) * sy] = beta == 0.0f ? v[j] : y[(i + j) * sy] + v[j];
+        }
+    for (; i < len; i++) {
+        float v = dot(k, M + i * rs, cs, x, sx);
+        y[i * sy] = beta == 0.0f ? v : y[i * sy] + v;
+    }
 }
 
 /* C[lo..hi, :] = a b^T (+ C when beta is 1): the outer products of K = 1. */
 static void ger(const gemm_desc *d, const float *a, const float *b, float beta, float *c,
                 int64_t lo, int64_t hi)
 {
-    if (d->n == 1) { /* one column: a scaled copy of a, without a call per row */
-        float b0 = b[0];
-        if (d->rsa == 1 && d->rsc == 1) {
-            if (beta == 0.0f)
-                for (int64_t i = lo; i < hi; i++)
-                    c[i] = a[i] * b0;
-            else
-                axpy(hi - lo, b0, a + lo, c + lo);
-        } else {
-            for (int64_t i = lo; i < hi; i++) {
-                float v = a[i * d->rsa] * b0;
-                c[i * d->rsc] = beta == 0.0f ? v : c[i * d->rsc] + v;
-            }
-        }
+    if (d->n == 1 && d->rsa == 1 && d->rsc == 1) { /* one column: a scaled copy of a */
+        if (beta == 0.0f)
+            stgV_scale(hi - lo, b[0], a + lo, c + lo);
+        else
+            stgV_axpy(hi - lo, b[0], a + lo, c + lo);
         return;
     }
     for (int64_t i = lo; i < hi; i++) {
@@ -361,10 +351,9 @@ static void ger(const gemm_desc *d, const float *a, const float *b, float beta, 
         float *ci = c + i * d->rsc;
         if (d->csc == 1 && d->csb == 1) {
             if (beta == 0.0f)
-                for (int64_t j = 0; j < d->n; j++)
-                    ci[j] = ai * b[j];
+                stgV_scale(d->n, ai, b, ci);
             else
-                axpy(d->n, ai, b, ci);
+                stgV_axpy(d->n, ai, b, ci);
         } else {
             for (int64_t j = 0; j < d->n; j++) {
                 float v = ai * b[j * d->csb];
