@@ -25,7 +25,8 @@ static void share(const stg_pnode *pn, int tid, int nt, int64_t *lo, int64_t *hi
 
 /* One loop per case, branch-free and with restrict pointers, so each
  * vectorises; every case does the same arithmetic per element. */
-static void sgd_plain(int64_t n, float *restrict p, const float *restrict g, float lr, float wd)
+STG_CLONES static void sgd_plain(int64_t n, float *restrict p, const float *restrict g, float lr,
+                                 float wd)
 {
     if (wd == 0.0f)
         for (int64_t i = 0; i < n; i++)
@@ -35,8 +36,8 @@ static void sgd_plain(int64_t n, float *restrict p, const float *restrict g, flo
             p[i] -= lr * (g[i] + wd * p[i]);
 }
 
-static void sgd_momentum(int64_t n, float *restrict p, const float *restrict g,
-                         float *restrict b, float lr, float wd, float mu, bool nesterov)
+STG_CLONES static void sgd_momentum(int64_t n, float *restrict p, const float *restrict g,
+                                    float *restrict b, float lr, float wd, float mu, bool nesterov)
 {
     for (int64_t i = 0; i < n; i++) {
         float d = wd == 0.0f ? g[i] : g[i] + wd * p[i];
@@ -62,8 +63,8 @@ static void run_sgd(const stg_pnode *pn, int tid, int nt)
         sgd_plain(hi - lo, p, g, pl->lr_now, o->weight_decay);
 }
 
-static void adam(int64_t n, float *restrict p, const float *restrict g, float *restrict m,
-                 float *restrict v, const stg_plan *pl)
+STG_CLONES static void adam(int64_t n, float *restrict p, const float *restrict g,
+                            float *restrict m, float *restrict v, const stg_plan *pl)
 {
     const stg_plan_options *o = &pl->opt;
     bool decoupled = o->optimizer == STG_OPTIM_ADAMW;

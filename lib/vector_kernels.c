@@ -4,11 +4,9 @@
  *
  * They are written with GCC vector types, eight floats wide, so that the
  * order of every sum is fixed by the length alone (not by what the compiler
- * chooses), and each function is compiled twice: for any x86-64 and for
- * x86-64-v3 (AVX2), chosen once when the library is loaded.  The ISO C mode
- * keeps a * b + c as two roundings in both copies, so both give the same
- * bits.  Matrix-vector loops take four rows (or columns) at a time so that
- * each load of the vector serves four of them.
+ * chooses), and each is compiled for two instruction sets (STG_CLONES).
+ * Matrix-vector loops take four rows (or columns) at a time so that each
+ * load of the vector serves four of them.
  */
 #include <string.h>
 
@@ -19,12 +17,6 @@ typedef float v8 __attribute__((vector_size(32)));
 /* GCC warns that passing such vectors without AVX differs in ABI; the
  * helpers below are static and inlined, so no call ever passes one. */
 #pragma GCC diagnostic ignored "-Wpsabi"
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#define CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define CLONES
-#endif
 
 static inline v8 load(const float *p)
 {
@@ -41,7 +33,7 @@ static inline float hsum(v8 v)
     return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
 }
 
-CLONES float stgV_dot(int64_t n, const float *x, const float *y)
+STG_CLONES float stgV_dot(int64_t n, const float *x, const float *y)
 {
     v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
     int64_t i = 0;
@@ -59,7 +51,7 @@ CLONES float stgV_dot(int64_t n, const float *x, const float *y)
     return s;
 }
 
-CLONES void stgV_dot4(int64_t n, const float *m, int64_t rs, const float *x, float out[4])
+STG_CLONES void stgV_dot4(int64_t n, const float *m, int64_t rs, const float *x, float out[4])
 {
     const float *r0 = m, *r1 = m + rs, *r2 = m + 2 * rs, *r3 = m + 3 * rs;
     v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, b0 = {0}, b1 = {0}, b2 = {0}, b3 = {0};
@@ -84,7 +76,7 @@ CLONES void stgV_dot4(int64_t n, const float *m, int64_t rs, const float *x, flo
     }
 }
 
-CLONES void stgV_axpy(int64_t n, float c, const float *x, float *y)
+STG_CLONES void stgV_axpy(int64_t n, float c, const float *x, float *y)
 {
     v8 cv = {c, c, c, c, c, c, c, c};
     int64_t i = 0;
@@ -96,7 +88,7 @@ CLONES void stgV_axpy(int64_t n, float c, const float *x, float *y)
 
 /* y += c0 x0 + c1 x1 + c2 x2 + c3 x3, added in that order, xj = x + j cs:
  * y is loaded and stored once for four vectors. */
-CLONES void stgV_axpy4(int64_t n, const float c[4], const float *x, int64_t cs, float *y)
+STG_CLONES void stgV_axpy4(int64_t n, const float c[4], const float *x, int64_t cs, float *y)
 {
     const float *x0 = x, *x1 = x + cs, *x2 = x + 2 * cs, *x3 = x + 3 * cs;
     v8 c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0};
@@ -120,7 +112,7 @@ CLONES void stgV_axpy4(int64_t n, const float c[4], const float *x, int64_t cs, 
     }
 }
 
-CLONES void stgV_scale(int64_t n, float c, const float *x, float *y)
+STG_CLONES void stgV_scale(int64_t n, float c, const float *x, float *y)
 {
     v8 cv = {0};
     cv += c;

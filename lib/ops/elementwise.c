@@ -240,6 +240,7 @@ static void backward_bce_logits(stg_ad *ad, int32_t id, stg_tensor g)
 
 /* The unit-stride branches are the ones that matter; the compiler vectorises them. */
 #define STG_BINARY(name, expr)                                                                \
+    STG_CLONES                                                                                \
     static void seg_##name(float *o, const float *const *in, const int64_t *st, int64_t n,    \
                            const stg_attr *at)                                                \
     {                                                                                         \
@@ -320,6 +321,7 @@ static double flops_unary_grad(const stg_graph *g, const stg_node *n)
 }
 
 #define STG_UNARY(name, expr, deriv, reads)                                                   \
+    STG_CLONES                                                                                \
     static void seg_##name(float *o, const float *const *in, const int64_t *st, int64_t n,    \
                            const stg_attr *at)                                                \
     {                                                                                         \
@@ -342,6 +344,7 @@ static double flops_unary_grad(const stg_graph *g, const stg_node *n)
         run_elementwise(pn, tid, nt, seg_##name);                                             \
     }                                                                                         \
     /* g * deriv: x is input READS_X, y the next one (strides likewise). */                   \
+    STG_CLONES                                                                                \
     static void seg_##name##_grad(float *o, const float *const *in, const int64_t *st,        \
                                   int64_t n, const stg_attr *at)                              \
     {                                                                                         \
