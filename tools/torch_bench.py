@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 
-from bench_mlp import torch_env
+from torch_peer import percentile, torch_env
 
 # BENCH.md "Matmul family": name -> (shape of a, shape of b).
 MATMUL_CASES = {
@@ -56,7 +56,7 @@ SEED = 0
 
 
 # ---------------------------------------------------------------- worker side
-# torch (and torch_mlp_step, which imports it) is imported by the worker only:
+# torch is imported by the worker only:
 # BLIS reads its thread count when torch loads, and only the worker runs in
 # the environment set for that.
 
@@ -67,8 +67,6 @@ def time_loop(fn, min_time):
     for allocator growth and BLIS's thread start-up), then times calls until
     min_time seconds have passed, and at least 5 calls.
     """
-    from torch_mlp_step import percentile
-
     clock = time.perf_counter
     t_end = clock() + 0.1 * min_time
     n = 0
@@ -112,7 +110,7 @@ def matmul_fn(case, mode):
 
 
 def mlp_step_fn(batch):
-    """The torch_mlp_step.py training step, with the same model and data."""
+    """The BENCH.md mlp training step: forward, cross-entropy, backward, SGD."""
     import torch
     import torch.nn.functional as F
     from torch_peer import make_model

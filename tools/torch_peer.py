@@ -11,7 +11,6 @@ OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset, all in that one command only
 import os
 import sys
 
-from torch import nn
 
 
 def check_env(threads):
@@ -32,8 +31,31 @@ def check_env(threads):
     return ok
 
 
+def torch_env(threads):
+    """The environment of a PyTorch command that should use 'threads' threads."""
+    env = dict(os.environ)
+    env.pop("OPENBLAS_CORETYPE", None)
+    env.pop("OPENBLAS_L2_SIZE", None)
+    env["BLIS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+def percentile(sorted_vals, q):
+    """Percentile of sorted values, interpolated linearly between ranks."""
+    n = len(sorted_vals)
+    if n == 1:
+        return float(sorted_vals[0])
+    pos = (n - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, n - 1)
+    frac = pos - lo
+    return sorted_vals[lo] * (1.0 - frac) + sorted_vals[hi] * frac
+
+
 def make_model():
     """784-512-256-10 with ReLU and PyTorch's default nn.Linear init."""
+    from torch import nn  # here, so that importing this module does not load torch
+
     return nn.Sequential(
         nn.Linear(784, 512), nn.ReLU(),
         nn.Linear(512, 256), nn.ReLU(),
