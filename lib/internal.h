@@ -305,6 +305,7 @@ struct stg_plan {
     int32_t nbufs;
     stg_pnode *sched;  /* executed nodes in order */
     int32_t nsched, nsched_fwd;
+    bool serial_fwd, serial_step; /* every node of the forward pass (the step) is serial */
     unsigned char *arena;
     size_t arena_bytes, buffer_bytes;
     bool own_arena;

@@ -219,9 +219,9 @@ static void split_work(gemm_desc *d)
     double cut_from = d->kind == K_GEMM ? 1e6 : 1.28e5;
     if (d->outer.total < MAX_UNITS && unit_flops > cut_from) {
         int64_t want = (MAX_UNITS + d->outer.total - 1) / d->outer.total, most = d->pdim / min_blk;
-        d->nblk = want < most ? want : most;
-        if (d->nblk < 1)
-            d->nblk = 1;
+        d->nblk = 1; /* a power of two, so that 2, 4, 8 or 16 threads get equal shares */
+        while (2 * d->nblk <= want && 2 * d->nblk <= most)
+            d->nblk *= 2;
     }
     d->blk = (d->pdim + d->nblk - 1) / d->nblk;
     d->blk = (d->blk + align - 1) / align * align;
