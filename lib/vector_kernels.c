@@ -33,19 +33,19 @@ static inline float hsum(v8 v)
     return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
 }
 
+/* The same sums as one row of stgV_dot4, so that a row's result does not
+ * depend on whether it was computed alone or with three others. */
 STG_CLONES float stgV_dot(int64_t n, const float *x, const float *y)
 {
-    v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+    v8 a = {0}, b = {0};
     int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        a0 += load(x + i) * load(y + i);
-        a1 += load(x + i + 8) * load(y + i + 8);
-        a2 += load(x + i + 16) * load(y + i + 16);
-        a3 += load(x + i + 24) * load(y + i + 24);
+    for (; i + 16 <= n; i += 16) {
+        a += load(x + i) * load(y + i);
+        b += load(x + i + 8) * load(y + i + 8);
     }
     for (; i + 8 <= n; i += 8)
-        a0 += load(x + i) * load(y + i);
-    float s = hsum((a0 + a1) + (a2 + a3));
+        a += load(x + i) * load(y + i);
+    float s = hsum(a + b);
     for (; i < n; i++)
         s += x[i] * y[i];
     return s;

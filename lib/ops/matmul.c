@@ -14,7 +14,8 @@
  * into M, N or K of one product where the strides allow, else looped over;
  * loops along which C does not vary accumulate with beta = 1 in a fixed
  * order.  Work is split into units (batch position x row block) whose size
- * depends only on the shapes, so results do not depend on the thread count.
+ * depends only on the shapes, so results do not depend on the thread count;
+ * a thread runs its adjacent units of one product as one call.
  */
 #include <string.h>
 
@@ -279,9 +280,8 @@ static stg_status prepare_matmul(stg_plan *p, stg_pnode *pn)
         d->kind = K_GEMM;
     split_work(d);
     pn->serial = d->serial;
-    if (d->kind == K_GEMM) {
-        size_t need = d->split_n ? stgK_gemm_workspace(&p->blis, d->m, d->blk, d->k)
-                                 : stgK_gemm_workspace(&p->blis, d->blk, d->n, d->k);
+    if (d->kind == K_GEMM) { /* for a call that covers every block (see run_matmul) */
+        size_t need = stgK_gemm_workspace(&p->blis, d->m, d->n, d->k);
         if (need > p->work_bytes)
             p->work_bytes = need;
     }
@@ -400,9 +400,15 @@ static void run_matmul(const stg_pnode *pn, int tid, int nt)
     int64_t lo, hi;
     stgR_share(pn, d->units, tid, nt, &lo, &hi);
     float *work = pn->plan->work[tid];
-    for (int64_t u = lo; u < hi; u++) {
-        int64_t o = u / d->nblk, blk = u % d->nblk;
-        int64_t r0 = blk * d->blk, r1 = r0 + d->blk < d->pdim ? r0 + d->blk : d->pdim;
+    /* The thread's consecutive blocks of one product run as one call, so the
+     * operand that every block needs is packed once, not once per block.
+     * Each element's sum is the same whatever rows or columns a call covers. */
+    for (int64_t u = lo, next; u < hi; u = next) {
+        int64_t o = u / d->nblk, end = (o + 1) * d->nblk;
+        next = end < hi ? end : hi;
+        int64_t r0 = (u % d->nblk) * d->blk, r1 = (next - o * d->nblk) * d->blk;
+        if (r1 > d->pdim)
+            r1 = d->pdim;
         int64_t oo[STG_LOOP_OPS];
         stgS_loop_offsets(&d->outer, o, oo);
         float *c = pn->out + oo[0];
