@@ -32,12 +32,14 @@ static int write_body(FILE *f, void *ctx)
     for (int t = 0; t < p->threads; t++)
         fprintf(f, ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":%d,"
                    "\"args\":{\"name\":\"thread %d\"}}", t, t);
+    /* a step of serial nodes only runs on thread 0, without the team */
+    int nt = p->serial_step ? 1 : p->threads;
     for (int k = 0; k < kept; k++) {
         int slot = stgX_slot(pf, k);
         double t0 = (double)(pf->at[slot] - origin) / 1e3;
         char name[64];
         snprintf(name, sizeof name, "step %lld", (long long)(pf->recorded - kept + k));
-        for (int t = 0; t < p->threads; t++) {
+        for (int t = 0; t < nt; t++) {
             slice(f, name, "step", t, t0, (double)pf->step[slot] / 1e3);
             fputc('}', f);
         }
@@ -51,10 +53,10 @@ static int write_body(FILE *f, void *ctx)
             char out[96], shapes[160];
             stgS_str(&p->sched[i].node->shape, out, sizeof out);
             stgX_input_shapes(p, p->sched[i].id, shapes, sizeof shapes);
-            for (int t = 0; t < p->threads; t++) {
+            for (int t = 0; t < nt; t++) {
                 size_t c = (size_t)i * (size_t)p->threads + (size_t)t;
                 double ts = t0 + (double)start[c] / 1e3;
-                if (p->sched[i].barrier_before && wait[c] > 0 && p->threads > 1) {
+                if (p->sched[i].barrier_before && wait[c] > 0 && nt > 1) {
                     slice(f, "barrier wait", "wait", t, ts - (double)wait[c] / 1e3,
                           (double)wait[c] / 1e3);
                     fputc('}', f);

@@ -8,30 +8,19 @@
  * Matrix-vector loops take four rows (or columns) at a time so that each
  * load of the vector serves four of them.
  */
-#include <string.h>
 
 #include "internal.h"
 
-typedef float v8 __attribute__((vector_size(32)));
-
-/* GCC warns that passing such vectors without AVX differs in ABI; the
- * helpers below are static and inlined, so no call ever passes one. */
-#pragma GCC diagnostic ignored "-Wpsabi"
-
-static inline v8 load(const float *p)
-{
-    v8 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline void store(float *p, v8 v) { memcpy(p, &v, sizeof v); }
-
-/* The lanes summed pairwise: a fixed tree. */
-static inline float hsum(v8 v)
-{
-    return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
-}
+/* Eight floats at any 4-byte-aligned address, which may alias float data.
+ * Loads, stores and the horizontal sum are macros rather than functions:
+ * passing such a vector by value without AVX changes the ABI, which clang
+ * refuses outright in the copy compiled for plain x86-64. */
+typedef float v8 __attribute__((vector_size(32), aligned(4), may_alias));
+#define LOAD(p) (*(const v8 *)(p))
+#define STORE(p, v) (*(v8 *)(p) = (v))
+/* the lanes of 'v' (a variable) summed pairwise: a fixed tree */
+#define HSUM(v) ((((v)[0] + (v)[1]) + ((v)[2] + (v)[3])) + (((v)[4] + (v)[5]) + ((v)[6] + (v)[7])))
+#define SPLAT(c) ((v8){(c), (c), (c), (c), (c), (c), (c), (c)})
 
 /* The same sums as one row of stgV_dot4, so that a row's result does not
  * depend on whether it was computed alone or with three others. */
@@ -40,12 +29,13 @@ STG_CLONES float stgV_dot(int64_t n, const float *x, const float *y)
     v8 a = {0}, b = {0};
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        a += load(x + i) * load(y + i);
-        b += load(x + i + 8) * load(y + i + 8);
+        a += LOAD(x + i) * LOAD(y + i);
+        b += LOAD(x + i + 8) * LOAD(y + i + 8);
     }
     for (; i + 8 <= n; i += 8)
-        a += load(x + i) * load(y + i);
-    float s = hsum(a + b);
+        a += LOAD(x + i) * LOAD(y + i);
+    v8 t = a + b;
+    float s = HSUM(t);
     for (; i < n; i++)
         s += x[i] * y[i];
     return s;
@@ -57,19 +47,19 @@ STG_CLONES void stgV_dot4(int64_t n, const float *m, int64_t rs, const float *x,
     v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, b0 = {0}, b1 = {0}, b2 = {0}, b3 = {0};
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        v8 xa = load(x + i), xb = load(x + i + 8);
-        a0 += load(r0 + i) * xa, b0 += load(r0 + i + 8) * xb;
-        a1 += load(r1 + i) * xa, b1 += load(r1 + i + 8) * xb;
-        a2 += load(r2 + i) * xa, b2 += load(r2 + i + 8) * xb;
-        a3 += load(r3 + i) * xa, b3 += load(r3 + i + 8) * xb;
+        v8 xa = LOAD(x + i), xb = LOAD(x + i + 8);
+        a0 += LOAD(r0 + i) * xa, b0 += LOAD(r0 + i + 8) * xb;
+        a1 += LOAD(r1 + i) * xa, b1 += LOAD(r1 + i + 8) * xb;
+        a2 += LOAD(r2 + i) * xa, b2 += LOAD(r2 + i + 8) * xb;
+        a3 += LOAD(r3 + i) * xa, b3 += LOAD(r3 + i + 8) * xb;
     }
     for (; i + 8 <= n; i += 8) {
-        v8 xa = load(x + i);
-        a0 += load(r0 + i) * xa, a1 += load(r1 + i) * xa;
-        a2 += load(r2 + i) * xa, a3 += load(r3 + i) * xa;
+        v8 xa = LOAD(x + i);
+        a0 += LOAD(r0 + i) * xa, a1 += LOAD(r1 + i) * xa;
+        a2 += LOAD(r2 + i) * xa, a3 += LOAD(r3 + i) * xa;
     }
-    out[0] = hsum(a0 + b0), out[1] = hsum(a1 + b1);
-    out[2] = hsum(a2 + b2), out[3] = hsum(a3 + b3);
+    v8 t0 = a0 + b0, t1 = a1 + b1, t2 = a2 + b2, t3 = a3 + b3;
+    out[0] = HSUM(t0), out[1] = HSUM(t1), out[2] = HSUM(t2), out[3] = HSUM(t3);
     for (; i < n; i++) {
         out[0] += r0[i] * x[i], out[1] += r1[i] * x[i];
         out[2] += r2[i] * x[i], out[3] += r3[i] * x[i];
@@ -78,10 +68,10 @@ STG_CLONES void stgV_dot4(int64_t n, const float *m, int64_t rs, const float *x,
 
 STG_CLONES void stgV_axpy(int64_t n, float c, const float *x, float *y)
 {
-    v8 cv = {c, c, c, c, c, c, c, c};
+    v8 cv = SPLAT(c);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
-        store(y + i, load(y + i) + load(x + i) * cv);
+        STORE(y + i, LOAD(y + i) + LOAD(x + i) * cv);
     for (; i < n; i++)
         y[i] += x[i] * c;
 }
@@ -91,16 +81,15 @@ STG_CLONES void stgV_axpy(int64_t n, float c, const float *x, float *y)
 STG_CLONES void stgV_axpy4(int64_t n, const float c[4], const float *x, int64_t cs, float *y)
 {
     const float *x0 = x, *x1 = x + cs, *x2 = x + 2 * cs, *x3 = x + 3 * cs;
-    v8 c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0};
-    c0 += c[0], c1 += c[1], c2 += c[2], c3 += c[3];
+    v8 c0 = SPLAT(c[0]), c1 = SPLAT(c[1]), c2 = SPLAT(c[2]), c3 = SPLAT(c[3]);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        v8 v = load(y + i);
-        v += load(x0 + i) * c0;
-        v += load(x1 + i) * c1;
-        v += load(x2 + i) * c2;
-        v += load(x3 + i) * c3;
-        store(y + i, v);
+        v8 v = LOAD(y + i);
+        v += LOAD(x0 + i) * c0;
+        v += LOAD(x1 + i) * c1;
+        v += LOAD(x2 + i) * c2;
+        v += LOAD(x3 + i) * c3;
+        STORE(y + i, v);
     }
     for (; i < n; i++) {
         float v = y[i];
@@ -114,11 +103,10 @@ STG_CLONES void stgV_axpy4(int64_t n, const float c[4], const float *x, int64_t 
 
 STG_CLONES void stgV_scale(int64_t n, float c, const float *x, float *y)
 {
-    v8 cv = {0};
-    cv += c;
+    v8 cv = SPLAT(c);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
-        store(y + i, load(x + i) * cv);
+        STORE(y + i, LOAD(x + i) * cv);
     for (; i < n; i++)
         y[i] = x[i] * c;
 }

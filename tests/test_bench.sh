@@ -36,9 +36,14 @@ expect 2 "--json needs a value" -- --json
 expect 2 "--steps-only needs --steps" -- --steps-only mlp
 expect 2 "unknown case 'resnet'" -- --steps-only resnet --steps 2
 quick="--rounds 1 --min-time 0.002"
+expect 2 "--json needs a value" -- --json --help
+expect 2 "go with --steps-only" -- --steps 3
 expect 1 "cannot write '$tmp/nowhere/b.json'" -- $quick --cases dot --threads 1 \
     --json "$tmp/nowhere/b.json"
-ls "$tmp" | grep -q tmp && { echo "FAIL: a temporary file was left behind"; fails=$((fails + 1)); }
+# a directory in the way: the temporary file is written, the rename fails
+mkdir "$tmp/taken"
+expect 1 "cannot write '$tmp/taken'" -- $quick --cases dot --threads 1 --json "$tmp/taken"
+ls "$tmp" | grep -q 'taken\.tmp' && { echo "FAIL: a temporary file was left behind"; fails=$((fails + 1)); }
 
 expect 0 "step/gemm" -- $quick --cases dot,mm_batched,mlp,lenet --batches 2,3 --threads 1,2 \
     --latency 20 --json "$tmp/b.json"
@@ -61,6 +66,8 @@ for r in rows:
     assert 0 < r["p10_us"] <= r["median_us"] <= r["p99_us"], r
     assert r["blis_us"] > 0 and r["flops"] > 0, r
     assert ("blis_ratio" in r) == (r["case"] != "mlp"), r
+    assert (r["batch"] is None) == (r["case"] != "mlp"), r
+    assert (r["gbs"] is None) == (r["case"] == "mlp"), r
 assert set(d["peak_gflops"]) == {"1", "2"}
 PY
 fi

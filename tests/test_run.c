@@ -1,11 +1,13 @@
 /*
  * The executor's promises: a training step allocates nothing after a
- * warm-up step, results are bitwise reproducible and identical for 1 and 2
- * threads, and the SGD update does what it says.
+ * warm-up step, results are bitwise reproducible and identical for 1, 2 and
+ * 3 threads however products are cut into blocks, and the SGD update does
+ * what it says.
  *
  * Allocator calls are counted process-wide by allochook.c; sanitizer builds
  * replace the allocator themselves, so there the counting test is skipped.
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -205,6 +207,156 @@ static void test_kept_values_are_forward_values(void **state)
     stg_graph_free(g);
 }
 
+/* Products cut into blocks, with lengths that are not multiples of the
+ * vector width, at 1, 2 and 3 threads (3 makes a thread's blocks cross from
+ * one product to the next): each result against a plain double-precision
+ * loop, and bitwise the same at every thread count. */
+typedef struct mm_case {
+    int nda, ndb;
+    int64_t a[3], b[3];
+} mm_case;
+
+/* c = a b with at most one batch dim, broadcast, vectors as 1-row/column
+ * matrices; ga, gb the gradients for the upstream gradient g. */
+static void mm_reference(const mm_case *mc, const float *a, const float *b, const float *g,
+                         double *c, double *ga, double *gb)
+{
+    int64_t m = mc->nda >= 2 ? mc->a[mc->nda - 2] : 1, k = mc->a[mc->nda - 1];
+    int64_t n = mc->ndb >= 2 ? mc->b[mc->ndb - 1] : 1;
+    int64_t nba = mc->nda == 3 ? mc->a[0] : 1, nbb = mc->ndb == 3 ? mc->b[0] : 1;
+    int64_t nb = nba > nbb ? nba : nbb;
+    memset(ga, 0, sizeof(double) * (size_t)(nba * m * k));
+    memset(gb, 0, sizeof(double) * (size_t)(nbb * k * n));
+    for (int64_t t = 0; t < nb; t++) {
+        const float *at = a + (nba > 1 ? t : 0) * m * k, *bt = b + (nbb > 1 ? t : 0) * k * n;
+        const float *gt = g + t * m * n;
+        double *gat = ga + (nba > 1 ? t : 0) * m * k, *gbt = gb + (nbb > 1 ? t : 0) * k * n;
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) {
+                double s = 0;
+                for (int64_t l = 0; l < k; l++) {
+                    s += (double)at[i * k + l] * bt[l * n + j];
+                    gat[i * k + l] += (double)gt[i * n + j] * bt[l * n + j];
+                    gbt[l * n + j] += (double)at[i * k + l] * gt[i * n + j];
+                }
+                c[t * m * n + i * n + j] = s;
+            }
+    }
+}
+
+static void test_matmul_blocks_any_threads(void **state)
+{
+    (void)state;
+    static const mm_case cases[] = {
+        {1, 1, {4099}, {4099}},                 /* dot */
+        {2, 1, {301, 1001}, {1001}},            /* gemv, rows in blocks */
+        {2, 1, {3001, 77}, {77}},               /* gemv, 16 blocks */
+        {1, 2, {1001}, {1001, 2049}},           /* gevm, columns in blocks */
+        {2, 2, {2049, 1}, {1, 301}},            /* outer product (K = 1) */
+        {2, 2, {201, 301}, {301, 1537}},        /* gemm cut along N */
+        {2, 2, {1001, 77}, {77, 33}},           /* gemm cut along M */
+        {3, 2, {3, 33, 17}, {17, 19}},          /* batch folded into M */
+        {3, 3, {5, 37, 13}, {1, 13, 203}},      /* batched, b broadcast */
+        {3, 3, {5, 37, 13}, {5, 13, 203}},      /* batched: one product per unit */
+        {3, 3, {4, 150, 13}, {4, 13, 300}},     /* batched, each product in 2 blocks */
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const mm_case *mc = &cases[ci];
+        float *got[3][3] = {{NULL}};
+        int64_t na = 0, nbv = 0, nc = 0;
+        for (int ti = 0; ti < 3; ti++) {
+            stg_graph *g = stg_graph_new();
+            stg_tensor a = stg_input(g, "a", mc->nda, mc->a), b = stg_input(g, "b", mc->ndb, mc->b);
+            stg_tensor c = stg_matmul(g, a, b);
+            int64_t cd[STG_MAX_DIMS];
+            int ndc = stg_tensor_shape(g, c, cd);
+            stg_tensor gout = stg_input(g, "gout", ndc, cd);
+            stg_graph_require_grad(g, a);
+            stg_graph_require_grad(g, b);
+            stg_graph_keep(g, c);
+            stg_plan_options o;
+            stg_plan_options_init(&o);
+            o.threads = ti + 1;
+            o.optimizer = STG_OPTIM_NONE;
+            stg_plan *p = NULL;
+            assert_int_equal(stg_plan_create_vjp(g, c, gout, &o, &p), STG_OK);
+            na = stg_tensor_numel(g, a), nbv = stg_tensor_numel(g, b), nc = stg_tensor_numel(g, c);
+            tu_fill(stg_plan_data(p, a), na, 1 + ci, -1, 1);
+            tu_fill(stg_plan_data(p, b), nbv, 100 + ci, -1, 1);
+            tu_fill(stg_plan_data(p, gout), nc, 200 + ci, -1, 1);
+            assert_int_equal(stg_plan_step(p), STG_OK);
+            const float *src[3] = {stg_plan_data(p, c), stg_plan_grad(p, a), stg_plan_grad(p, b)};
+            int64_t len[3] = {nc, na, nbv};
+            for (int r = 0; r < 3; r++) {
+                got[ti][r] = malloc(sizeof(float) * (size_t)len[r]);
+                assert_non_null(got[ti][r]);
+                memcpy(got[ti][r], src[r], sizeof(float) * (size_t)len[r]);
+            }
+            if (ti == 0) { /* against the reference */
+                float *in[3] = {malloc(sizeof(float) * (size_t)na), malloc(sizeof(float) * (size_t)nbv),
+                                malloc(sizeof(float) * (size_t)nc)};
+                double *want[3] = {malloc(sizeof(double) * (size_t)nc), malloc(sizeof(double) * (size_t)na),
+                                   malloc(sizeof(double) * (size_t)nbv)};
+                float *wantf = malloc(sizeof(float) * (size_t)(na + nbv + nc));
+                assert_true(in[0] && in[1] && in[2] && want[0] && want[1] && want[2] && wantf);
+                memcpy(in[0], stg_plan_data(p, a), sizeof(float) * (size_t)na);
+                memcpy(in[1], stg_plan_data(p, b), sizeof(float) * (size_t)nbv);
+                memcpy(in[2], stg_plan_data(p, gout), sizeof(float) * (size_t)nc);
+                mm_reference(mc, in[0], in[1], in[2], want[0], want[1], want[2]);
+                for (int r = 0; r < 3; r++) {
+                    for (int64_t i = 0; i < len[r]; i++)
+                        wantf[i] = (float)want[r][i];
+                    double e = tu_err(got[0][r], wantf, len[r], 1e-3, 1e-4);
+                    if (e > 1)
+                        fail_msg("case %zu, result %d: error %.2f of the tolerance", ci, r, e);
+                }
+                for (int r = 0; r < 3; r++) {
+                    free(in[r]);
+                    free(want[r]);
+                }
+                free(wantf);
+            }
+            stg_plan_free(p);
+            stg_graph_free(g);
+        }
+        int64_t len[3] = {nc, na, nbv};
+        for (int ti = 1; ti < 3; ti++)
+            for (int r = 0; r < 3; r++)
+                if (memcmp(got[0][r], got[ti][r], sizeof(float) * (size_t)len[r]))
+                    fail_msg("case %zu, result %d: %d threads differ from 1", ci, r, ti + 1);
+        for (int ti = 0; ti < 3; ti++)
+            for (int r = 0; r < 3; r++)
+                free(got[ti][r]);
+    }
+}
+
+/* -0.0 keeps its sign through the vector loops, as in PyTorch: 1 * -0 = -0. */
+static void test_outer_keeps_negative_zero(void **state)
+{
+    (void)state;
+    for (int64_t n = 1; n <= 17; n += 16) { /* one column (a scaled copy), then rows */
+        stg_graph *g = stg_graph_new();
+        int64_t ad[1] = {19}, bd[1] = {n};
+        stg_tensor a = stg_input(g, "a", 1, ad), b = stg_input(g, "b", 1, bd);
+        stg_tensor c = stg_outer(g, a, b);
+        stg_graph_keep(g, c);
+        stg_plan *p = tu_plan(g, (stg_tensor){-1}, 1, STG_OPTIM_NONE);
+        float *av = stg_plan_data(p, a), *bv = stg_plan_data(p, b);
+        for (int i = 0; i < 19; i++)
+            av[i] = 1.0f;
+        for (int64_t j = 0; j < n; j++)
+            bv[j] = -0.0f;
+        assert_int_equal(stg_plan_forward(p), STG_OK);
+        const float *cv = stg_plan_data(p, c);
+        for (int64_t i = 0; i < 19 * n; i++)
+            if (cv[i] != 0.0f || !signbit(cv[i]))
+                fail_msg("n %lld: element %lld is %g, not -0", (long long)n, (long long)i,
+                         (double)cv[i]);
+        stg_plan_free(p);
+        stg_graph_free(g);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -213,6 +365,8 @@ int main(void)
         cmocka_unit_test(test_loss_falls),
         cmocka_unit_test(test_sgd_update_and_grad_persistence),
         cmocka_unit_test(test_kept_values_are_forward_values),
+        cmocka_unit_test(test_matmul_blocks_any_threads),
+        cmocka_unit_test(test_outer_keeps_negative_zero),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

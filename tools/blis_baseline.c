@@ -5,13 +5,12 @@
  */
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include <blis.h>
 
 #include "blis_baseline.h"
 
-typedef enum { CALL_GEMM, CALL_GEMV, CALL_GER, CALL_DOT, CALL_SCAL2, CALL_ZERO } call_kind;
+typedef enum { CALL_GEMM, CALL_GEMV, CALL_OUTER, CALL_DOT, CALL_SCAL2 } call_kind;
 
 /* A strided matrix view: transposes are strides, not copies. */
 typedef struct mat {
@@ -23,7 +22,7 @@ typedef struct call {
     call_kind kind;
     dim_t m, n, k;
     mat a, b, c; /* GEMM c = a b + beta c; GEMV c = a b + beta c (b, c vectors);
-                    GER c += a b^T (a, b vectors); DOT c = a . b; SCAL2 c = a[0] b */
+                    OUTER c = a b^T (a, b vectors); DOT c = a . b; SCAL2 c = a[0] b */
     float beta;
 } call;
 
@@ -98,7 +97,8 @@ static bool folded(blis_job *j, const matmul_case *mc, bool backward)
 }
 
 /* a (..., M, K) times the vector b (K): one GEMV; its gradients are an outer
- * product (GER into a zeroed buffer) and a transposed GEMV. */
+ * product (a scaled copy of the vector per row: BLIS's GER only adds) and a
+ * transposed GEMV. */
 static bool matvec(blis_job *j, const matmul_case *mc, bool backward)
 {
     dim_t m = prod(mc->a, mc->nda - 1), k = mc->a[mc->nda - 1];
@@ -108,8 +108,7 @@ static bool matvec(blis_job *j, const matmul_case *mc, bool backward)
     if (!backward)
         return true;
     float *g = buffer(j, m), *ga = buffer(j, m * k), *gx = buffer(j, k);
-    return g && ga && gx && add(j, (call){CALL_ZERO, m * k, 0, 0, vec(ga), vec(0), vec(0), 0}) &&
-           add(j, (call){CALL_GER, m, k, 0, vec(g), vec(x), rowmajor(ga, k), 0}) &&
+    return g && ga && gx && add(j, (call){CALL_OUTER, m, k, 0, vec(g), vec(x), rowmajor(ga, k), 0}) &&
            add(j, (call){CALL_GEMV, k, m, 0, transposed(a, k), vec(g), vec(gx), 0});
 }
 
@@ -124,8 +123,7 @@ static bool vecmat(blis_job *j, const matmul_case *mc, bool backward)
         return true;
     float *g = buffer(j, n), *gx = buffer(j, k), *gb = buffer(j, k * n);
     return g && gx && gb && add(j, (call){CALL_GEMV, k, n, 0, rowmajor(b, n), vec(g), vec(gx), 0}) &&
-           add(j, (call){CALL_ZERO, k * n, 0, 0, vec(gb), vec(0), vec(0), 0}) &&
-           add(j, (call){CALL_GER, k, n, 0, vec(x), vec(g), rowmajor(gb, n), 0});
+           add(j, (call){CALL_OUTER, k, n, 0, vec(x), vec(g), rowmajor(gb, n), 0});
 }
 
 static bool dot(blis_job *j, const matmul_case *mc, bool backward)
@@ -270,18 +268,16 @@ void blis_job_run(blis_job *job, int threads)
             bli_sgemv(BLIS_NO_TRANSPOSE, BLIS_NO_CONJUGATE, c->m, c->n, &one, c->a.p, c->a.rs,
                       c->a.cs, c->b.p, 1, &c->beta, c->c.p, 1);
             break;
-        case CALL_GER:
-            bli_sger(BLIS_NO_CONJUGATE, BLIS_NO_CONJUGATE, c->m, c->n, &one, c->a.p, 1, c->b.p, 1,
-                     c->c.p, c->c.rs, c->c.cs);
+        case CALL_OUTER:
+            for (dim_t r = 0; r < c->m; r++)
+                bli_sscal2v(BLIS_NO_CONJUGATE, c->n, c->a.p + r, c->b.p, 1, c->c.p + r * c->c.rs,
+                            c->c.cs);
             break;
         case CALL_DOT:
             bli_sdotv(BLIS_NO_CONJUGATE, BLIS_NO_CONJUGATE, c->m, c->a.p, 1, c->b.p, 1, c->c.p);
             break;
         case CALL_SCAL2:
             bli_sscal2v(BLIS_NO_CONJUGATE, c->m, c->a.p, c->b.p, 1, c->c.p, 1);
-            break;
-        case CALL_ZERO:
-            memset(c->a.p, 0, sizeof(float) * (size_t)c->m);
             break;
         }
     }

@@ -1,8 +1,9 @@
 /*
  * The baseline stg-bench compares against: the same products as a stgrad
  * case, written by hand as direct BLIS calls (level 3 for matrix products,
- * level 1 and 2 for the vector-shaped ones) with BLIS's own threading.  It is
- * what a careful C programmer would write without stgrad.
+ * level 1 and 2 for the vector-shaped ones) with BLIS's own threading (BLIS
+ * threads only level 3: the level-1 and level-2 calls run on one thread).  It
+ * is what a careful C programmer would write without stgrad.
  */
 #ifndef STG_TOOLS_BLIS_BASELINE_H
 #define STG_TOOLS_BLIS_BASELINE_H

@@ -252,8 +252,10 @@ static bool write_json(const char *path, const config *cs, int n, int rounds, co
                        const int *threads, int nthreads, bool blis, const latency *lat, int nlat)
 {
     char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
+        errno = ENAMETOOLONG;
         return false;
+    }
     FILE *f = fopen(tmp, "w");
     if (!f)
         return false;
@@ -270,13 +272,18 @@ static bool write_json(const char *path, const config *cs, int n, int rounds, co
         for (int t = 0; t < nthreads; t++)
             if (threads[t] == c->threads)
                 pk = peak[t];
+        char batch[16] = "null", gbs[32] = "null"; /* what a matmul or a step does not have */
+        if (c->mc)
+            snprintf(gbs, sizeof gbs, "%.3f", c->bytes / med * 1e-3);
+        else
+            snprintf(batch, sizeof batch, "%d", c->batch);
         fprintf(f,
-                "%s\n  {\"case\": \"%s\", \"mode\": \"%s\", \"batch\": %d, \"threads\": %d, "
+                "%s\n  {\"case\": \"%s\", \"mode\": \"%s\", \"batch\": %s, \"threads\": %d, "
                 "\"flops\": %.0f, \"median_us\": %.3f, \"p10_us\": %.3f, \"p99_us\": %.3f, "
-                "\"gflops\": %.3f, \"peak_share\": %.4f, \"gbs\": %.3f, ",
-                i ? "," : "", case_name(c), mode_names[c->mode], c->batch, c->threads, c->flops,
+                "\"gflops\": %.3f, \"peak_share\": %.4f, \"gbs\": %s, ",
+                i ? "," : "", case_name(c), mode_names[c->mode], batch, c->threads, c->flops,
                 med, min_of(c->p10, rounds), median_of(c->p99, rounds), c->flops / med * 1e-3,
-                pk > 0 ? c->flops / med * 1e-3 / pk : 0.0, c->bytes / med * 1e-3);
+                pk > 0 ? c->flops / med * 1e-3 / pk : 0.0, gbs);
         if (blis) {
             double b = median_of(c->blis_med, rounds);
             fprintf(f, "\"blis_us\": %.3f, \"%s\": %.4f}", b, c->mc ? "blis_ratio" : "overhead",
@@ -325,7 +332,8 @@ int main(int argc, char **argv)
     const char *cases[32], *json = NULL, *only = NULL;
     int batches[MAX_LIST] = {1, 16, 64, 256}, nbatches = 4, threads[MAX_LIST] = {1, 2};
     int nthreads = 2, rounds = 3;
-    bool modes[2] = {true, true}, blis = true, lenet = false;
+    bool modes[2] = {true, true}, blis = true, lenet = false, one_batch_set = false,
+         one_mode_set = false;
     double min_time = 0.2;
     long lat_steps = 0, steps = 0, warmup = 0, one_batch = 64;
     bench_mode one_mode = MODE_FWDBWD;
@@ -347,7 +355,7 @@ int main(int argc, char **argv)
             known |= !strcmp(o, valued[k]);
         if (!known)
             die_usage("unknown option '%s'%s", o, "");
-        if (!v)
+        if (!v || !strncmp(v, "--", 2))
             die_usage("%s needs a value%s", o, "");
         i++;
         if (!strcmp(o, "--cases")) {
@@ -363,6 +371,8 @@ int main(int argc, char **argv)
                     die_usage("--cases: too many cases%s%s", "", "");
                 cases[ncases++] = s;
             }
+            if (ncases == 0)
+                die_usage("--cases needs a comma-separated list of cases%s%s", "", "");
         } else if (!strcmp(o, "--modes")) {
             modes[0] = modes[1] = false;
             char buf[64];
@@ -401,12 +411,16 @@ int main(int argc, char **argv)
             warmup = number(o, v, 0, 100000000);
         } else if (!strcmp(o, "--batch")) {
             one_batch = number(o, v, 1, 100000);
+            one_batch_set = true;
         } else if (!strcmp(o, "--mode")) {
             if (strcmp(v, "fwd") && strcmp(v, "fwd+bwd"))
                 die_usage("--mode: expected fwd or fwd+bwd (got '%s')%s", v, "");
             one_mode = strcmp(v, "fwd") ? MODE_FWDBWD : MODE_FWD;
+            one_mode_set = true;
         }
     }
+    if (!only && (steps || warmup || one_batch_set || one_mode_set))
+        die_usage("--steps, --warmup, --batch and --mode go with --steps-only%s%s", "", "");
     if (only) {
         if (!steps)
             die_usage("--steps-only needs --steps N%s%s", "", "");
@@ -547,7 +561,10 @@ int main(int argc, char **argv)
                 stg_plan_step(c.plan);
             for (long i = 0; i < lat_steps; i++) {
                 double t0 = now_us();
-                stg_plan_step(c.plan);
+                if (stg_plan_step(c.plan) != STG_OK) {
+                    fprintf(stderr, "stg-bench: mlp: %s\n", stg_plan_message(c.plan));
+                    return 1;
+                }
                 l[i] = now_us() - t0;
             }
             latency *x = &lat[nlat++];

@@ -165,8 +165,9 @@ def run_stg_bench(args, json_path):
     try:
         with open(json_path) as f:
             doc = json.load(f)
-        return {(r["case"], r["mode"], r["batch"], r["threads"]): (r["median_us"], r["p10_us"])
-                for r in doc["results"]}
+        # stg-bench writes a null batch for the matmul cases; 0 here, as the worker
+        return {(r["case"], r["mode"], r["batch"] or 0, r["threads"]):
+                (r["median_us"], r["p10_us"]) for r in doc["results"]}
     except (OSError, ValueError, KeyError, TypeError) as e:
         print("torch_bench: unreadable JSON from %s: %s\n%s" % (args.stg_bench, e,
                                                                p.stderr.rstrip()),

@@ -150,7 +150,7 @@ typedef struct gemm_desc {
     stg_loop red;   /* batch loops summed into C (ops: c unused, a, b) */
     bool split_n;   /* units cut N (columns) rather than M (rows) */
     int64_t pdim;   /* the dim cut into blocks: n if split_n, else m */
-    int64_t blk, nblk, units;
+    int64_t align, nblk, units; /* blocks of pdim: see block_start */
     bool serial;    /* too little work to share */
 } gemm_desc;
 
@@ -199,8 +199,10 @@ static bool fold(gemm_desc *d, const bdim *b)
  * Work units: batch positions x blocks of one dim of each product.  A GEMM
  * is cut along N when N > M, else along M: every unit packs its own part of
  * one operand and all of the other, so the cut goes through the larger one
- * and blocks stay wide (at least MIN_COLS columns or MIN_ROWS rows) to keep
- * that repeated packing small.  Vector-shaped products (gemv, gevm, ger)
+ * and blocks stay wide (about MIN_COLS columns or MIN_ROWS rows at least)
+ * to keep that repeated packing small.  A product has a power of two of
+ * blocks, of equal size give or take the alignment, so that 2, 4, 8 or 16
+ * threads get equal shares.  Vector-shaped products (gemv, gevm, ger)
  * pack nothing and are bound by memory bandwidth, which two cores have more
  * of than one, so they are cut from a smaller size on.  The cut depends only
  * on the shapes (never on the thread count), so results do not depend on
@@ -215,20 +217,26 @@ static void split_work(gemm_desc *d)
     d->split_n = d->kind == K_GEVM || (d->kind == K_GEMM && d->n > d->m);
     d->pdim = d->kind == K_DOT ? 1 : d->split_n ? d->n : d->m;
     double unit_flops = 2.0 * (double)d->m * (double)d->n * (double)d->k * (double)d->red.total;
-    int64_t min_blk = d->split_n ? MIN_COLS : MIN_ROWS, align = d->split_n ? 16 : 8;
+    int64_t min_blk = d->split_n ? MIN_COLS : MIN_ROWS;
+    d->align = d->split_n ? 16 : 8;
     d->nblk = 1;
     double cut_from = d->kind == K_GEMM ? 1e6 : 1.28e5;
     if (d->outer.total < MAX_UNITS && unit_flops > cut_from) {
         int64_t want = (MAX_UNITS + d->outer.total - 1) / d->outer.total, most = d->pdim / min_blk;
-        d->nblk = 1; /* a power of two, so that 2, 4, 8 or 16 threads get equal shares */
         while (2 * d->nblk <= want && 2 * d->nblk <= most)
             d->nblk *= 2;
     }
-    d->blk = (d->pdim + d->nblk - 1) / d->nblk;
-    d->blk = (d->blk + align - 1) / align * align;
-    d->nblk = (d->pdim + d->blk - 1) / d->blk;
     d->units = d->outer.total * d->nblk;
     d->serial = unit_flops * (double)d->outer.total < 64e3;
+}
+
+/* Where block b of the cut dim starts: equal shares rounded down to the
+ * alignment (whole vectors of columns; rows in fours for the matrix-vector
+ * loops), the last block ending at pdim.  Blocks are at least MIN_ROWS or
+ * MIN_COLS long, so none is empty. */
+static int64_t block_start(const gemm_desc *d, int64_t b)
+{
+    return b >= d->nblk ? d->pdim : b * d->pdim / d->nblk / d->align * d->align;
 }
 
 static stg_status prepare_matmul(stg_plan *p, stg_pnode *pn)
@@ -406,9 +414,7 @@ static void run_matmul(const stg_pnode *pn, int tid, int nt)
     for (int64_t u = lo, next; u < hi; u = next) {
         int64_t o = u / d->nblk, end = (o + 1) * d->nblk;
         next = end < hi ? end : hi;
-        int64_t r0 = (u % d->nblk) * d->blk, r1 = (next - o * d->nblk) * d->blk;
-        if (r1 > d->pdim)
-            r1 = d->pdim;
+        int64_t r0 = block_start(d, u % d->nblk), r1 = block_start(d, next - o * d->nblk);
         int64_t oo[STG_LOOP_OPS];
         stgS_loop_offsets(&d->outer, o, oo);
         float *c = pn->out + oo[0];
