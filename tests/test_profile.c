@@ -268,15 +268,40 @@ static void test_trace_and_dot_files(void **state)
     assert_true(strncmp(s, "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[", 38) == 0);
     assert_non_null(strstr(s, "]}"));
     assert_int_equal(count(s, "\"thread_name\""), 2);
-    assert_int_equal(count(s, "\"cat\":\"step\""), 4 * 2); /* kept steps x threads */
+    /* a step made only of serial nodes runs on thread 0 alone */
+    int nt = p->serial_step ? 1 : 2;
+    assert_int_equal(count(s, "\"cat\":\"step\""), 4 * nt); /* kept steps x threads */
     int slices = 0; /* node slices: every thread of a shared node, thread 0 of a serial one */
     for (int32_t i = 0; i < p->nsched; i++)
-        slices += p->sched[i].serial ? 1 : 2;
+        slices += p->sched[i].serial ? 1 : nt;
     assert_int_equal(count(s, "\"cat\":\"forward\"") + count(s, "\"cat\":\"backward\"") +
                          count(s, "\"cat\":\"optimizer\""),
                      4 * slices);
     assert_int_equal(count(s, "{"), count(s, "}"));
     assert_true(count(s, "\"about\":\"w1\"") >= 4); /* x w1 in each step at least */
+
+    /* A node big enough to share: every thread gets a track with its slices. */
+    stg_graph *g2 = stg_graph_new();
+    int64_t xd[2] = {2, 20000};
+    stg_tensor x2 = stg_input(g2, "x", 2, xd);
+    stg_graph_keep(g2, stg_relu(g2, x2));
+    stg_plan_options o2;
+    stg_plan_options_init(&o2);
+    o2.threads = 2;
+    o2.profile = 3;
+    o2.optimizer = STG_OPTIM_NONE;
+    stg_plan *p2 = tu_plan_with(g2, (stg_tensor){-1}, &o2);
+    assert_false(p2->serial_step);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(stg_plan_forward(p2), STG_OK);
+    snprintf(path, sizeof path, "%s/trace2.json", dir);
+    assert_int_equal(stg_plan_write_trace(p2, path), STG_OK);
+    s = slurp(path);
+    assert_non_null(s);
+    assert_int_equal(count(s, "\"cat\":\"step\""), 3 * 2);
+    assert_int_equal(count(s, "\"cat\":\"forward\""), 3 * 2);
+    stg_plan_free(p2);
+    stg_graph_free(g2);
 
     snprintf(path, sizeof path, "%s/graph.dot", dir);
     assert_int_equal(stg_plan_write_dot(p, path), STG_OK);
@@ -310,7 +335,7 @@ static void test_trace_and_dot_files(void **state)
     assert_int_equal(stg_plan_write_dot(p, ""), STG_INVALID);
     stg_plan_free(p);
     stg_graph_free(m.g);
-    /* only what the test made is left: trace.json, graph.dot, taken/ */
+    /* only what the test made is left: trace.json, trace2.json, graph.dot, taken/ */
     assert_int_equal(tmpdir_remove(dir), 0);
 }
 
