@@ -250,8 +250,9 @@ void stgK_gemm(const stgB_info *bi, float *work, int64_t m, int64_t n, int64_t k
  * copy chosen once when the library is loaded: the default build must run
  * on every x86-64, yet bandwidth-bound loops run up to twice as fast on
  * 8-wide vectors.  ISO C mode keeps a * b + c as two roundings in both
- * copies, so they give the same bits. */
-#if defined(__x86_64__) && defined(__GNUC__)
+ * copies, so they give the same bits.  GCC only: clang 14 leaves the
+ * dispatcher of a hidden, cloned function undefined at link time. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define STG_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define STG_CLONES

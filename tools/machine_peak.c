@@ -98,7 +98,7 @@ typedef float v8 __attribute__((vector_size(32)));
 
 /* Four independent vector sums: one would wait on the adder's latency and
  * measure that instead of the memory. */
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("arch=x86-64-v3", "default")))
 #endif
 static float sum(const float *a, size_t n)
@@ -144,6 +144,7 @@ double read_bandwidth_gbs(size_t bytes, int threads)
         sink += s;
         best = g > best ? g : best;
     }
+    (void)sink;
     free(a);
     return best;
 }
