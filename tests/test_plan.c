@@ -25,7 +25,9 @@ static stg_graph *mlp_batch(int64_t batch, stg_tensor *loss)
     stg_tensor h = stg_input(g, "x", 2, xd), t = stg_input(g, "t", 2, td);
     for (int l = 0; l < 4; l++) {
         int64_t wd[2] = {sizes[l], sizes[l + 1]}, bd[1] = {sizes[l + 1]};
-        h = stg_add(g, stg_matmul(g, h, stg_param(g, "w", 2, wd)), stg_param(g, "b", 1, bd));
+        /* one call per statement: argument order is up to the compiler, node ids are not */
+        stg_tensor w = stg_param(g, "w", 2, wd), b = stg_param(g, "b", 1, bd);
+        h = stg_add(g, stg_matmul(g, h, w), b);
     }
     *loss = stg_mse_loss(g, h, t);
     assert_int_equal(stg_graph_status(g), STG_OK);
