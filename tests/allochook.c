@@ -23,7 +23,8 @@ long allochook_calls(void) { return atomic_load(&calls); }
 int allochook_works(void)
 {
     long before = allochook_calls();
-    free(strdup("probe"));
+    char *volatile probe = strdup("probe"); /* volatile: clang elides a bare strdup + free */
+    free(probe);
     return allochook_calls() > before;
 }
 long allochook_live(void) { return atomic_load(&live); }
