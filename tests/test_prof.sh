@@ -27,6 +27,7 @@ expect() {
 expect 0 "usage: stg-prof" -- --help
 expect 2 "unknown option '--bogus'" -- --bogus
 expect 2 "unknown model 'resnet'" -- --model resnet
+expect 2 "needs convolution" -- --model lenet
 expect 2 "layer sizes '784,,10'" -- --layers 784,,10
 expect 2 "layer sizes '5'" -- --layers 5
 expect 2 "--batch" -- --batch 0

@@ -126,6 +126,11 @@ int main(int argc, char **argv)
         p = mlp_plan(&spec, &o, err, sizeof err);
     } else {
         const matmul_case *mc = matmul_case_find(model);
+        if (!mc && !strcmp(model, "lenet")) {
+            fprintf(stderr, "stg-prof: model 'lenet' (BENCH.md) needs convolution and pooling, "
+                            "which stgrad does not have yet\n");
+            return 2;
+        }
         if (!mc) {
             fprintf(stderr, "stg-prof: unknown model '%s' (mlp or a matmul case; see --help)\n",
                     model);
