@@ -306,7 +306,7 @@ struct stg_plan {
     int32_t nbufs;
     stg_pnode *sched;  /* executed nodes in order */
     int32_t nsched, nsched_fwd;
-    bool serial_fwd, serial_step; /* every node of the forward pass (the step) is serial */
+    int32_t first_shared; /* position of the first node that is not serial (nsched if none) */
     unsigned char *arena;
     size_t arena_bytes, buffer_bytes;
     bool own_arena;

@@ -354,13 +354,9 @@ static stg_status prepare_nodes(stg_plan *p)
         if (pn->node->op->flags & STG_OPF_SERIAL)
             pn->serial = true;
     }
-    p->serial_fwd = p->serial_step = true;
-    for (int32_t i = 0; i < p->nsched; i++)
-        if (!p->sched[i].serial) {
-            p->serial_step = false;
-            if (i < p->nsched_fwd)
-                p->serial_fwd = false;
-        }
+    for (p->first_shared = 0; p->first_shared < p->nsched; p->first_shared++)
+        if (!p->sched[p->first_shared].serial)
+            break;
     return mark_barriers(p);
 }
 

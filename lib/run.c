@@ -127,8 +127,7 @@ static void run_range(stg_plan *p, int32_t from, int32_t to, const slot_rec *rec
 {
     /* A range of serial nodes only runs on this thread: starting the team
      * would cost more than the whole range (about a microsecond). */
-    bool serial = to == p->nsched ? p->serial_step : to == p->nsched_fwd && p->serial_fwd;
-    if (p->threads == 1 || (from == 0 && serial)) {
+    if (p->threads == 1 || to <= p->first_shared) {
         if (rec)
             walk(p, from, to, 0, 1, rec);
         else

@@ -33,7 +33,7 @@ static int write_body(FILE *f, void *ctx)
         fprintf(f, ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":%d,"
                    "\"args\":{\"name\":\"thread %d\"}}", t, t);
     /* a step of serial nodes only runs on thread 0, without the team */
-    int nt = p->serial_step ? 1 : p->threads;
+    int nt = p->first_shared >= p->nsched ? 1 : p->threads;
     for (int k = 0; k < kept; k++) {
         int slot = stgX_slot(pf, k);
         double t0 = (double)(pf->at[slot] - origin) / 1e3;

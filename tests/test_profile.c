@@ -269,7 +269,7 @@ static void test_trace_and_dot_files(void **state)
     assert_non_null(strstr(s, "]}"));
     assert_int_equal(count(s, "\"thread_name\""), 2);
     /* a step made only of serial nodes runs on thread 0 alone */
-    int nt = p->serial_step ? 1 : 2;
+    int nt = p->first_shared >= p->nsched ? 1 : 2;
     assert_int_equal(count(s, "\"cat\":\"step\""), 4 * nt); /* kept steps x threads */
     int slices = 0; /* node slices: every thread of a shared node, thread 0 of a serial one */
     for (int32_t i = 0; i < p->nsched; i++)
@@ -291,7 +291,7 @@ static void test_trace_and_dot_files(void **state)
     o2.profile = 3;
     o2.optimizer = STG_OPTIM_NONE;
     stg_plan *p2 = tu_plan_with(g2, (stg_tensor){-1}, &o2);
-    assert_false(p2->serial_step);
+    assert_true(p2->first_shared < p2->nsched);
     for (int i = 0; i < 3; i++)
         assert_int_equal(stg_plan_forward(p2), STG_OK);
     snprintf(path, sizeof path, "%s/trace2.json", dir);
