@@ -7,6 +7,7 @@
  * as BENCH.md asks on machines whose speed drifts.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "blis_baseline.h"
+#include "cli.h"
 #include "machine_peak.h"
 #include "models.h"
 #include "stgrad.h"
@@ -88,25 +90,16 @@ static void usage(FILE *f)
             "step's time over its products' time in BLIS alone.\n");
 }
 
-static void die_usage(const char *fmt, const char *a, const char *b)
+/* A usage error: the message, a pointer to --help, status 2. */
+__attribute__((format(printf, 1, 2), noreturn)) static void die_usage(const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
     fprintf(stderr, "stg-bench: ");
-    fprintf(stderr, fmt, a, b);
+    vfprintf(stderr, fmt, ap);
     fprintf(stderr, " (see stg-bench --help)\n");
+    va_end(ap);
     exit(2);
-}
-
-static long number(const char *opt, const char *v, long lo, long hi)
-{
-    char *end;
-    errno = 0;
-    long x = v ? strtol(v, &end, 10) : 0;
-    if (!v || end == v || *end || errno || x < lo || x > hi) {
-        fprintf(stderr, "stg-bench: %s needs a whole number from %ld to %ld (got '%s')\n", opt, lo,
-                hi, v ? v : "nothing");
-        exit(2);
-    }
-    return x;
 }
 
 /* "1,16,64" into out[]; exits on anything else. */
@@ -115,15 +108,15 @@ static int number_list(const char *opt, const char *v, int *out, long lo, long h
     int n = 0;
     char buf[256];
     if (!v || strlen(v) >= sizeof buf)
-        die_usage("%s needs a comma-separated list%s", opt, "");
+        die_usage("%s needs a comma-separated list", opt);
     strcpy(buf, v);
     for (char *s = strtok(buf, ","); s; s = strtok(NULL, ",")) {
         if (n == MAX_LIST)
             die_usage("%s: too many values in '%s'", opt, v);
-        out[n++] = (int)number(opt, s, lo, hi);
+        out[n++] = (int)cli_number("stg-bench", opt, s, lo, hi);
     }
     if (n == 0)
-        die_usage("%s needs a comma-separated list%s", opt, "");
+        die_usage("%s needs a comma-separated list", opt);
     return n;
 }
 
@@ -354,30 +347,30 @@ int main(int argc, char **argv)
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
             known |= !strcmp(o, valued[k]);
         if (!known)
-            die_usage("unknown option '%s'%s", o, "");
+            die_usage("unknown option '%s'", o);
         if (!v || !strncmp(v, "--", 2))
-            die_usage("%s needs a value%s", o, "");
+            die_usage("%s needs a value", o);
         i++;
         if (!strcmp(o, "--cases")) {
             static char buf[1024];
             if (strlen(v) >= sizeof buf)
-                die_usage("--cases: list too long%s%s", "", "");
+                die_usage("--cases: list too long");
             strcpy(buf, v);
             ncases = 0;
             for (char *s = strtok(buf, ","); s; s = strtok(NULL, ",")) {
                 if (strcmp(s, "mlp") && strcmp(s, "lenet") && !matmul_case_find(s))
-                    die_usage("unknown case '%s'%s", s, "");
+                    die_usage("unknown case '%s'", s);
                 if (ncases == 32)
-                    die_usage("--cases: too many cases%s%s", "", "");
+                    die_usage("--cases: too many cases");
                 cases[ncases++] = s;
             }
             if (ncases == 0)
-                die_usage("--cases needs a comma-separated list of cases%s%s", "", "");
+                die_usage("--cases needs a comma-separated list of cases");
         } else if (!strcmp(o, "--modes")) {
             modes[0] = modes[1] = false;
             char buf[64];
             if (strlen(v) >= sizeof buf)
-                die_usage("--modes: expected fwd, fwd+bwd or both (got '%s')%s", v, "");
+                die_usage("--modes: expected fwd, fwd+bwd or both (got '%s')", v);
             strcpy(buf, v);
             for (char *s = strtok(buf, ","); s; s = strtok(NULL, ","))
                 if (!strcmp(s, "fwd"))
@@ -385,45 +378,45 @@ int main(int argc, char **argv)
                 else if (!strcmp(s, "fwd+bwd"))
                     modes[1] = true;
                 else
-                    die_usage("--modes: expected fwd, fwd+bwd or both (got '%s')%s", v, "");
+                    die_usage("--modes: expected fwd, fwd+bwd or both (got '%s')", v);
         } else if (!strcmp(o, "--batches")) {
             nbatches = number_list(o, v, batches, 1, 100000);
         } else if (!strcmp(o, "--threads")) {
             nthreads = number_list(o, v, threads, 1, 1024);
         } else if (!strcmp(o, "--rounds")) {
-            rounds = (int)number(o, v, 1, MAX_ROUNDS);
+            rounds = (int)cli_number("stg-bench", o, v, 1, MAX_ROUNDS);
         } else if (!strcmp(o, "--min-time")) {
             char *end;
             min_time = strtod(v, &end);
             if (end == v || *end || !(min_time > 0 && min_time <= 600))
-                die_usage("--min-time needs seconds from 0 to 600 (got '%s')%s", v, "");
+                die_usage("--min-time needs seconds from 0 to 600 (got '%s')", v);
         } else if (!strcmp(o, "--latency")) {
-            lat_steps = number(o, v, 1, 10000000);
+            lat_steps = cli_number("stg-bench", o, v, 1, 10000000);
         } else if (!strcmp(o, "--json")) {
             json = v;
         } else if (!strcmp(o, "--steps-only")) {
             if (strcmp(v, "mlp") && !matmul_case_find(v))
-                die_usage("--steps-only: unknown case '%s'%s", v, "");
+                die_usage("--steps-only: unknown case '%s'", v);
             only = v;
         } else if (!strcmp(o, "--steps")) {
-            steps = number(o, v, 1, 100000000);
+            steps = cli_number("stg-bench", o, v, 1, 100000000);
         } else if (!strcmp(o, "--warmup")) {
-            warmup = number(o, v, 0, 100000000);
+            warmup = cli_number("stg-bench", o, v, 0, 100000000);
         } else if (!strcmp(o, "--batch")) {
-            one_batch = number(o, v, 1, 100000);
+            one_batch = cli_number("stg-bench", o, v, 1, 100000);
             one_batch_set = true;
         } else if (!strcmp(o, "--mode")) {
             if (strcmp(v, "fwd") && strcmp(v, "fwd+bwd"))
-                die_usage("--mode: expected fwd or fwd+bwd (got '%s')%s", v, "");
+                die_usage("--mode: expected fwd or fwd+bwd (got '%s')", v);
             one_mode = strcmp(v, "fwd") ? MODE_FWDBWD : MODE_FWD;
             one_mode_set = true;
         }
     }
     if (!only && (steps || warmup || one_batch_set || one_mode_set))
-        die_usage("--steps, --warmup, --batch and --mode go with --steps-only%s%s", "", "");
+        die_usage("--steps, --warmup, --batch and --mode go with --steps-only");
     if (only) {
         if (!steps)
-            die_usage("--steps-only needs --steps N%s%s", "", "");
+            die_usage("--steps-only needs --steps N");
         config c = {.mc = matmul_case_find(only),
                     .mode = strcmp(only, "mlp") ? one_mode : MODE_STEP,
                     .batch = (int)one_batch,
@@ -431,7 +424,7 @@ int main(int argc, char **argv)
         return steps_only(&c, warmup, steps);
     }
     if (!modes[0] && !modes[1])
-        die_usage("--modes: nothing to run%s%s", "", "");
+        die_usage("--modes: nothing to run");
 
     /* the configurations, in the order of BENCH.md */
     int n = 0;
@@ -452,7 +445,7 @@ int main(int argc, char **argv)
                 if (k < nmc && !modes[v])
                     continue;
                 if (n == MAX_CONFIGS)
-                    die_usage("too many configurations%s%s", "", "");
+                    die_usage("too many configurations");
                 config *c = &cs[n++];
                 c->threads = threads[t];
                 if (k < nmc) {

@@ -4,11 +4,11 @@
  * prints where the time goes, node by node; optionally the arena's layout,
  * a Chrome trace of the steps and a Graphviz drawing of the graph.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "models.h"
 #include "stgrad.h"
 
@@ -34,20 +34,6 @@ static void usage(FILE *f)
                "                    chrome://tracing): the last --steps steps\n"
                "  --dot FILE        write the graph in Graphviz DOT (dot -Tsvg FILE)\n"
                "  --help            this text\n");
-}
-
-/* A whole number in [lo, hi] from option 'opt'; exits with a message otherwise. */
-static long number(const char *opt, const char *v, long lo, long hi)
-{
-    char *end;
-    errno = 0;
-    long x = v ? strtol(v, &end, 10) : 0;
-    if (!v || end == v || *end || errno || x < lo || x > hi) {
-        fprintf(stderr, "stg-prof: %s needs a whole number from %ld to %ld (got '%s')\n", opt, lo,
-                hi, v ? v : "nothing");
-        exit(2);
-    }
-    return x;
 }
 
 int main(int argc, char **argv)
@@ -90,13 +76,13 @@ int main(int argc, char **argv)
         else if (!strcmp(o, "--dot"))
             dot = v;
         else if (!strcmp(o, "--batch"))
-            batch = number(o, v, 1, 1 << 20);
+            batch = cli_number("stg-prof", o, v, 1, 1 << 20);
         else if (!strcmp(o, "--threads"))
-            threads = number(o, v, 1, 1024);
+            threads = cli_number("stg-prof", o, v, 1, 1024);
         else if (!strcmp(o, "--steps"))
-            steps = number(o, v, 1, 1000000);
+            steps = cli_number("stg-prof", o, v, 1, 1000000);
         else
-            warmup = number(o, v, 0, 1000000);
+            warmup = cli_number("stg-prof", o, v, 0, 1000000);
     }
     if (strcmp(mode, "fwd") && strcmp(mode, "fwd+bwd")) {
         fprintf(stderr, "stg-prof: --mode must be fwd or fwd+bwd (got '%s')\n", mode);

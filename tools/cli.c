@@ -1,0 +1,21 @@
+/*
+ * Command-line parsing shared by the tools (see cli.h).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli.h"
+
+long cli_number(const char *prog, const char *opt, const char *v, long lo, long hi)
+{
+    char *end;
+    errno = 0;
+    long x = v ? strtol(v, &end, 10) : 0;
+    if (!v || end == v || *end || errno || x < lo || x > hi) {
+        fprintf(stderr, "%s: %s needs a whole number from %ld to %ld (got '%s')\n", prog, opt, lo,
+                hi, v ? v : "nothing");
+        exit(2);
+    }
+    return x;
+}
