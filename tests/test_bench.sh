@@ -3,26 +3,8 @@
 # JSON path, a short run whose table and JSON hold every configuration asked
 # for, and --steps-only.
 set -u
-bench=${BENCH:-./stg-bench}
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-
-# expect STATUS WORD -- ARGS: the run exits with STATUS and prints WORD
-# (on stderr for failures, stdout otherwise)
-expect() {
-    want=$1 word=$2
-    shift 3
-    "$bench" "$@" >"$tmp/out" 2>"$tmp/err"
-    got=$?
-    where="$tmp/err"
-    [ "$want" = 0 ] && where="$tmp/out"
-    if [ "$got" != "$want" ] || ! grep -q -- "$word" "$where"; then
-        echo "FAIL: stg-bench $*: status $got (want $want), looking for '$word'"
-        cat "$tmp/out" "$tmp/err"
-        fails=$((fails + 1))
-    fi
-}
+tool=${BENCH:-./stg-bench}
+. "$(dirname "$0")/expect.sh"
 
 expect 0 "usage: stg-bench" -- --help
 expect 2 "unknown option '--bogus'" -- --bogus
@@ -72,7 +54,7 @@ assert set(d["peak_gflops"]) == {"1", "2"}
 PY
 fi
 for args in "mm_square --mode fwd --steps 2 --threads 2" "mlp --batch 3 --steps 2 --warmup 1"; do
-    "$bench" --steps-only $args >"$tmp/out" 2>&1 && [ ! -s "$tmp/out" ] ||
+    "$tool" --steps-only $args >"$tmp/out" 2>&1 && [ ! -s "$tmp/out" ] ||
         { echo "FAIL: stg-bench --steps-only $args"; cat "$tmp/out"; fails=$((fails + 1)); }
 done
 

@@ -3,26 +3,8 @@
 # trace path, and short runs of an MLP and a matmul case that print the
 # table and write a trace and a DOT file.
 set -u
-prof=${PROF:-./stg-prof}
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-
-# expect STATUS WORD -- ARGS: the run exits with STATUS and prints WORD
-# (on stderr for failures, stdout otherwise)
-expect() {
-    want=$1 word=$2
-    shift 3
-    "$prof" "$@" >"$tmp/out" 2>"$tmp/err"
-    got=$?
-    where="$tmp/err"
-    [ "$want" = 0 ] && where="$tmp/out"
-    if [ "$got" != "$want" ] || ! grep -q -- "$word" "$where"; then
-        echo "FAIL: stg-prof $*: status $got (want $want), looking for '$word'"
-        cat "$tmp/out" "$tmp/err"
-        fails=$((fails + 1))
-    fi
-}
+tool=${PROF:-./stg-prof}
+. "$(dirname "$0")/expect.sh"
 
 expect 0 "usage: stg-prof" -- --help
 expect 2 "unknown option '--bogus'" -- --bogus

@@ -3,23 +3,9 @@
 # run on the real Fashion-MNIST files, and save + resume giving a checkpoint
 # identical to a straight run.  Skips (77) when the dataset is not installed.
 set -u
-train=${TRAIN:-./stg-train}
+tool=${TRAIN:-./stg-train}
 data=/usr/share/datasets/fashion-mnist
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-
-# expect STATUS WORD -- ARGS: the run exits with STATUS and prints WORD on stderr
-expect() {
-    want=$1 word=$2
-    shift 3
-    "$train" "$@" >"$tmp/out" 2>"$tmp/err"
-    got=$?
-    if [ "$got" != "$want" ] || ! grep -q -- "$word" "$tmp/err"; then
-        echo "FAIL: stg-train $*: status $got (want $want), stderr: $(cat "$tmp/err")"
-        fails=$((fails + 1))
-    fi
-}
+. "$(dirname "$0")/expect.sh"
 
 expect 2 "unknown option '--bogus'" -- --bogus
 expect 2 "--lr" -- --lr abc
@@ -43,9 +29,9 @@ expect 1 "t10k-labels-idx1-ubyte.gz" -- --data "$tmp/bad" --epochs 1 --quiet
 
 # two epochs straight vs one + save + resume: the same checkpoint, byte for byte
 small="--layers 64 --epochs 2 --threads 2 --quiet"
-"$train" $small --save "$tmp/full.ck" >"$tmp/full.out" || fails=$((fails + 1))
-"$train" $small --stop-after 1 --save "$tmp/part.ck" >/dev/null || fails=$((fails + 1))
-"$train" $small --resume "$tmp/part.ck" --save "$tmp/part.ck" >"$tmp/resumed.out" ||
+"$tool" $small --save "$tmp/full.ck" >"$tmp/full.out" || fails=$((fails + 1))
+"$tool" $small --stop-after 1 --save "$tmp/part.ck" >/dev/null || fails=$((fails + 1))
+"$tool" $small --resume "$tmp/part.ck" --save "$tmp/part.ck" >"$tmp/resumed.out" ||
     fails=$((fails + 1))
 if ! cmp -s "$tmp/full.ck" "$tmp/part.ck"; then
     echo "FAIL: resumed checkpoint differs from the straight run's"
@@ -57,7 +43,7 @@ if [ -z "$acc" ] || ! awk -v a="$acc" 'BEGIN { exit !(a > 80) }'; then
     echo "FAIL: 2 epochs reached test accuracy '$acc', expected above 80%"
     fails=$((fails + 1))
 fi
-"$train" --layers 64 --eval "$tmp/full.ck" >"$tmp/eval.out" 2>&1 || fails=$((fails + 1))
+"$tool" --layers 64 --eval "$tmp/full.ck" >"$tmp/eval.out" 2>&1 || fails=$((fails + 1))
 grep -q "test_acc $acc%" "$tmp/eval.out" ||
     { echo "FAIL: --eval gave '$(cat "$tmp/eval.out")', training said $acc%"; fails=$((fails + 1)); }
 
