@@ -155,6 +155,17 @@ double matmul_case_flops(const matmul_case *mc, bool backward)
     return 2.0 * batch * m * n * k * (backward ? 3.0 : 1.0);
 }
 
+double matmul_case_bytes(const matmul_case *mc, bool backward)
+{
+    double na = 1, nb = 1;
+    for (int d = 0; d < mc->nda; d++)
+        na *= (double)mc->a[d];
+    for (int d = 0; d < mc->ndb; d++)
+        nb *= (double)mc->b[d];
+    double nc = matmul_case_flops(mc, false) / (2.0 * (double)mc->a[mc->nda - 1]);
+    return 4.0 * (na + nb + nc) * (backward ? 3.0 : 1.0);
+}
+
 double mlp_flops(const mlp_spec *spec)
 {
     double f = 0.0;

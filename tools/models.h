@@ -52,6 +52,9 @@ stg_plan *matmul_plan(const matmul_case *mc, bool backward, stg_plan_options *op
  * an MLP, the products of its step (the first layer's input gradient is not
  * computed). */
 double matmul_case_flops(const matmul_case *mc, bool backward);
+/* Bytes the products move if each reads its operands and writes its result
+ * once: a, b and c, three times over for forward + backward. */
+double matmul_case_bytes(const matmul_case *mc, bool backward);
 double mlp_flops(const mlp_spec *spec);
 
 #endif

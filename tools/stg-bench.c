@@ -31,7 +31,7 @@ typedef struct config {
     const matmul_case *mc; /* NULL for the mlp step */
     bench_mode mode;
     int batch, threads;
-    double flops, bytes;
+    double flops, bytes, peak; /* peak: the FMA peak at its thread count */
     stg_plan *plan;
     blis_job *blis;
     double med[MAX_ROUNDS], p10[MAX_ROUNDS], p99[MAX_ROUNDS], blis_med[MAX_ROUNDS];
@@ -126,6 +126,16 @@ static stg_status run_step(const config *c)
     return c->mode == MODE_FWD ? stg_plan_forward(c->plan) : stg_plan_step(c->plan);
 }
 
+/* The BENCH.md mlp at this batch size. */
+static mlp_spec bench_mlp(int batch)
+{
+    mlp_spec spec;
+    char err[256];
+    mlp_parse("784,512,256,10", &spec, err, sizeof err);
+    spec.batch = batch;
+    return spec;
+}
+
 static stg_plan *build_plan(config *c)
 {
     char err[512];
@@ -136,9 +146,7 @@ static stg_plan *build_plan(config *c)
     if (c->mc) {
         p = matmul_plan(c->mc, c->mode == MODE_FWDBWD, &o, err, sizeof err);
     } else {
-        mlp_spec spec;
-        mlp_parse("784,512,256,10", &spec, err, sizeof err);
-        spec.batch = c->batch;
+        mlp_spec spec = bench_mlp(c->batch);
         p = mlp_plan(&spec, &o, err, sizeof err);
     }
     if (!p)
@@ -200,8 +208,7 @@ static const config *one_thread(const config *cs, int n, const config *c)
     return NULL;
 }
 
-static void print_tables(const config *cs, int n, int rounds, const double *peak,
-                         const int *threads, int nthreads, bool blis)
+static void print_tables(const config *cs, int n, int rounds, bool blis)
 {
     for (int pass = 0; pass < 2; pass++) {
         bool header = false;
@@ -217,10 +224,7 @@ static void print_tables(const config *cs, int n, int rounds, const double *peak
                 header = true;
             }
             double med = median_of(c->med, rounds), p99 = median_of(c->p99, rounds);
-            double gf = c->flops / med * 1e-3, pk = 0;
-            for (int t = 0; t < nthreads; t++)
-                if (threads[t] == c->threads)
-                    pk = peak[t];
+            double gf = c->flops / med * 1e-3;
             char batch[16] = "-", bl[32] = "", ratio[32] = "", vs1[32] = "", gbs[32] = "-";
             if (!c->mc)
                 snprintf(batch, sizeof batch, "%d", c->batch);
@@ -236,7 +240,7 @@ static void print_tables(const config *cs, int n, int rounds, const double *peak
                 snprintf(vs1, sizeof vs1, "%.2fx", median_of(o->med, rounds) / med);
             printf("%-15s %-7s %5s %3d %10.1f %10.1f %8.2f %5.1f%% %7s %10s %9s %6s\n",
                    case_name(c), mode_names[c->mode], batch, c->threads, med, p99, gf,
-                   pk > 0 ? 100 * gf / pk : 0.0, gbs, bl, ratio, vs1);
+                   c->peak > 0 ? 100 * gf / c->peak : 0.0, gbs, bl, ratio, vs1);
         }
     }
 }
@@ -261,10 +265,7 @@ static bool write_json(const char *path, const config *cs, int n, int rounds, co
     fprintf(f, "},\n \"results\": [");
     for (int i = 0; i < n; i++) {
         const config *c = &cs[i];
-        double med = median_of(c->med, rounds), pk = 0;
-        for (int t = 0; t < nthreads; t++)
-            if (threads[t] == c->threads)
-                pk = peak[t];
+        double med = median_of(c->med, rounds);
         char batch[16] = "null", gbs[32] = "null"; /* what a matmul or a step does not have */
         if (c->mc)
             snprintf(gbs, sizeof gbs, "%.3f", c->bytes / med * 1e-3);
@@ -276,7 +277,7 @@ static bool write_json(const char *path, const config *cs, int n, int rounds, co
                 "\"gflops\": %.3f, \"peak_share\": %.4f, \"gbs\": %s, ",
                 i ? "," : "", case_name(c), mode_names[c->mode], batch, c->threads, c->flops,
                 med, min_of(c->p10, rounds), median_of(c->p99, rounds), c->flops / med * 1e-3,
-                pk > 0 ? c->flops / med * 1e-3 / pk : 0.0, gbs);
+                c->peak > 0 ? c->flops / med * 1e-3 / c->peak : 0.0, gbs);
         if (blis) {
             double b = median_of(c->blis_med, rounds);
             fprintf(f, "\"blis_us\": %.3f, \"%s\": %.4f}", b, c->mc ? "blis_ratio" : "overhead",
@@ -453,24 +454,12 @@ int main(int argc, char **argv)
                     c->mc = mc;
                     c->mode = v ? MODE_FWDBWD : MODE_FWD;
                     c->flops = matmul_case_flops(mc, v == 1);
-                    /* each product reads its operands and writes its result */
-                    double elems = matmul_case_flops(mc, false) /
-                                   (2.0 * (double)mc->a[mc->nda - 1]);
-                    double na = 1, nb = 1;
-                    for (int d = 0; d < mc->nda; d++)
-                        na *= (double)mc->a[d];
-                    for (int d = 0; d < mc->ndb; d++)
-                        nb *= (double)mc->b[d];
-                    c->bytes = 4.0 * (na + nb + elems) * (v ? 3 : 1);
+                    c->bytes = matmul_case_bytes(mc, v == 1);
                 } else {
-                    mlp_spec spec;
-                    char err[256];
-                    mlp_parse("784,512,256,10", &spec, err, sizeof err);
-                    spec.batch = batches[v];
+                    mlp_spec spec = bench_mlp(batches[v]);
                     c->mode = MODE_STEP;
                     c->batch = batches[v];
                     c->flops = mlp_flops(&spec);
-                    c->bytes = 0;
                 }
             }
         }
@@ -487,6 +476,10 @@ int main(int argc, char **argv)
                read_bandwidth_gbs((size_t)8 << 20, threads[t]),
                read_bandwidth_gbs((size_t)256 << 20, threads[t]));
     }
+    for (int i = 0; i < n; i++)
+        for (int t = 0; t < nthreads; t++)
+            if (threads[t] == cs[i].threads)
+                cs[i].peak = peak[t];
     if (lenet)
         printf("lenet: skipped: stgrad has no convolution or pooling op yet\n");
     fflush(stdout);
@@ -499,10 +492,7 @@ int main(int argc, char **argv)
             if (cs[i].mc) {
                 cs[i].blis = blis_matmul_job(cs[i].mc, cs[i].mode == MODE_FWDBWD);
             } else {
-                mlp_spec spec;
-                char err[256];
-                mlp_parse("784,512,256,10", &spec, err, sizeof err);
-                spec.batch = cs[i].batch;
+                mlp_spec spec = bench_mlp(cs[i].batch);
                 cs[i].blis = blis_mlp_job(&spec);
             }
             if (!cs[i].blis) {
@@ -534,7 +524,7 @@ int main(int argc, char **argv)
         }
         fprintf(stderr, "stg-bench: round %d of %d done\n", r + 1, rounds);
     }
-    print_tables(cs, n, rounds, peak, threads, nthreads, blis);
+    print_tables(cs, n, rounds, blis);
 
     latency lat[MAX_LIST];
     int nlat = 0;
