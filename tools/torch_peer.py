@@ -1,12 +1,14 @@
 """What the PyTorch peer scripts share: the BENCH.md mlp model and the check
 of the environment PyTorch needs to run at its best.
 
-Debian's python3-torch 1.13 does its GEMMs in BLIS through libblas.so.3, and
-BLIS reads its thread count from the environment at start-up;
-torch.set_num_threads() does not thread those GEMMs.  So the peer scripts run
-with BLIS_NUM_THREADS=T and OMP_NUM_THREADS=T equal to --threads T, and with
-OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset, all in that one command only
-(see ../shared/BENCH.md, "PyTorch at its best").
+Debian's python3-torch 1.13 does its GEMMs through libblas.so.3: BLIS by
+default, or OpenBLAS once libopenblas0-openmp is installed (which of the two
+a command gets is chosen by LD_LIBRARY_PATH, see torch_env).  BLIS reads its
+thread count from the environment at start-up; torch.set_num_threads() does
+not thread those GEMMs.  So the peer scripts run with BLIS_NUM_THREADS=T,
+OMP_NUM_THREADS=T (and OPENBLAS_NUM_THREADS=T, if set, equal too) for
+--threads T, and with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset, all in
+that one command only (see ../shared/BENCH.md, "PyTorch at its best").
 """
 import os
 import sys
@@ -23,6 +25,12 @@ def check_env(threads):
                   "thread count (see BENCH.md)" % (var, "<unset>" if val is None else val,
                                                    threads), file=sys.stderr)
             ok = False
+    # Unset is fine (OpenBLAS then follows OMP_NUM_THREADS); a different count is not.
+    val = os.environ.get("OPENBLAS_NUM_THREADS")
+    if val is not None and val != str(threads):
+        print("warning: OPENBLAS_NUM_THREADS=%s but --threads %d; PyTorch with OpenBLAS will "
+              "not use the requested thread count" % (val, threads), file=sys.stderr)
+        ok = False
     for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         if var in os.environ:
             print("warning: %s is set (%s); BENCH.md says to unset it for the "
@@ -31,12 +39,21 @@ def check_env(threads):
     return ok
 
 
-def torch_env(threads):
-    """The environment of a PyTorch command that should use 'threads' threads."""
+def torch_env(threads, blas_dir=None):
+    """The environment of a PyTorch command that should use 'threads' threads.
+
+    blas_dir, when given, goes first in LD_LIBRARY_PATH, so that the command
+    loads the libblas.so.3 in it (e.g. /usr/lib/x86_64-linux-gnu/blis-openmp
+    or .../openblas-openmp) whatever the system's libblas.so.3 alternative is.
+    """
     env = dict(os.environ)
     env.pop("OPENBLAS_CORETYPE", None)
     env.pop("OPENBLAS_L2_SIZE", None)
-    env["BLIS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = str(threads)
+    for var in ("BLIS_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = str(threads)
+    if blas_dir is not None:
+        old = env.get("LD_LIBRARY_PATH")
+        env["LD_LIBRARY_PATH"] = blas_dir + (":" + old if old else "")
     return env
 
 
