@@ -252,6 +252,20 @@ typedef enum stg_optimizer {
     STG_OPTIM_ADAMW     /* PyTorch's AdamW: decoupled weight decay */
 } stg_optimizer;
 
+/* The sgemm micro-kernel every matrix product of a plan runs on.  AUTO
+ * takes the STG_GEMM_KERNEL environment variable ("blis", "avx512", "avx2",
+ * "portable" or "auto"; read once per process) and otherwise chooses once
+ * per process by CPU features, never by timing (kernels round differently):
+ * BLIS's own micro-kernel where the installed BLIS has one for this CPU,
+ * else the widest of stgrad's that the CPU runs. */
+typedef enum stg_gemm_kernel {
+    STG_GEMM_AUTO = 0,
+    STG_GEMM_BLIS,    /* BLIS's micro-kernel and block sizes for this CPU */
+    STG_GEMM_AVX512,  /* stgrad's, AVX-512F, 32x12 */
+    STG_GEMM_AVX2,    /* stgrad's, AVX2 + FMA, 16x6 */
+    STG_GEMM_PORTABLE /* stgrad's, plain C, 8x4 */
+} stg_gemm_kernel;
+
 typedef struct stg_plan_options {
     int threads;             /* OpenMP threads per step; 0 means 1 */
     stg_optimizer optimizer; /* default STG_OPTIM_SGD */
@@ -268,6 +282,9 @@ typedef struct stg_plan_options {
     int profile;             /* > 0: time every node of every step and keep the
                                 last 'profile' steps (see "Profiling"); 0: no
                                 timing calls in a step */
+    stg_gemm_kernel gemm_kernel; /* default STG_GEMM_AUTO; forcing a kernel the
+                                    CPU (or this build) cannot run fails plan
+                                    creation with STG_INVALID */
 } stg_plan_options;
 
 /* Fills 'opts' with the defaults. */
@@ -419,6 +436,22 @@ STG_API stg_status stg_plan_memory(const stg_plan *p, stg_memory_report *r);
 STG_API int stg_plan_threads(const stg_plan *p);
 /* Number of nodes the plan executes per step (forward, backward, update). */
 STG_API int stg_plan_node_count(const stg_plan *p);
+
+/* The GEMM micro-kernel a plan runs on and why it was chosen. */
+typedef struct stg_gemm_info {
+    stg_gemm_kernel kernel; /* never STG_GEMM_AUTO */
+    const char *name;       /* "blis", "avx512", "avx2" or "portable" */
+    int mr, nr;             /* register block: a tile of C is mr x nr */
+    int mc, kc, nc;         /* cache blocks of the GEMM loops */
+    const char *why;        /* one line for people, e.g. "gemm: stgrad avx512
+                               32x12 (MC 256, KC 512, NC 4092); BLIS 0.9.0 chose
+                               'generic' for this CPU" */
+} stg_gemm_info;
+/* Fills 'info' (strings owned by the plan).  STG_INVALID if an argument is
+ * NULL.  Thread-safe. */
+STG_API stg_status stg_plan_gemm_info(const stg_plan *p, stg_gemm_info *info);
+/* Name of a kernel ("auto", "blis", ...), or NULL for a value out of range. */
+STG_API const char *stg_gemm_kernel_name(stg_gemm_kernel k);
 
 /* ------------------------------------------------------------------------ */
 /* Profiling and inspection                                                  */

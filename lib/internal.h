@@ -1,7 +1,8 @@
 /*
  * Internal structures shared by the modules of lib/.  Module prefixes:
  * stgG_ graph, stgS_ shapes, stgD_ autodiff, stgA_ arena, stgP_ plan,
- * stgR_ run (executor), stgB_ BLIS, stgK_ kernels shared by op families,
+ * stgR_ run (executor), stgB_ BLIS, stgK_ kernels shared by op families and
+ * the GEMM micro-kernels (gemm.h),
  * stgV_ vector loops, stgO_ op registry.
  */
 #ifndef STG_INTERNAL_H
@@ -13,6 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "gemm.h"
 #include "stgrad.h"
 
 #define STG_MAX_INPUTS 8
@@ -215,35 +217,6 @@ typedef struct stg_interval {
  * bytes; returns the arena size.  Pure: depends only on its input. */
 size_t stgA_place(stg_interval *iv, int32_t n, int32_t *scratch);
 
-/* ---- BLIS (blis.c) --------------------------------------------------- */
-
-/* BLIS's sgemm micro-kernel for this CPU and its block sizes. */
-typedef struct stgB_info {
-    void *cntx;
-    void (*ukr)(void);
-    void (*pack_a)(void), (*pack_b)(void); /* packing kernels for MR and NR panels */
-    int64_t mr, nr, mc, kc, nc;
-} stgB_info;
-void stgB_query(stgB_info *info);
-/* Packs one micro-panel with BLIS's packing kernel: 'dim' (<= MR for rows of
- * A, <= NR for columns of B) vectors of length k; element (i, q) of the
- * panel is src[i * inc + q * ld]; the panel is zero-padded to MR (NR). */
-void stgB_pack(const stgB_info *info, bool rows, int64_t dim, int64_t k, const float *src,
-               int64_t inc, int64_t ld, float *dst);
-/* One MR x NR tile (m <= MR, n <= NR): C = Ap Bp + beta C, packed panels. */
-void stgB_kernel(const stgB_info *info, int64_t m, int64_t n, int64_t k, const float *ap,
-                 const float *bp, float beta, float *c, int64_t rsc, int64_t csc,
-                 const float *next_a, const float *next_b);
-
-/* ---- GEMM driver (gemm.c) ---------------------------------------------- */
-
-/* Bytes of packing workspace stgK_gemm needs for an m x n x k product. */
-size_t stgK_gemm_workspace(const stgB_info *bi, int64_t m, int64_t n, int64_t k);
-/* C = A B + beta C with general strides; single-threaded; allocates nothing. */
-void stgK_gemm(const stgB_info *bi, float *work, int64_t m, int64_t n, int64_t k,
-               const float *a, int64_t rsa, int64_t csa, const float *b, int64_t rsb,
-               int64_t csb, float beta, float *c, int64_t rsc, int64_t csc);
-
 /* ---- vector loops (vector_kernels.c): unit strides, any length --------- */
 
 /* A hot loop compiled twice, for any x86-64 and for x86-64-v3 (AVX2), the
@@ -319,7 +292,8 @@ struct stg_plan {
     atomic_int failed;      /* set by the first kernel that fails in a step */
     stg_status step_status;
     char step_msg[256];
-    stgB_info blis;     /* micro-kernel and block sizes */
+    stgK_kernel kern;   /* GEMM micro-kernel and block sizes */
+    char kern_why[256]; /* which kernel and why, for people */
     size_t work_bytes;  /* packing workspace each thread needs */
     float **work;       /* per-thread packing workspace */
     struct stg_profile *prof; /* NULL unless opts.profile > 0 */

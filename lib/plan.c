@@ -333,7 +333,6 @@ static stg_status mark_barriers(stg_plan *p)
 /* Step 5a: pointers and kernel descriptors. */
 static stg_status prepare_nodes(stg_plan *p)
 {
-    stgB_query(&p->blis);
     for (int32_t i = 0; i < p->nsched; i++) {
         stg_pnode *pn = &p->sched[i];
         pn->plan = p;
@@ -393,6 +392,8 @@ static stg_status validate(const stg_graph *g, stg_tensor loss, stg_tensor seed,
         return fail(STG_INVALID, "plan: lr %g, momentum %g, weight_decay %g, clip_norm %g and "
                     "clip_value %g must all be >= 0", (double)o->lr, (double)o->momentum,
                     (double)o->weight_decay, (double)o->clip_norm, (double)o->clip_value);
+    if (!stg_gemm_kernel_name(o->gemm_kernel))
+        return fail(STG_INVALID, "plan: unknown gemm_kernel %d", (int)o->gemm_kernel);
     if (o->nesterov && !(o->momentum > 0.0f))
         return fail(STG_INVALID, "plan: Nesterov momentum needs momentum > 0");
     if (!(o->beta1 >= 0.0f && o->beta1 < 1.0f) || !(o->beta2 >= 0.0f && o->beta2 < 1.0f) ||
@@ -415,6 +416,8 @@ static stg_status build(const stg_graph *g, stg_tensor loss, stg_tensor seed,
         return fail(STG_NOMEM, "plan: out of memory copying the graph");
     }
     *out = p;
+    if (!stgK_kernel_choose(o->gemm_kernel, &p->kern, p->kern_why, sizeof p->kern_why))
+        return fail(STG_INVALID, "plan: %s", p->kern_why);
     p->nuser = g->n;
     p->loss = loss.id;
     p->seed = seed.id;

@@ -160,3 +160,13 @@ STG_API stg_status stg_plan_check(const stg_plan *p, char *msg, size_t len)
         msg[0] = '\0';
     return STG_OK;
 }
+
+STG_API stg_status stg_plan_gemm_info(const stg_plan *p, stg_gemm_info *info)
+{
+    if (!p || !info)
+        return STG_INVALID;
+    const stgK_kernel *kr = &p->kern;
+    *info = (stg_gemm_info){kr->id, kr->name, (int)kr->mr, (int)kr->nr, (int)kr->mc,
+                            (int)kr->kc, (int)kr->nc, p->kern_why};
+    return STG_OK;
+}

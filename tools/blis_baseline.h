@@ -24,7 +24,7 @@ blis_job *blis_mlp_job(const mlp_spec *spec);
 void blis_job_run(blis_job *job, int threads);
 void blis_job_free(blis_job *job);
 
-/* BLIS's name for the kernels it chose for this CPU ("zen3", "skx", ...). */
-const char *blis_arch_name(void);
+/* False in a build without BLIS: then every job is NULL. */
+bool blis_baseline_available(void);
 
 #endif

@@ -245,8 +245,25 @@ static void print_tables(const config *cs, int n, int rounds, bool blis)
     }
 }
 
-static bool write_json(const char *path, const config *cs, int n, int rounds, const double *peak,
-                       const int *threads, int nthreads, bool blis, const latency *lat, int nlat)
+/* 's' as a JSON string: quoted, with quotes, backslashes and control
+ * characters escaped. */
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fprintf(f, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            fprintf(f, "\\u%04x", (unsigned)(unsigned char)*s);
+        else
+            fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static bool write_json(const char *path, const stg_gemm_info *gemm, const config *cs, int n,
+                       int rounds, const double *peak, const int *threads, int nthreads, bool blis,
+                       const latency *lat, int nlat)
 {
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
@@ -256,7 +273,9 @@ static bool write_json(const char *path, const config *cs, int n, int rounds, co
     FILE *f = fopen(tmp, "w");
     if (!f)
         return false;
-    fprintf(f, "{\"tool\": \"stg-bench\", \"blis_arch\": \"%s\", \"threads\": [", blis_arch_name());
+    fprintf(f, "{\"tool\": \"stg-bench\", \"gemm_kernel\": \"%s\", \"gemm\": ", gemm->name);
+    json_string(f, gemm->why);
+    fprintf(f, ", \"threads\": [");
     for (int t = 0; t < nthreads; t++)
         fprintf(f, "%s%d", t ? ", " : "", threads[t]);
     fprintf(f, "], \"rounds\": %d,\n \"peak_gflops\": {", rounds);
@@ -466,8 +485,13 @@ int main(int argc, char **argv)
     }
 
     double peak[MAX_LIST];
-    printf("stg-bench: BLIS kernels '%s'; %d round%s, %.2f s per configuration per round\n",
-           blis_arch_name(), rounds, rounds > 1 ? "s" : "", min_time);
+    stg_gemm_info gemm;
+    if (blis && !blis_baseline_available()) {
+        printf("stg-bench: this build has no BLIS: no BLIS-alone baseline\n");
+        blis = false;
+    }
+    printf("stg-bench: %d round%s, %.2f s per configuration per round\n", rounds,
+           rounds > 1 ? "s" : "", min_time);
     for (int t = 0; t < nthreads; t++) {
         peak[t] = fma_peak_gflops(threads[t]);
         printf("machine, %d thread%s: FMA peak %.1f GFLOP/s; read bandwidth %.1f GB/s from an "
@@ -488,6 +512,11 @@ int main(int argc, char **argv)
         cs[i].plan = build_plan(&cs[i]);
         if (!cs[i].plan)
             return 1;
+        if (i == 0) { /* every plan of a process gets the same kernel */
+            stg_plan_gemm_info(cs[0].plan, &gemm);
+            printf("%s\n", gemm.why);
+            fflush(stdout);
+        }
         if (blis) {
             if (cs[i].mc) {
                 cs[i].blis = blis_matmul_job(cs[i].mc, cs[i].mode == MODE_FWDBWD);
@@ -563,7 +592,7 @@ int main(int argc, char **argv)
         free(l);
     }
     int rc = 0;
-    if (json && !write_json(json, cs, n, rounds, peak, threads, nthreads, blis, lat, nlat)) {
+    if (json && !write_json(json, &gemm, cs, n, rounds, peak, threads, nthreads, blis, lat, nlat)) {
         fprintf(stderr, "stg-bench: cannot write '%s': %s\n", json, strerror(errno));
         rc = 1;
     }

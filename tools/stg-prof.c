@@ -132,8 +132,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "stg-prof: building the plan failed: %s\n", err);
         return 1;
     }
-    printf("stg-prof: %s; %ld thread%s, %ld steps timed after %ld warm-up steps\n\n", title,
-           threads, threads == 1 ? "" : "s", steps, warmup);
+    stg_gemm_info gi;
+    stg_plan_gemm_info(p, &gi);
+    printf("stg-prof: %s; %ld thread%s, %ld steps timed after %ld warm-up steps\n%s\n\n", title,
+           threads, threads == 1 ? "" : "s", steps, warmup, gi.why);
     int rc = 0;
     for (long i = 0; i < warmup + steps && rc == 0; i++) {
         if (i == warmup)

@@ -903,6 +903,9 @@ int main(int argc, char **argv)
             printf(" clip_norm %g", (double)o.clip_norm);
         printf(" %s, %d threads, seed %llu\n", sched_names[o.schedule], stg_plan_threads(m.plan),
                (unsigned long long)o.seed);
+        stg_gemm_info gi;
+        if (stg_plan_gemm_info(m.plan, &gi) == STG_OK)
+            printf("%s: %s\n", PROG, gi.why);
         if (o.resume)
             printf("%s: resumed from %s at step %lld (%d epochs and %lld steps done)\n", PROG,
                    o.resume, (long long)stg_plan_steps(m.plan), start_epoch, (long long)skip);

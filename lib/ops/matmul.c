@@ -289,7 +289,7 @@ static stg_status prepare_matmul(stg_plan *p, stg_pnode *pn)
     split_work(d);
     pn->serial = d->serial;
     if (d->kind == K_GEMM) { /* for a call that covers every block (see run_matmul) */
-        size_t need = stgK_gemm_workspace(&p->blis, d->m, d->n, d->k);
+        size_t need = stgK_gemm_workspace(&p->kern, d->m, d->n, d->k);
         if (need > p->work_bytes)
             p->work_bytes = need;
     }
@@ -379,10 +379,10 @@ static void product(const stg_plan *p, float *work, const gemm_desc *d, const fl
     switch (d->kind) {
     case K_GEMM:
         if (d->split_n)
-            stgK_gemm(&p->blis, work, d->m, len, d->k, a, d->rsa, d->csa, b + lo * d->csb, d->rsb,
+            stgK_gemm(&p->kern, work, d->m, len, d->k, a, d->rsa, d->csa, b + lo * d->csb, d->rsb,
                       d->csb, beta, c + lo * d->csc, d->rsc, d->csc);
         else
-            stgK_gemm(&p->blis, work, len, d->n, d->k, a + lo * d->rsa, d->rsa, d->csa, b, d->rsb,
+            stgK_gemm(&p->kern, work, len, d->n, d->k, a + lo * d->rsa, d->rsa, d->csa, b, d->rsb,
                       d->csb, beta, c + lo * d->rsc, d->rsc, d->csc);
         break;
     case K_GEMV:

@@ -1,0 +1,36 @@
+/*
+ * stgrad's AVX2 + FMA micro-kernel: 16x6 tiles in ymm registers (the body
+ * is kernel_simd.h).  Built on every x86-64 with code for AVX2 in this one
+ * file only; kernel_select.c runs it only on CPUs that have AVX2 and FMA.
+ */
+#include "gemm.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define SIMD_V __m256
+#define SIMD_W 8
+#define SIMD_NR 6
+#define SIMD_TILE tile_avx2
+#define SIMD_TARGET __attribute__((target("avx2,fma")))
+#define SIMD_ZERO() _mm256_setzero_ps()
+#define SIMD_LOAD(p) _mm256_loadu_ps(p)
+#define SIMD_STORE(p, v) _mm256_storeu_ps(p, v)
+#define SIMD_BCAST(p) _mm256_broadcast_ss(p)
+#define SIMD_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define SIMD_ADD(a, b) _mm256_add_ps(a, b)
+#include "kernel_simd.h"
+
+void stgK_avx2_init(stgK_kernel *kr)
+{
+    kr->id = STG_GEMM_AVX2;
+    kr->name = "avx2";
+    kr->mr = 2 * SIMD_W;
+    kr->nr = SIMD_NR;
+    kr->prefers_rows = false;
+    kr->pack = stgK_pack_panel;
+    kr->tile = tile_avx2;
+}
+#else
+void stgK_avx2_init(stgK_kernel *kr) { stgK_portable_init(kr); } /* never chosen off x86-64 */
+#endif
