@@ -9,9 +9,9 @@
  *
  *   blis      BLIS's micro-kernel and packing for this CPU (kernel_blis.c,
  *             the one file that talks to BLIS; absent in builds without it)
- *   avx512    32x12, AVX-512F (kernel_avx512.c)
- *   avx2      16x6, AVX2 + FMA (kernel_avx2.c)
- *   portable  8x4, plain C (kernel_portable.c)
+ *   avx512    12x32, AVX-512F (kernel_avx512.c)
+ *   avx2      6x16, AVX2 + FMA (kernel_avx2.c)
+ *   portable  4x8, plain C (kernel_portable.c)
  *
  * stgrad's own three share one body (kernel_simd.h, for the vector ones) and
  * one packing routine (stgK_pack_panel).  Which one runs is chosen once per
@@ -49,9 +49,9 @@ struct stgK_kernel {
     stg_gemm_kernel id;
     const char *name;
     int64_t mr, nr, mc, kc, nc;
-    bool prefers_rows; /* tiles of C with unit column stride run fastest (BLIS's
-                          zen kernels); otherwise unit row stride (ours, which
-                          hold columns of a tile in vectors) */
+    bool prefers_rows; /* tiles of C with unit column stride run fastest (rows
+                          of a tile in vectors: ours, BLIS's for x86-64);
+                          otherwise unit row stride */
     stgK_pack_fn pack;
     stgK_tile_fn tile;
     const void *ctx; /* BLIS's context, for its kernels */
@@ -78,9 +78,12 @@ void stgK_block_sizes(stgK_kernel *kr);
 void stgK_avx512_init(stgK_kernel *kr);
 void stgK_avx2_init(stgK_kernel *kr);
 void stgK_portable_init(stgK_kernel *kr);
-/* The packing routine of stgrad's own kernels. */
+/* The packing routine of stgrad's own kernels, and the same with AVX2 (for
+ * CPUs that have it: the AVX2 and AVX-512 kernels). */
 void stgK_pack_panel(const stgK_kernel *kr, bool rows, int64_t dim, int64_t k, const float *src,
                      int64_t inc, int64_t ld, float *dst);
+void stgK_pack_avx2(const stgK_kernel *kr, bool rows, int64_t dim, int64_t k, const float *src,
+                    int64_t inc, int64_t ld, float *dst);
 
 /* BLIS (kernel_blis.c, built when configure finds BLIS). */
 typedef struct stgB_about {

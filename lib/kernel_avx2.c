@@ -1,5 +1,5 @@
 /*
- * stgrad's AVX2 + FMA micro-kernel: 16x6 tiles in ymm registers (the body
+ * stgrad's AVX2 + FMA micro-kernel: 6x16 tiles in ymm registers (the body
  * is kernel_simd.h).  Built on every x86-64 with code for AVX2 in this one
  * file only; kernel_select.c runs it only on CPUs that have AVX2 and FMA.
  */
@@ -10,7 +10,7 @@
 
 #define SIMD_V __m256
 #define SIMD_W 8
-#define SIMD_NR 6
+#define SIMD_MR 6
 #define SIMD_TILE tile_avx2
 #define SIMD_TARGET __attribute__((target("avx2,fma")))
 #define SIMD_ZERO() _mm256_setzero_ps()
@@ -25,10 +25,10 @@ void stgK_avx2_init(stgK_kernel *kr)
 {
     kr->id = STG_GEMM_AVX2;
     kr->name = "avx2";
-    kr->mr = 2 * SIMD_W;
-    kr->nr = SIMD_NR;
-    kr->prefers_rows = false;
-    kr->pack = stgK_pack_panel;
+    kr->mr = SIMD_MR;
+    kr->nr = 2 * SIMD_W;
+    kr->prefers_rows = true;
+    kr->pack = stgK_pack_avx2;
     kr->tile = tile_avx2;
 }
 #else

@@ -1,5 +1,5 @@
 /*
- * stgrad's AVX-512F micro-kernel: 32x12 tiles in zmm registers (the body
+ * stgrad's AVX-512F micro-kernel: 12x32 tiles in zmm registers (the body
  * is kernel_simd.h).  Built on every x86-64 with code for AVX-512 in this one
  * file only; kernel_select.c runs it only on CPUs that have AVX-512F.
  */
@@ -10,7 +10,7 @@
 
 #define SIMD_V __m512
 #define SIMD_W 16
-#define SIMD_NR 12
+#define SIMD_MR 12
 #define SIMD_TILE tile_avx512
 #define SIMD_TARGET __attribute__((target("avx512f")))
 #define SIMD_ZERO() _mm512_setzero_ps()
@@ -25,10 +25,10 @@ void stgK_avx512_init(stgK_kernel *kr)
 {
     kr->id = STG_GEMM_AVX512;
     kr->name = "avx512";
-    kr->mr = 2 * SIMD_W;
-    kr->nr = SIMD_NR;
-    kr->prefers_rows = false;
-    kr->pack = stgK_pack_panel;
+    kr->mr = SIMD_MR;
+    kr->nr = 2 * SIMD_W;
+    kr->prefers_rows = true;
+    kr->pack = stgK_pack_avx2;
     kr->tile = tile_avx512;
 }
 #else

@@ -73,9 +73,10 @@ static int64_t clamp_down(int64_t v, int64_t lo, int64_t hi, int64_t multiple)
  * high-performance BLIS", 2016, simplified):
  *  - KC: the micro-kernel streams MR x KC panels of A past one KC x NR panel
  *    of B, which stays in L1; give that panel half of L1 (the rest holds the
- *    A panels passing through).  48 KiB L1, NR 12: 512.
+ *    A panels passing through).  48 KiB L1, NR 32: 192; 32 KiB, NR 16: 256
+ *    (BLIS's own choice for its 6x16 Haswell kernel).
  *  - MC: an MC x KC block of A is read again for every B panel, from L2;
- *    give it half of L2.  1 MiB L2, KC 512: 256.
+ *    give it half of L2.  1 MiB L2, KC 192: 672.
  *  - NC: a KC x NC block of B is read again for every A block, from L3,
  *    which other cores share; give it a quarter, at most 4096 columns (the
  *    L3 that virtual machines report is often the whole socket's).

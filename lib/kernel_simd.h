@@ -5,7 +5,7 @@
  * defines:
  *
  *   SIMD_V            the vector type, SIMD_W floats
- *   SIMD_NR           columns per tile (rows per tile are two vectors)
+ *   SIMD_MR           rows per tile (columns per tile are two vectors)
  *   SIMD_TILE         the name of the tile function to define
  *   SIMD_TARGET       a function attribute naming the instruction set
  *   SIMD_ZERO()       a vector of zeros
@@ -15,22 +15,31 @@
  *   SIMD_FMA(a, b, c) a * b + c with one rounding
  *   SIMD_ADD(a, b)    a + b
  *
- * A tile is 2*SIMD_W rows by SIMD_NR columns: a column of C is two vectors,
- * so each k step loads two vectors of the A panel and multiplies them by
- * each of the NR values of the B panel, broadcast.  The accumulators are
- * 2 * NR registers: 24 of AVX-512's 32 for 32x12, 12 of AVX2's 16 for 16x6,
- * leaving room for the two A vectors and a broadcast.
+ * A tile is SIMD_MR rows by 2*SIMD_W columns: a row of C is two vectors,
+ * so each k step loads two vectors of the B panel and multiplies them by
+ * each of the MR values of the A panel, broadcast.  The accumulators are
+ * 2 * MR registers: 24 of AVX-512's 32 for 12x32, 12 of AVX2's 16 for 6x16,
+ * leaving room for the two B vectors and a broadcast.  Rows of C in vectors
+ * suit the row-major products of a training step: each C tile row is
+ * contiguous, and the B block the driver packs is read in whole rows.
  *
  * Every element's sum starts at zero and adds a * b for k in order with
  * one rounding each; C's old value (beta 1) is added last.  Edge tiles and
  * strided C go through a local tile with exactly the same arithmetic.
  */
-#define SIMD_MR (2 * SIMD_W)
+#define SIMD_NR (2 * SIMD_W)
 
+/* Loops over the tile unroll fully (the accumulators must be registers,
+ * not an array in memory).  The k loop unrolls by four and prefetches the
+ * A panel eleven steps ahead: measured with the 6x16 kernel on Zen 3,
+ * in-process against BLIS's own kernel over the same packed panels, the
+ * rolled loop ran at 0.80-0.89 of BLIS's speed, this one at 0.98-1.0. */
 #if defined(__clang__)
 #define SIMD_UNROLL _Pragma("unroll")
+#define SIMD_UNROLL_K _Pragma("unroll 4")
 #else
 #define SIMD_UNROLL _Pragma("GCC unroll 16")
+#define SIMD_UNROLL_K _Pragma("GCC unroll 4")
 #endif
 
 SIMD_TARGET static void SIMD_TILE(const stgK_kernel *kr, int64_t m, int64_t n, int64_t k,
@@ -39,51 +48,54 @@ SIMD_TARGET static void SIMD_TILE(const stgK_kernel *kr, int64_t m, int64_t n, i
                                   const float *next_b)
 {
     (void)kr, (void)next_a, (void)next_b;
-    SIMD_V acc[SIMD_NR][2];
+    SIMD_V acc[SIMD_MR][2];
     SIMD_UNROLL
-    for (int j = 0; j < SIMD_NR; j++) {
-        acc[j][0] = SIMD_ZERO();
-        acc[j][1] = SIMD_ZERO();
+    for (int i = 0; i < SIMD_MR; i++) {
+        acc[i][0] = SIMD_ZERO();
+        acc[i][1] = SIMD_ZERO();
     }
-    bool direct = m == SIMD_MR && n == SIMD_NR && rsc == 1;
+    bool direct = m == SIMD_MR && n == SIMD_NR && csc == 1;
     if (direct)
         SIMD_UNROLL
-        for (int j = 0; j < SIMD_NR; j++) /* C is wanted again at the end of the loop */
-            __builtin_prefetch(c + j * csc), __builtin_prefetch(c + j * csc + SIMD_MR - 1);
+        for (int i = 0; i < SIMD_MR; i++) /* C is wanted again at the end of the loop */
+            __builtin_prefetch(c + i * rsc), __builtin_prefetch(c + i * rsc + SIMD_NR - 1);
+    SIMD_UNROLL_K
     for (int64_t p = 0; p < k; p++, ap += SIMD_MR, bp += SIMD_NR) {
-        SIMD_V a0 = SIMD_LOAD(ap), a1 = SIMD_LOAD(ap + SIMD_W);
+        __builtin_prefetch(ap + 11 * SIMD_MR);
+        SIMD_V b0 = SIMD_LOAD(bp), b1 = SIMD_LOAD(bp + SIMD_W);
         SIMD_UNROLL
-        for (int j = 0; j < SIMD_NR; j++) {
-            SIMD_V b = SIMD_BCAST(bp + j);
-            acc[j][0] = SIMD_FMA(a0, b, acc[j][0]);
-            acc[j][1] = SIMD_FMA(a1, b, acc[j][1]);
+        for (int i = 0; i < SIMD_MR; i++) {
+            SIMD_V a = SIMD_BCAST(ap + i);
+            acc[i][0] = SIMD_FMA(a, b0, acc[i][0]);
+            acc[i][1] = SIMD_FMA(a, b1, acc[i][1]);
         }
     }
     if (direct) {
         SIMD_UNROLL
-        for (int j = 0; j < SIMD_NR; j++) {
-            float *cj = c + j * csc;
+        for (int i = 0; i < SIMD_MR; i++) {
+            float *ci = c + i * rsc;
             if (beta != 0.0f) {
-                acc[j][0] = SIMD_ADD(SIMD_LOAD(cj), acc[j][0]);
-                acc[j][1] = SIMD_ADD(SIMD_LOAD(cj + SIMD_W), acc[j][1]);
+                acc[i][0] = SIMD_ADD(SIMD_LOAD(ci), acc[i][0]);
+                acc[i][1] = SIMD_ADD(SIMD_LOAD(ci + SIMD_W), acc[i][1]);
             }
-            SIMD_STORE(cj, acc[j][0]);
-            SIMD_STORE(cj + SIMD_W, acc[j][1]);
+            SIMD_STORE(ci, acc[i][0]);
+            SIMD_STORE(ci + SIMD_W, acc[i][1]);
         }
         return;
     }
-    float t[SIMD_NR][SIMD_MR];
+    float t[SIMD_MR][SIMD_NR];
     SIMD_UNROLL
-    for (int j = 0; j < SIMD_NR; j++) {
-        SIMD_STORE(t[j], acc[j][0]);
-        SIMD_STORE(t[j] + SIMD_W, acc[j][1]);
+    for (int i = 0; i < SIMD_MR; i++) {
+        SIMD_STORE(t[i], acc[i][0]);
+        SIMD_STORE(t[i] + SIMD_W, acc[i][1]);
     }
-    for (int64_t j = 0; j < n; j++)
-        for (int64_t i = 0; i < m; i++) {
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
             float *e = c + i * rsc + j * csc;
-            *e = beta == 0.0f ? t[j][i] : *e + t[j][i];
+            *e = beta == 0.0f ? t[i][j] : *e + t[i][j];
         }
 }
 
-#undef SIMD_MR
+#undef SIMD_NR
 #undef SIMD_UNROLL
+#undef SIMD_UNROLL_K

@@ -1,7 +1,7 @@
 /*
  * stgrad's vector micro-kernels with their vectors emulated in plain C
  * (kernel_simd.h instantiated with arrays and fmaf), so that the AVX-512
- * kernel's logic -- 32x12 tiles, edges, strides, beta -- is tested on every
+ * kernel's logic -- 12x32 tiles, edges, strides, beta -- is tested on every
  * machine, not only on CPUs with AVX-512.  fmaf rounds once, as the FMA
  * instructions do, so an emulated kernel gives the same bits as the real
  * one; test_gemm checks that wherever the real one runs.
@@ -54,7 +54,7 @@ EMULATED_VECTOR(8)
 #define SIMD_TARGET
 #define SIMD_V v16
 #define SIMD_W 16
-#define SIMD_NR 12
+#define SIMD_MR 12
 #define SIMD_TILE tile_emulated_avx512
 #define SIMD_ZERO() v16_zero()
 #define SIMD_LOAD(p) v16_load(p)
@@ -65,7 +65,7 @@ EMULATED_VECTOR(8)
 #include "kernel_simd.h"
 #undef SIMD_V
 #undef SIMD_W
-#undef SIMD_NR
+#undef SIMD_MR
 #undef SIMD_TILE
 #undef SIMD_ZERO
 #undef SIMD_LOAD
@@ -76,7 +76,7 @@ EMULATED_VECTOR(8)
 
 #define SIMD_V v8
 #define SIMD_W 8
-#define SIMD_NR 6
+#define SIMD_MR 6
 #define SIMD_TILE tile_emulated_avx2
 #define SIMD_ZERO() v8_zero()
 #define SIMD_LOAD(p) v8_load(p)
@@ -92,20 +92,21 @@ static void emulate(stgK_tile_fn tile, int64_t mr, int64_t nr, stgK_kernel *kr)
     memset(kr, 0, sizeof *kr);
     kr->mr = mr, kr->nr = nr;
     stgK_block_sizes(kr);
+    kr->prefers_rows = true;
     kr->pack = stgK_pack_panel;
     kr->tile = tile;
 }
 
 void te_emulated_avx512(stgK_kernel *kr)
 {
-    emulate(tile_emulated_avx512, 32, 12, kr);
+    emulate(tile_emulated_avx512, 12, 32, kr);
     kr->id = STG_GEMM_AVX512;
     kr->name = "avx512 (emulated)";
 }
 
 void te_emulated_avx2(stgK_kernel *kr)
 {
-    emulate(tile_emulated_avx2, 16, 6, kr);
+    emulate(tile_emulated_avx2, 6, 16, kr);
     kr->id = STG_GEMM_AVX2;
     kr->name = "avx2 (emulated)";
 }

@@ -4,7 +4,7 @@
 
 #include "gemm.h"
 
-/* The AVX-512 (32x12) and AVX2 (16x6) kernels' logic on any CPU, with the
+/* The AVX-512 (12x32) and AVX2 (6x16) kernels' logic on any CPU, with the
  * real kernel's block sizes where it runs. */
 void te_emulated_avx512(stgK_kernel *kr);
 void te_emulated_avx2(stgK_kernel *kr);
