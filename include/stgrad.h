@@ -261,9 +261,9 @@ typedef enum stg_optimizer {
 typedef enum stg_gemm_kernel {
     STG_GEMM_AUTO = 0,
     STG_GEMM_BLIS,    /* BLIS's micro-kernel and block sizes for this CPU */
-    STG_GEMM_AVX512,  /* stgrad's, AVX-512F, 32x12 */
-    STG_GEMM_AVX2,    /* stgrad's, AVX2 + FMA, 16x6 */
-    STG_GEMM_PORTABLE /* stgrad's, plain C, 8x4 */
+    STG_GEMM_AVX512,  /* stgrad's, AVX-512F, 12x32 */
+    STG_GEMM_AVX2,    /* stgrad's, AVX2 + FMA, 6x16 */
+    STG_GEMM_PORTABLE /* stgrad's, plain C, 4x8 */
 } stg_gemm_kernel;
 
 typedef struct stg_plan_options {
@@ -444,8 +444,9 @@ typedef struct stg_gemm_info {
     int mr, nr;             /* register block: a tile of C is mr x nr */
     int mc, kc, nc;         /* cache blocks of the GEMM loops */
     const char *why;        /* one line for people, e.g. "gemm: stgrad avx512
-                               32x12 (MC 256, KC 512, NC 4092); BLIS 0.9.0 chose
-                               'generic' for this CPU" */
+                               12x32 (MC 672, KC 192, NC 4096); BLIS 0.9.0 chose
+                               'generic' for this CPU, whose sgemm kernel is its
+                               reference one" */
 } stg_gemm_info;
 /* Fills 'info' (strings owned by the plan).  STG_INVALID if an argument is
  * NULL.  Thread-safe. */

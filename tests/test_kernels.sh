@@ -35,7 +35,7 @@ expect 0 "gemm: " -- --cases dot --modes fwd --threads 1 --rounds 1 --min-time 0
 STG_GEMM_KERNEL=bogus expect 1 "STG_GEMM_KERNEL='bogus' names no GEMM kernel" -- --cases dot \
     --modes fwd --threads 1 --rounds 1 --min-time 0.001
 tool=./stg-prof
-STG_GEMM_KERNEL=portable expect 0 "gemm: stgrad portable 8x4" -- --layers 20,10,3 --batch 4 \
+STG_GEMM_KERNEL=portable expect 0 "gemm: stgrad portable 4x8" -- --layers 20,10,3 --batch 4 \
     --steps 2 --warmup 0
 
 [ $fails -eq 0 ] || exit 1
