@@ -93,7 +93,8 @@ static void emulate(stgK_tile_fn tile, int64_t mr, int64_t nr, stgK_kernel *kr)
     kr->mr = mr, kr->nr = nr;
     stgK_block_sizes(kr);
     kr->prefers_rows = true;
-    kr->pack = stgK_pack_panel;
+    /* the packing the real kernels use, where this CPU runs it */
+    kr->pack = stgK_kernel_runs(STG_GEMM_AVX2) ? stgK_pack_avx2 : stgK_pack_panel;
     kr->tile = tile;
 }
 

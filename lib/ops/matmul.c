@@ -212,13 +212,19 @@ static bool fold(gemm_desc *d, const bdim *b)
 #define MIN_ROWS 96
 #define MIN_COLS 128
 
-static void split_work(gemm_desc *d)
+static void split_work(gemm_desc *d, const stgK_kernel *kr)
 {
     d->split_n = d->kind == K_GEVM || (d->kind == K_GEMM && d->n > d->m);
     d->pdim = d->kind == K_DOT ? 1 : d->split_n ? d->n : d->m;
     double unit_flops = 2.0 * (double)d->m * (double)d->n * (double)d->k * (double)d->red.total;
     int64_t min_blk = d->split_n ? MIN_COLS : MIN_ROWS;
-    d->align = d->split_n ? 16 : 8;
+    /* blocks of a GEMM in whole micro-kernel tiles (an edge tile computes a
+     * whole tile for part of one); vector loops want whole vectors of
+     * columns, and rows in fours */
+    if (d->kind == K_GEMM)
+        d->align = d->split_n ? kr->nr : kr->mr;
+    else
+        d->align = d->split_n ? 16 : 8;
     d->nblk = 1;
     double cut_from = d->kind == K_GEMM ? 1e6 : 1.28e5;
     if (d->outer.total < MAX_UNITS && unit_flops > cut_from) {
@@ -286,7 +292,7 @@ static stg_status prepare_matmul(stg_plan *p, stg_pnode *pn)
         d->kind = K_GEVM;
     else
         d->kind = K_GEMM;
-    split_work(d);
+    split_work(d, &p->kern);
     pn->serial = d->serial;
     if (d->kind == K_GEMM) { /* for a call that covers every block (see run_matmul) */
         size_t need = stgK_gemm_workspace(&p->kern, d->m, d->n, d->k);
