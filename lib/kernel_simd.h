@@ -14,6 +14,8 @@
  *   SIMD_BCAST(p)     *p in every lane
  *   SIMD_FMA(a, b, c) a * b + c with one rounding
  *   SIMD_ADD(a, b)    a + b
+ * and SIMD_NO_UNROLL where unrolling would only cost compile time (the
+ * emulated vectors, which are arrays in memory anyway).
  *
  * A tile is SIMD_MR rows by 2*SIMD_W columns: a row of C is two vectors,
  * so each k step loads two vectors of the B panel and multiplies them by
@@ -34,7 +36,10 @@
  * A panel eleven steps ahead: measured with the 6x16 kernel on Zen 3,
  * in-process against BLIS's own kernel over the same packed panels, the
  * rolled loop ran at 0.80-0.89 of BLIS's speed, this one at 0.98-1.0. */
-#if defined(__clang__)
+#if defined(SIMD_NO_UNROLL) /* emulated vectors: the loops are the vectors */
+#define SIMD_UNROLL
+#define SIMD_UNROLL_K
+#elif defined(__clang__)
 #define SIMD_UNROLL _Pragma("unroll")
 #define SIMD_UNROLL_K _Pragma("unroll 4")
 #else

@@ -52,6 +52,7 @@ EMULATED_VECTOR(16)
 EMULATED_VECTOR(8)
 
 #define SIMD_TARGET
+#define SIMD_NO_UNROLL
 #define SIMD_V v16
 #define SIMD_W 16
 #define SIMD_MR 12
