@@ -257,7 +257,11 @@ typedef enum stg_optimizer {
  * "portable" or "auto"; read once per process) and otherwise chooses once
  * per process by CPU features, never by timing (kernels round differently):
  * BLIS's own micro-kernel where the installed BLIS has one for this CPU,
- * else the widest of stgrad's that the CPU runs. */
+ * else the widest of stgrad's that the CPU runs.  A value of STG_GEMM_KERNEL
+ * that names no kernel fails every AUTO plan with STG_INVALID.  Products
+ * round differently with each kernel and with its KC block (which follows
+ * the CPU's L1 size), so a run resumed from a checkpoint on another machine
+ * may continue with different bits. */
 typedef enum stg_gemm_kernel {
     STG_GEMM_AUTO = 0,
     STG_GEMM_BLIS,    /* BLIS's micro-kernel and block sizes for this CPU */

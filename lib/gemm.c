@@ -100,6 +100,12 @@ static void loops(const stgK_kernel *kr, float *work, int64_t m, int64_t n, int6
  * contiguous, and one that keeps rows wants rows; for a C laid out the other
  * way it computes C^T = B^T A^T, whose elements are the same sums in the
  * same order (products commute), so the bits do not change. */
+bool stgK_gemm_transposes(const stgK_kernel *kr, int64_t rsc, int64_t csc)
+{
+    bool rows = csc == 1 && rsc != 1, cols = rsc == 1 && csc != 1;
+    return kr->prefers_rows ? cols : rows;
+}
+
 void stgK_gemm(const stgK_kernel *kr, float *work, int64_t m, int64_t n, int64_t k,
                const float *a, int64_t rsa, int64_t csa, const float *b, int64_t rsb,
                int64_t csb, float beta, float *c, int64_t rsc, int64_t csc)
@@ -108,8 +114,7 @@ void stgK_gemm(const stgK_kernel *kr, float *work, int64_t m, int64_t n, int64_t
         scale_c(m, n, beta, c, rsc, csc);
         return;
     }
-    bool rows = csc == 1 && rsc != 1, cols = rsc == 1 && csc != 1;
-    if (kr->prefers_rows ? cols : rows)
+    if (stgK_gemm_transposes(kr, rsc, csc))
         loops(kr, work, n, m, k, b, csb, rsb, a, csa, rsa, beta, c, csc, rsc);
     else
         loops(kr, work, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);

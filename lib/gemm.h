@@ -13,9 +13,9 @@
  *   avx2      6x16, AVX2 + FMA (kernel_avx2.c)
  *   portable  4x8, plain C (kernel_portable.c)
  *
- * stgrad's own three share one body (kernel_simd.h, for the vector ones) and
- * one packing routine (stgK_pack_panel).  Which one runs is chosen once per
- * process (kernel_select.c).
+ * stgrad's vector kernels share one body (kernel_simd.h) and one packing
+ * routine (stgK_pack_avx2); the portable one packs with stgK_pack_panel.
+ * Which kernel runs is chosen once per process (kernel_select.c).
  *
  * Invariants: mr, nr >= 1; mc a multiple of mr, nc a multiple of nr; a tile
  * call gets m <= mr, n <= nr, k >= 1.  Each element of C is a sum over k in
@@ -98,8 +98,13 @@ void stgB_kernel_init(stgK_kernel *kr);
 
 /* ---- driver (gemm.c) --------------------------------------------------- */
 
-/* Bytes of packing workspace stgK_gemm needs for an m x n x k product. */
+/* Bytes of packing workspace stgK_gemm needs for an m x n x k product.
+ * The workspace must be 64-byte aligned: BLIS's kernels load the packed
+ * panels with aligned loads. */
 size_t stgK_gemm_workspace(const stgK_kernel *kr, int64_t m, int64_t n, int64_t k);
+/* Whether stgK_gemm computes C^T = B^T A^T for a C with these strides (so
+ * that C's rows are the kernel's columns). */
+bool stgK_gemm_transposes(const stgK_kernel *kr, int64_t rsc, int64_t csc);
 /* C = A B + beta C (beta 0 or 1) with general strides; single-threaded;
  * allocates nothing. */
 void stgK_gemm(const stgK_kernel *kr, float *work, int64_t m, int64_t n, int64_t k,

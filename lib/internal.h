@@ -222,8 +222,8 @@ size_t stgA_place(stg_interval *iv, int32_t n, int32_t *scratch);
 /* A hot loop compiled three times, for any x86-64, for x86-64-v3 (AVX2)
  * and for x86-64-v4 (AVX-512), the copy chosen once when the library is
  * loaded: the default build must run on every x86-64, yet bandwidth-bound
- * loops run up to twice as fast on wider vectors.  ISO C mode keeps
- * a * b + c as two roundings in every copy and GCC never reorders a sum
+ * loops run up to twice as fast on wider vectors.  -ffp-contract=off
+ * keeps a * b + c as two roundings in every copy and GCC never reorders a sum
  * without -ffast-math, so they give the same bits (tests/check_clones.sh
  * checks the copies for fused multiply-adds).  GCC only: clang 14 leaves
  * the dispatcher of a hidden, cloned function undefined at link time. */

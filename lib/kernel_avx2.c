@@ -1,7 +1,8 @@
 /*
  * stgrad's AVX2 + FMA micro-kernel: 6x16 tiles in ymm registers (the body
- * is kernel_simd.h).  Built on every x86-64 with code for AVX2 in this one
- * file only; kernel_select.c runs it only on CPUs that have AVX2 and FMA.
+ * is kernel_simd.h).  Built on every x86-64 with AVX2 code for this
+ * function alone; kernel_select.c runs it only on CPUs that have AVX2 and
+ * FMA.
  */
 #include "gemm.h"
 

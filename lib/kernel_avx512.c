@@ -1,7 +1,8 @@
 /*
  * stgrad's AVX-512F micro-kernel: 12x32 tiles in zmm registers (the body
- * is kernel_simd.h).  Built on every x86-64 with code for AVX-512 in this one
- * file only; kernel_select.c runs it only on CPUs that have AVX-512F.
+ * is kernel_simd.h).  Built on every x86-64 with AVX-512 code for this
+ * function alone (the x86-64-v4 clones of internal.h are the only other);
+ * kernel_select.c runs it only on CPUs that have AVX-512F.
  */
 #include "gemm.h"
 

@@ -44,12 +44,21 @@ void stgB_about_query(stgB_about *about)
     about->native = strcmp(bli_info_get_gemm_ukr_impl_string(BLIS_NAT, BLIS_FLOAT), "refrnce") != 0;
 }
 
+/* BLIS's table of packing kernels has slots for panel widths up to 31 only:
+ * for a wider panel (the 32x12 kernel of 'skx') it holds NULL, and BLIS
+ * itself packs with a generic copy.  stgK_pack_panel writes the same
+ * layout. */
 static void pack(const stgK_kernel *kr, bool rows, int64_t dim, int64_t k, const float *src,
                  int64_t inc, int64_t ld, float *dst)
 {
     const blis_parts *bp = kr->ctx;
+    spackm_ker ker = rows ? bp->pack_a : bp->pack_b;
+    if (!ker) {
+        stgK_pack_panel(kr, rows, dim, k, src, inc, ld, dst);
+        return;
+    }
     float one = 1.0f;
-    (rows ? bp->pack_a : bp->pack_b)(BLIS_NO_CONJUGATE,
+    ker(BLIS_NO_CONJUGATE,
                                      rows ? BLIS_PACKED_ROW_PANELS : BLIS_PACKED_COL_PANELS,
                                      (dim_t)dim, (dim_t)k, (dim_t)k, &one, (float *)src, (inc_t)inc,
                                      (inc_t)ld, dst, (inc_t)(rows ? kr->mr : kr->nr), bp->cntx);

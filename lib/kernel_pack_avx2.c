@@ -130,7 +130,7 @@ AVX2 void stgK_pack_avx2(const stgK_kernel *kr, bool rows, int64_t dim, int64_t 
                             w - i < 8 ? w - i : 8);
         return;
     }
-    if (ld != 1 || inc == 1 || k < 8) {
+    if (ld != 1 || k < 8) {
         stgK_pack_panel(kr, rows, dim, k, src, inc, ld, dst);
         return;
     }

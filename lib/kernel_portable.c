@@ -4,8 +4,8 @@
  * (SSE2, 16 registers) GCC keeps the 32 sums in 8 registers of 4 floats,
  * a row of C in two;
  * elsewhere it is as good as the compiler's vectoriser.  Products and sums
- * are rounded separately (ISO C does not fuse them), so its bits differ
- * from the FMA kernels'.
+ * are rounded separately (the library is built with -ffp-contract=off), so
+ * its bits differ from the FMA kernels' and not between compilers.
  */
 #include "gemm.h"
 

@@ -4,7 +4,7 @@
  *
  * They are written with GCC vector types, eight floats wide, so that the
  * order of every sum is fixed by the length alone (not by what the compiler
- * chooses), and each is compiled for two instruction sets (STG_CLONES).
+ * chooses), and each is compiled for three instruction sets (STG_CLONES).
  * Matrix-vector loops take four rows (or columns) at a time so that each
  * load of the vector serves four of them.
  */

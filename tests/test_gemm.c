@@ -38,7 +38,7 @@ static mat mat_new(int64_t rows, int64_t cols, int layout)
         x.rs = cols + 5;
     else if (layout == 3)
         x.rs = 2 * cols + 3, x.cs = 2;
-    x.len = (rows - 1) * x.rs + (cols - 1) * x.cs + 1;
+    x.len = rows && cols ? (rows - 1) * x.rs + (cols - 1) * x.cs + 1 : 1;
     x.v = malloc(sizeof(float) * (size_t)x.len);
     assert_non_null(x.v);
     return x;
@@ -46,12 +46,11 @@ static mat mat_new(int64_t rows, int64_t cols, int layout)
 
 static float *at(const mat *x, int64_t i, int64_t j) { return x->v + i * x->rs + j * x->cs; }
 
-static const char *kernel_label(const stgK_kernel *kr) { return kr->name; }
-
 /* C = A B + beta C through stgK_gemm, checked element by element against a
  * double-precision sum, with the rounding of k float operations allowed;
  * with beta 0, C starts as NaN (the kernel must not read it); bytes of C's
- * buffer outside the matrix must not change. */
+ * buffer outside the matrix, and past the workspace stgK_gemm_workspace
+ * asked for, must not change. */
 static void check_product(const stgK_kernel *kr, int64_t m, int64_t n, int64_t k, int la, int lb,
                           int lc, float beta, uint64_t seed)
 {
@@ -66,10 +65,15 @@ static void check_product(const stgK_kernel *kr, int64_t m, int64_t n, int64_t k
             if (beta == 0.0f)
                 *at(&c, i, j) = NAN;
     memcpy(before, c.v, sizeof(float) * (size_t)c.len);
-    size_t ws = stgK_gemm_workspace(kr, m, n, k);
-    float *work = aligned_alloc(STG_ALIGN, (ws + STG_ALIGN - 1) / STG_ALIGN * STG_ALIGN);
+    size_t ws = stgK_gemm_workspace(kr, m, n, k), guard = 256;
+    unsigned char *work = aligned_alloc(STG_ALIGN, (ws + guard + STG_ALIGN - 1) / STG_ALIGN * STG_ALIGN);
     assert_non_null(work);
-    stgK_gemm(kr, work, m, n, k, a.v, a.rs, a.cs, b.v, b.rs, b.cs, beta, c.v, c.rs, c.cs);
+    memset(work + ws, 0x5a, guard);
+    stgK_gemm(kr, (float *)work, m, n, k, a.v, a.rs, a.cs, b.v, b.rs, b.cs, beta, c.v, c.rs, c.cs);
+    for (size_t i = ws; i < ws + guard; i++)
+        if (work[i] != 0x5a)
+            fail_msg("%s: %ldx%ldx%ld: wrote %zu bytes past the %zu-byte workspace", kr->name,
+                     (long)m, (long)n, (long)k, i - ws + 1, ws);
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < n; j++) {
             double s = 0, mag = 0;
@@ -84,12 +88,12 @@ static void check_product(const stgK_kernel *kr, int64_t m, int64_t n, int64_t k
             double got = *at(&c, i, j), tol = (double)(k + 2) * FLT_EPSILON * mag + 1e-30;
             if (!(fabs(got - s) <= tol))
                 fail_msg("%s: %ldx%ldx%ld, layouts %d%d%d, beta %g: C[%ld,%ld] = %.9g, want %.9g",
-                         kernel_label(kr), (long)m, (long)n, (long)k, la, lb, lc, (double)beta,
+                         kr->name, (long)m, (long)n, (long)k, la, lb, lc, (double)beta,
                          (long)i, (long)j, got, s);
             before[(at(&c, i, j) - c.v)] = *at(&c, i, j); /* for the comparison below */
         }
     if (memcmp(before, c.v, sizeof(float) * (size_t)c.len))
-        fail_msg("%s: %ldx%ldx%ld, layouts %d%d%d: wrote outside C", kernel_label(kr), (long)m,
+        fail_msg("%s: %ldx%ldx%ld, layouts %d%d%d: wrote outside C", kr->name, (long)m,
                  (long)n, (long)k, la, lb, lc);
     free(work);
     free(before);
@@ -132,11 +136,19 @@ static void check_kernel(const stgK_kernel *real)
         for (int lb = 0; lb < 4; lb++)
             check_product(&small, 2 * small.mc + 3, 2 * small.nc + 1, 3 * small.kc + 5, la, lb,
                           (la + lb) % 4, (la + lb) % 2 ? 1.0f : 0.0f, seed++);
-    /* the real cache blocks, one at a time */
+    /* the real cache blocks, one at a time, with C by rows and by columns
+     * (the driver transposes one of the two, swapping M and N) */
+    int64_t mc = real->mc + real->mr + 1, nc = real->nc + real->nr + 1;
     check_product(real, real->mr + 1, real->nr + 1, 2 * real->kc + 3, 0, 1, 0, 1.0f, seed++);
-    check_product(real, real->mc + real->mr + 1, 3, 5, 1, 0, 1, 0.0f, seed++);
-    check_product(real, 3, real->nc + real->nr + 1, 5, 0, 0, 0, 1.0f, seed++);
-    check_product(real, real->nc + real->nr + 1, 3, 5, 0, 0, 0, 0.0f, seed++);
+    for (int lc = 0; lc < 2; lc++) {
+        check_product(real, mc, 3, 5, 1, 0, lc, 0.0f, seed++);
+        check_product(real, 3, mc, 5, 0, 1, lc, 1.0f, seed++);
+        check_product(real, 3, nc, 5, 0, 0, lc, 1.0f, seed++);
+        check_product(real, nc, 3, 5, 1, 0, lc, 0.0f, seed++);
+    }
+    /* an empty K: C = beta C */
+    check_product(real, 5, 7, 0, 0, 0, 0, 0.0f, seed++);
+    check_product(real, 5, 7, 0, 0, 0, 3, 1.0f, seed++);
 }
 
 static bool runnable(stg_gemm_kernel id, stgK_kernel *kr)
@@ -319,7 +331,10 @@ static void test_forcing_a_kernel(void **state)
         print_message("every kernel runs here: the refusal is not exercised\n");
     stg_gemm_info gi;
     assert_int_equal(stg_plan_gemm_info(NULL, &gi), STG_INVALID);
+    o.gemm_kernel = STG_GEMM_AUTO;
+    assert_int_equal(stg_plan_create(g, loss, &o, &p), STG_OK);
     assert_int_equal(stg_plan_gemm_info(p, NULL), STG_INVALID);
+    stg_plan_free(p);
     stg_graph_free(g);
 }
 

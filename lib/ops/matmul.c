@@ -219,12 +219,15 @@ static void split_work(gemm_desc *d, const stgK_kernel *kr)
     double unit_flops = 2.0 * (double)d->m * (double)d->n * (double)d->k * (double)d->red.total;
     int64_t min_blk = d->split_n ? MIN_COLS : MIN_ROWS;
     /* blocks of a GEMM in whole micro-kernel tiles (an edge tile computes a
-     * whole tile for part of one); vector loops want whole vectors of
-     * columns, and rows in fours */
-    if (d->kind == K_GEMM)
-        d->align = d->split_n ? kr->nr : kr->mr;
-    else
+     * whole tile for part of one), whichever way the driver orients C; the
+     * vector loops want whole vectors of columns, and rows in eights (the
+     * matrix-vector loops take four at a time) */
+    if (d->kind == K_GEMM) {
+        bool t = stgK_gemm_transposes(kr, d->rsc, d->csc);
+        d->align = d->split_n != t ? kr->nr : kr->mr;
+    } else {
         d->align = d->split_n ? 16 : 8;
+    }
     d->nblk = 1;
     double cut_from = d->kind == K_GEMM ? 1e6 : 1.28e5;
     if (d->outer.total < MAX_UNITS && unit_flops > cut_from) {
