@@ -47,29 +47,33 @@
 #define SIMD_UNROLL_K _Pragma("GCC unroll 4")
 #endif
 
-SIMD_TARGET static void SIMD_TILE(const stgK_kernel *kr, int64_t m, int64_t n, int64_t k,
-                                  const float *ap, const float *bp, float beta, float *c,
-                                  int64_t rsc, int64_t csc, const float *next_a,
-                                  const float *next_b)
+#define SIMD_JOIN2(a, b) a##_##b
+#define SIMD_JOIN(a, b) SIMD_JOIN2(a, b)
+#define SIMD_ROWS SIMD_JOIN(SIMD_TILE, rows)
+
+/* A tile of the first 'rows' rows of an MR-tall A panel (a constant once
+ * inlined, so every loop over rows unrolls). */
+SIMD_TARGET static inline __attribute__((always_inline)) void
+SIMD_ROWS(int rows, int64_t m, int64_t n, int64_t k, const float *ap, const float *bp, float beta,
+          float *c, int64_t rsc, int64_t csc)
 {
-    (void)kr, (void)next_a, (void)next_b;
     SIMD_V acc[SIMD_MR][2];
     SIMD_UNROLL
-    for (int i = 0; i < SIMD_MR; i++) {
+    for (int i = 0; i < rows; i++) {
         acc[i][0] = SIMD_ZERO();
         acc[i][1] = SIMD_ZERO();
     }
-    bool direct = m == SIMD_MR && n == SIMD_NR && csc == 1;
+    bool direct = m == rows && n == SIMD_NR && csc == 1;
     if (direct)
         SIMD_UNROLL
-        for (int i = 0; i < SIMD_MR; i++) /* C is wanted again at the end of the loop */
+        for (int i = 0; i < rows; i++) /* C is wanted again at the end of the loop */
             __builtin_prefetch(c + i * rsc), __builtin_prefetch(c + i * rsc + SIMD_NR - 1);
     SIMD_UNROLL_K
     for (int64_t p = 0; p < k; p++, ap += SIMD_MR, bp += SIMD_NR) {
         __builtin_prefetch(ap + 11 * SIMD_MR);
         SIMD_V b0 = SIMD_LOAD(bp), b1 = SIMD_LOAD(bp + SIMD_W);
         SIMD_UNROLL
-        for (int i = 0; i < SIMD_MR; i++) {
+        for (int i = 0; i < rows; i++) {
             SIMD_V a = SIMD_BCAST(ap + i);
             acc[i][0] = SIMD_FMA(a, b0, acc[i][0]);
             acc[i][1] = SIMD_FMA(a, b1, acc[i][1]);
@@ -77,7 +81,7 @@ SIMD_TARGET static void SIMD_TILE(const stgK_kernel *kr, int64_t m, int64_t n, i
     }
     if (direct) {
         SIMD_UNROLL
-        for (int i = 0; i < SIMD_MR; i++) {
+        for (int i = 0; i < rows; i++) {
             float *ci = c + i * rsc;
             if (beta != 0.0f) {
                 acc[i][0] = SIMD_ADD(SIMD_LOAD(ci), acc[i][0]);
@@ -90,7 +94,7 @@ SIMD_TARGET static void SIMD_TILE(const stgK_kernel *kr, int64_t m, int64_t n, i
     }
     float t[SIMD_MR][SIMD_NR];
     SIMD_UNROLL
-    for (int i = 0; i < SIMD_MR; i++) {
+    for (int i = 0; i < rows; i++) {
         SIMD_STORE(t[i], acc[i][0]);
         SIMD_STORE(t[i] + SIMD_W, acc[i][1]);
     }
@@ -101,6 +105,27 @@ SIMD_TARGET static void SIMD_TILE(const stgK_kernel *kr, int64_t m, int64_t n, i
         }
 }
 
+/* The last row tile of a product whose M is not a multiple of MR computes
+ * only about the rows it has (4 or 8 of them), not all MR: at a batch of 64
+ * the 12-row kernel would otherwise compute 72 rows for 64.  Each element
+ * gets the same arithmetic whichever variant computes it. */
+SIMD_TARGET static void SIMD_TILE(const stgK_kernel *kr, int64_t m, int64_t n, int64_t k,
+                                  const float *ap, const float *bp, float beta, float *c,
+                                  int64_t rsc, int64_t csc, const float *next_a,
+                                  const float *next_b)
+{
+    (void)kr, (void)next_a, (void)next_b;
+    if (SIMD_MR > 4 && m <= 4)
+        SIMD_ROWS(4, m, n, k, ap, bp, beta, c, rsc, csc);
+    else if (SIMD_MR > 8 && m <= 8)
+        SIMD_ROWS(8, m, n, k, ap, bp, beta, c, rsc, csc);
+    else
+        SIMD_ROWS(SIMD_MR, m, n, k, ap, bp, beta, c, rsc, csc);
+}
+
+#undef SIMD_ROWS
+#undef SIMD_JOIN
+#undef SIMD_JOIN2
 #undef SIMD_NR
 #undef SIMD_UNROLL
 #undef SIMD_UNROLL_K
