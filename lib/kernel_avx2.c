@@ -20,18 +20,10 @@
 #define SIMD_BCAST(p) _mm256_broadcast_ss(p)
 #define SIMD_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define SIMD_ADD(a, b) _mm256_add_ps(a, b)
+#define SIMD_INIT stgK_avx2_init
+#define SIMD_ID STG_GEMM_AVX2
+#define SIMD_NAME "avx2"
 #include "kernel_simd.h"
-
-void stgK_avx2_init(stgK_kernel *kr)
-{
-    kr->id = STG_GEMM_AVX2;
-    kr->name = "avx2";
-    kr->mr = SIMD_MR;
-    kr->nr = 2 * SIMD_W;
-    kr->prefers_rows = true;
-    kr->pack = stgK_pack_avx2;
-    kr->tile = tile_avx2;
-}
 #else
 void stgK_avx2_init(stgK_kernel *kr) { stgK_portable_init(kr); } /* never chosen off x86-64 */
 #endif

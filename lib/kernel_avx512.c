@@ -20,18 +20,10 @@
 #define SIMD_BCAST(p) _mm512_set1_ps(*(p))
 #define SIMD_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define SIMD_ADD(a, b) _mm512_add_ps(a, b)
+#define SIMD_INIT stgK_avx512_init
+#define SIMD_ID STG_GEMM_AVX512
+#define SIMD_NAME "avx512"
 #include "kernel_simd.h"
-
-void stgK_avx512_init(stgK_kernel *kr)
-{
-    kr->id = STG_GEMM_AVX512;
-    kr->name = "avx512";
-    kr->mr = SIMD_MR;
-    kr->nr = 2 * SIMD_W;
-    kr->prefers_rows = true;
-    kr->pack = stgK_pack_avx2;
-    kr->tile = tile_avx512;
-}
 #else
 void stgK_avx512_init(stgK_kernel *kr) { stgK_portable_init(kr); } /* never chosen off x86-64 */
 #endif

@@ -15,7 +15,8 @@
  *   SIMD_FMA(a, b, c) a * b + c with one rounding
  *   SIMD_ADD(a, b)    a + b
  * and SIMD_NO_UNROLL where unrolling would only cost compile time (the
- * emulated vectors, which are arrays in memory anyway).
+ * emulated vectors, which are arrays in memory anyway); SIMD_INIT, SIMD_ID
+ * and SIMD_NAME to define the kernel's init function (gemm.h) too.
  *
  * A tile is SIMD_MR rows by 2*SIMD_W columns: a row of C is two vectors,
  * so each k step loads two vectors of the B panel and multiplies them by
@@ -126,6 +127,19 @@ SIMD_TARGET static void SIMD_TILE(const stgK_kernel *kr, int64_t m, int64_t n, i
 #undef SIMD_ROWS
 #undef SIMD_JOIN
 #undef SIMD_JOIN2
+
+#ifdef SIMD_INIT
+void SIMD_INIT(stgK_kernel *kr)
+{
+    kr->id = SIMD_ID;
+    kr->name = SIMD_NAME;
+    kr->mr = SIMD_MR;
+    kr->nr = SIMD_NR;
+    kr->prefers_rows = true;
+    kr->pack = stgK_pack_avx2;
+    kr->tile = SIMD_TILE;
+}
+#endif
 #undef SIMD_NR
 #undef SIMD_UNROLL
 #undef SIMD_UNROLL_K
