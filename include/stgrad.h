@@ -341,7 +341,9 @@ STG_API const float *stg_plan_grad(stg_plan *p, stg_tensor t);
 /* The data of an int32 input (labels, indices); NULL for other tensors. */
 STG_API int32_t *stg_plan_data_i32(stg_plan *p, stg_tensor t);
 STG_API stg_status stg_plan_set_i32(stg_plan *p, stg_tensor t, const int32_t *src, int64_t n);
-/* Copies 'n' floats into/out of the data of 't'; STG_SHAPE if n != numel. */
+/* Copies 'n' floats into/out of the data of 't'; STG_SHAPE if n != numel,
+ * STG_NOT_FOUND if 't' has no readable storage in this plan, STG_INVALID for
+ * a NULL plan or buffer. */
 STG_API stg_status stg_plan_set(stg_plan *p, stg_tensor t, const float *src, int64_t n);
 STG_API stg_status stg_plan_get(stg_plan *p, stg_tensor t, float *dst, int64_t n);
 /* The loss value of the last step. */
@@ -408,7 +410,8 @@ STG_API stg_status stg_plan_init(stg_plan *p, stg_tensor t, stg_init_kind kind, 
 /* Checkpoints: parameters, optimizer state and the step count.
  * stg_plan_save writes a temporary file beside 'path', flushes it and renames
  * it over 'path', so a crash or a full disk never destroys an earlier
- * checkpoint; STG_IO on failure (message in stg_plan_message).
+ * checkpoint; STG_IO when the file cannot be written, STG_NOMEM when memory
+ * runs out (message in stg_plan_message).
  * stg_plan_load checks the whole file (magic, version, checksum, every
  * tensor's name, dtype and shape, nothing missing or extra) before it
  * changes anything: on STG_IO or STG_FORMAT the plan is unchanged and

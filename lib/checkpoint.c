@@ -482,11 +482,11 @@ static stg_status check_file(stg_plan *p, const char *path, const ck_set *set,
                              const unsigned char *buf, size_t size, int64_t *steps)
 {
     if (size < 8 || memcmp(buf, CK_MAGIC, 8) != 0) {
-        if (size < 8 && memcmp(buf, CK_MAGIC, size) == 0)
+        if (size > 0 && size < 8 && memcmp(buf, CK_MAGIC, size) == 0)
             return fail(p, STG_FORMAT, "checkpoint: '%s' is truncated: %zu bytes, the header "
                         "alone is %u", path, size, CK_HEADER);
-        return fail(p, STG_FORMAT, "checkpoint: '%s' is not a stgrad checkpoint (it does not "
-                    "start with \"" CK_MAGIC "\")", path);
+        return fail(p, STG_FORMAT, "checkpoint: '%s' is not a stgrad checkpoint (%s)", path,
+                    size ? "it does not start with \"" CK_MAGIC "\"" : "it is empty");
     }
     if (size < CK_HEADER + CK_CRC)
         return fail(p, STG_FORMAT, "checkpoint: '%s' is truncated: %zu bytes, the header and "

@@ -160,9 +160,11 @@ stg_status stgO_add_updates(stg_plan *p)
             grads[i] = stg_clamp(g, stgG_t(grads[i]), -o->clip_value, o->clip_value).id;
         if (o->clip_norm > 0.0f)
             clip_by_norm(g, grads, n, o->clip_norm);
-        if (p->loss >= 0 && p->seed < 0)
-            stgG_add(g, &stg_op_guard, 1, &p->loss, &(stg_shape){0}, NULL);
     }
+    /* every training step with a loss fails on a non-finite one, updates or
+     * not (the header promises STG_NUMERIC with STG_OPTIM_NONE too) */
+    if (p->loss >= 0 && p->seed < 0)
+        stgG_add(g, &stg_op_guard, 1, &p->loss, &(stg_shape){0}, NULL);
     for (int i = 0; o->optimizer != STG_OPTIM_NONE && i < n && stgG_ok(g); i++) {
         int32_t in[STG_MAX_INPUTS] = {params[i], grads[i]}, nin = 2;
         bool adam = o->optimizer == STG_OPTIM_ADAM || o->optimizer == STG_OPTIM_ADAMW;
@@ -216,8 +218,10 @@ STG_API stg_status stg_plan_set_schedule(stg_plan *p, const stg_schedule *s)
     if (!p || !s)
         return STG_INVALID;
     bool ok = (s->kind == STG_SCHED_CONSTANT) ||
-              (s->kind == STG_SCHED_STEP && s->step_size > 0 && s->gamma > 0.0f) ||
-              (s->kind == STG_SCHED_COSINE && s->t_max > 0 && s->lr_min >= 0.0f);
+              (s->kind == STG_SCHED_STEP && s->step_size > 0 && s->gamma > 0.0f &&
+               isfinite(s->gamma)) ||
+              (s->kind == STG_SCHED_COSINE && s->t_max > 0 && s->lr_min >= 0.0f &&
+               isfinite(s->lr_min));
     if (!ok)
         return STG_INVALID;
     p->sched_lr = *s;

@@ -15,6 +15,7 @@
  * disjoint lifetimes.  Leaves, gradients of parameters, the loss and kept
  * tensors are persistent: their lifetime is the whole step.
  */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -359,6 +360,8 @@ static stg_status prepare_nodes(stg_plan *p)
     return mark_barriers(p);
 }
 
+static bool finite_nonneg(float x) { return isfinite(x) && x >= 0.0f; }
+
 static stg_status validate(const stg_graph *g, stg_tensor loss, stg_tensor seed,
                            const stg_plan_options *o)
 {
@@ -378,6 +381,9 @@ static stg_status validate(const stg_graph *g, stg_tensor loss, stg_tensor seed,
             return fail(STG_INVALID, "plan: vjp: upstream gradient %s%s must be a float tensor "
                         "of the output's shape %s", stgS_str(&s_->shape, b, sizeof b),
                         s_->is_int ? " (int32)" : "", stgS_str(&o_->shape, c, sizeof c));
+    } else if (loss.id >= 0 && g->nodes[loss.id].is_int) {
+        return fail(STG_INVALID, "plan: loss %s is an int32 tensor; it must be a float scalar",
+                    stgS_str(&g->nodes[loss.id].shape, b, sizeof b));
     } else if (loss.id >= 0 && g->nodes[loss.id].shape.nd != 0)
         return fail(STG_INVALID, "plan: loss %s must be a scalar (0 dims)",
                     stgS_str(&g->nodes[loss.id].shape, b, sizeof b));
@@ -387,18 +393,20 @@ static stg_status validate(const stg_graph *g, stg_tensor loss, stg_tensor seed,
         return fail(STG_INVALID, "plan: profile = %d steps (need 0 to 1000000)", o->profile);
     if (o->optimizer < STG_OPTIM_NONE || o->optimizer > STG_OPTIM_ADAMW)
         return fail(STG_INVALID, "plan: unknown optimizer %d", (int)o->optimizer);
-    if (!(o->lr >= 0.0f) || !(o->momentum >= 0.0f) || !(o->weight_decay >= 0.0f) ||
-        !(o->clip_norm >= 0.0f) || !(o->clip_value >= 0.0f))
+    if (!finite_nonneg(o->lr) || !finite_nonneg(o->momentum) ||
+        !finite_nonneg(o->weight_decay) || !finite_nonneg(o->clip_norm) ||
+        !finite_nonneg(o->clip_value))
         return fail(STG_INVALID, "plan: lr %g, momentum %g, weight_decay %g, clip_norm %g and "
-                    "clip_value %g must all be >= 0", (double)o->lr, (double)o->momentum,
+                    "clip_value %g must all be finite and >= 0", (double)o->lr, (double)o->momentum,
                     (double)o->weight_decay, (double)o->clip_norm, (double)o->clip_value);
     if (!stg_gemm_kernel_name(o->gemm_kernel))
         return fail(STG_INVALID, "plan: unknown gemm_kernel %d", (int)o->gemm_kernel);
     if (o->nesterov && !(o->momentum > 0.0f))
         return fail(STG_INVALID, "plan: Nesterov momentum needs momentum > 0");
     if (!(o->beta1 >= 0.0f && o->beta1 < 1.0f) || !(o->beta2 >= 0.0f && o->beta2 < 1.0f) ||
-        !(o->eps > 0.0f))
-        return fail(STG_INVALID, "plan: beta1 %g and beta2 %g must be in [0, 1) and eps %g > 0",
+        !(o->eps > 0.0f) || !isfinite(o->eps))
+        return fail(STG_INVALID, "plan: beta1 %g and beta2 %g must be in [0, 1) and eps %g finite "
+                    "and > 0",
                     (double)o->beta1, (double)o->beta2, (double)o->eps);
     return STG_OK;
 }

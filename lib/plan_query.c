@@ -39,7 +39,7 @@ STG_API int32_t *stg_plan_data_i32(stg_plan *p, stg_tensor t)
 STG_API stg_status stg_plan_set_i32(stg_plan *p, stg_tensor t, const int32_t *src, int64_t n)
 {
     int32_t *d = stg_plan_data_i32(p, t);
-    if (!src)
+    if (!p || !src)
         return STG_INVALID;
     if (!d)
         return STG_NOT_FOUND;
@@ -52,6 +52,8 @@ STG_API stg_status stg_plan_set_i32(stg_plan *p, stg_tensor t, const int32_t *sr
 /* The data of 't' if it holds exactly 'n' floats. */
 static stg_status sized_data(stg_plan *p, stg_tensor t, int64_t n, float **data)
 {
+    if (!p)
+        return STG_INVALID;
     if (!(*data = stg_plan_data(p, t)))
         return STG_NOT_FOUND;
     return n == stgS_numel(&p->g->nodes[t.id].shape) ? STG_OK : STG_SHAPE;

@@ -491,9 +491,13 @@ static void test_bad_header_and_truncation(void **state)
     expect_load_fail(p, bad, STG_FORMAT, "version 2", "reads version 1");
     wr32(b + 8, 1);
 
+    /* An empty file is no checkpoint at all, not a truncated one. */
+    spill(bad, b, 0);
+    expect_load_fail(p, bad, STG_FORMAT, "not a stgrad checkpoint", "it is empty");
+
     /* Cut inside the magic, the header, the table, the data and the CRC. */
     size_t table = entry_pos(b, 0), data = entry_pos(b, 6);
-    size_t cuts[] = {0, 5, 8, 20, 27, table + 1, table + 10, data - 3, data + 1,
+    size_t cuts[] = {5, 8, 20, 27, table + 1, table + 10, data - 3, data + 1,
                      data + 50, n - 5, n - 4, n - 2, n - 1};
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
         spill(bad, b, cuts[i]);

@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -1468,6 +1469,43 @@ static void test_plan_bad_options(void **state)
     stg_plan_options_init(&o);
     o.optimizer = (stg_optimizer)7;
     EXPECT_PLAN_FAIL(g, loss, &o, STG_INVALID, "optimizer", "7");
+    /* infinities are refused as stg_plan_set_lr refuses them */
+    float *fields[] = {&o.lr, &o.momentum, &o.weight_decay, &o.clip_norm, &o.clip_value, &o.eps};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        stg_plan_options_init(&o);
+        *fields[i] = INFINITY;
+        EXPECT_PLAN_FAIL(g, loss, &o, STG_INVALID, "inf", "finite");
+    }
+    stg_graph_free(g);
+}
+
+/* An int32 tensor is no loss, even a scalar one. */
+static void test_plan_int_loss(void **state)
+{
+    (void)state;
+    stg_graph *g = stg_graph_new();
+    stg_tensor y = stg_input_i32(g, "y", 0, NULL);
+    EXPECT_PLAN_FAIL(g, y, NULL, STG_INVALID, "int32", "float scalar");
+    stg_graph_free(g);
+}
+
+/* A step as large as int64_t allows takes one element, without overflow. */
+static void test_slice_huge_step(void **state)
+{
+    (void)state;
+    stg_graph *g = stg_graph_new();
+    stg_tensor x = stg_input(g, "x", 1, D(4));
+    stg_tensor s = stg_slice(g, x, 0, 0, 4, INT64_MAX);
+    assert_int_equal(stg_graph_status(g), STG_OK);
+    int64_t d[STG_MAX_DIMS];
+    assert_int_equal(stg_tensor_shape(g, s, d), 1);
+    assert_int_equal(d[0], 1);
+    stg_tensor s2 = stg_slice(g, x, 0, 1, 4, INT64_MAX - 1);
+    assert_int_equal(stg_tensor_shape(g, s2, d), 1);
+    assert_int_equal(d[0], 1);
+    stg_tensor s3 = stg_slice(g, x, 0, INT64_MIN, 4, 1);
+    assert_int_equal(s3.id, -1);
+    assert_int_equal(stg_graph_status(g), STG_SHAPE);
     stg_graph_free(g);
 }
 
@@ -1559,6 +1597,8 @@ int main(void)
         cmocka_unit_test(test_plan_non_scalar_loss),
         cmocka_unit_test(test_plan_loss_out_of_range),
         cmocka_unit_test(test_plan_bad_options),
+        cmocka_unit_test(test_plan_int_loss),
+        cmocka_unit_test(test_slice_huge_step),
         cmocka_unit_test(test_plan_null_out),
         cmocka_unit_test(test_plan_ok_after_failure),
     };

@@ -131,6 +131,27 @@ static void test_nonfinite_loss_changes_nothing(void **state)
     }
 }
 
+/* Without an optimizer too, a non-finite loss fails the step (STG_NUMERIC, as
+ * the header promises) and the step is not counted. */
+static void test_nonfinite_loss_without_optimizer(void **state)
+{
+    (void)state;
+    for (int threads = 1; threads <= 2; threads++) {
+        layer l = make_layer();
+        stg_plan *p = tu_plan(l.g, l.loss, threads, STG_OPTIM_NONE);
+        tu_fill(stg_plan_data(p, l.x), 20, 1, -1, 1);
+        tu_fill(stg_plan_data(p, l.t), 15, 2, -1, 1);
+        tu_fill(stg_plan_data(p, l.w), 12, 3, -1, 1);
+        assert_int_equal(stg_plan_step(p), STG_OK);
+        stg_plan_data(p, l.x)[7] = NAN;
+        assert_int_equal(stg_plan_step(p), STG_NUMERIC);
+        assert_non_null(strstr(stg_plan_message(p), "loss is nan"));
+        assert_int_equal(stg_plan_steps(p), 1);
+        stg_plan_free(p);
+        stg_graph_free(l.g);
+    }
+}
+
 /* A label out of range is an error of the step, not a wrong number: the step
  * stops before any update, names the op, the label and the range. */
 static void test_bad_label_changes_nothing(void **state)
@@ -248,6 +269,10 @@ static void test_bad_options_and_schedules(void **state)
     assert_int_equal(stg_plan_set_schedule(p, &s), STG_INVALID);
     s = (stg_schedule){(stg_schedule_kind)9, 1, 1, 1, 0};
     assert_int_equal(stg_plan_set_schedule(p, &s), STG_INVALID);
+    s = (stg_schedule){STG_SCHED_STEP, 10, INFINITY, 0, 0};
+    assert_int_equal(stg_plan_set_schedule(p, &s), STG_INVALID);
+    s = (stg_schedule){STG_SCHED_COSINE, 0, 0, 10, INFINITY};
+    assert_int_equal(stg_plan_set_schedule(p, &s), STG_INVALID);
     assert_int_equal(stg_plan_set_lr(p, -0.1f), STG_INVALID);
     assert_true(stg_plan_lr(p) == 0.01f); /* unchanged by the failed calls */
     s = (stg_schedule){STG_SCHED_COSINE, 0, 0, 10, 0.001f};
@@ -262,6 +287,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_optimizers_match_pytorch),
         cmocka_unit_test(test_nonfinite_loss_changes_nothing),
+        cmocka_unit_test(test_nonfinite_loss_without_optimizer),
         cmocka_unit_test(test_bad_label_changes_nothing),
         cmocka_unit_test(test_mlp_fits_synthetic_data),
         cmocka_unit_test(test_bad_options_and_schedules),

@@ -159,6 +159,11 @@ static void test_plan_queries(void **state)
     assert_non_null(stg_plan_grad(p, w0));
     assert_null(stg_plan_data(p, (stg_tensor){4})); /* an intermediate, not kept */
     assert_int_equal(stg_plan_set_lr(NULL, 0.1f), STG_INVALID);
+    /* a NULL plan is a misuse, not a tensor it lacks */
+    assert_int_equal(stg_plan_set(NULL, x, buf, 4), STG_INVALID);
+    assert_int_equal(stg_plan_get(NULL, x, buf, 4), STG_INVALID);
+    int32_t ibuf[4] = {0};
+    assert_int_equal(stg_plan_set_i32(NULL, x, ibuf, 4), STG_INVALID);
     stg_plan_free(p);
     stg_graph_free(g);
 }

@@ -41,10 +41,11 @@ STG_API stg_tensor stg_slice(stg_graph *g, stg_tensor a, int axis, int64_t start
                          "out of range (need 0 <= start < stop <= size, step >= 1)",
                          b, axis, (long long)d, (long long)start, (long long)stop, (long long)step);
     stg_shape s = x->shape;
-    s.d[ax] = (stop - start + step - 1) / step;
+    s.d[ax] = (stop - start - 1) / step + 1; /* never overflows, whatever the step */
     stg_layout lay = x->lay;
     lay.off += start * x->lay.st[ax];
-    lay.st[ax] *= step;
+    if (s.d[ax] > 1) /* then step < size, so the product stays small */
+        lay.st[ax] *= step;
     stg_attr attr = {.axis = ax, .start = start, .step = step};
     return stgG_add_view(g, &stg_op_slice, a.id, &s, &lay, &attr);
 }
