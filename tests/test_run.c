@@ -181,6 +181,36 @@ static void test_sgd_update_and_grad_persistence(void **state)
 
 /* Kept values are part of the forward pass: a forward-only run fills them,
  * and a step shows them as the forward pass saw them, before the update. */
+/* A reshape or broadcast_to that changes nothing is still a view of its
+ * own: the gradient asked for on it is the gradient through it, as
+ * PyTorch's retain_grad on the view gives.  z = 2 y + x with y a view of x:
+ * dz/dy = 2, dz/dx = 3. */
+static void test_same_shape_view_has_its_own_gradient(void **state)
+{
+    (void)state;
+    int64_t d[2] = {2, 3};
+    for (int kind = 0; kind < 2; kind++) {
+        stg_graph *g = stg_graph_new();
+        stg_tensor x = stg_param(g, "x", 2, d);
+        stg_tensor y = kind ? stg_broadcast_to(g, x, 2, d) : stg_reshape(g, x, 2, d);
+        assert_int_not_equal(y.id, x.id);
+        stg_graph_require_grad(g, y);
+        stg_tensor loss = stg_sum(g, stg_add(g, stg_scale(g, y, 2.0f), x), 0, NULL, 0);
+        stg_plan *p = tu_plan(g, loss, 1, STG_OPTIM_NONE);
+        tu_fill(stg_plan_data(p, x), 6, 5, -1, 1);
+        assert_int_equal(stg_plan_step(p), STG_OK);
+        const float *gy = stg_plan_grad(p, y), *gx = stg_plan_grad(p, x);
+        assert_non_null(gy);
+        assert_non_null(gx);
+        for (int i = 0; i < 6; i++) {
+            assert_true(gy[i] == 2.0f);
+            assert_true(gx[i] == 3.0f);
+        }
+        stg_plan_free(p);
+        stg_graph_free(g);
+    }
+}
+
 static void test_kept_values_are_forward_values(void **state)
 {
     (void)state;
@@ -365,6 +395,7 @@ int main(void)
         cmocka_unit_test(test_loss_falls),
         cmocka_unit_test(test_sgd_update_and_grad_persistence),
         cmocka_unit_test(test_kept_values_are_forward_values),
+        cmocka_unit_test(test_same_shape_view_has_its_own_gradient),
         cmocka_unit_test(test_matmul_blocks_any_threads),
         cmocka_unit_test(test_outer_keeps_negative_zero),
     };

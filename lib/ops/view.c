@@ -32,8 +32,10 @@ STG_API stg_tensor stg_reshape(stg_graph *g, stg_tensor a, int ndim, const int64
                          "reshape: a %s has %lld elements but the target %s has %lld",
                          stgS_str(&x->shape, bx, sizeof bx), (long long)stgS_numel(&x->shape),
                          stgS_str(&s, bt, sizeof bt), (long long)stgS_numel(&s));
+    /* A view is a node of its own even when nothing changes, so that a
+     * gradient asked for on it is the gradient through it (retain_grad). */
     if (stgS_equal(&s, &x->shape))
-        return a;
+        return stgG_add_view(g, &stg_op_reshape, a.id, &s, &x->lay, NULL);
     if (!stgS_is_contiguous(&x->shape, &x->lay)) {
         a = copy(g, a);
         if (a.id < 0)
@@ -110,8 +112,6 @@ STG_API stg_tensor stg_broadcast_to(stg_graph *g, stg_tensor a, int ndim, const 
                          "broadcast_to: a %s cannot broadcast to %s (each dim of a must be 1 or "
                          "equal the target's, aligned from the right)",
                          stgS_str(&x->shape, bx, sizeof bx), stgS_str(&s, bt, sizeof bt));
-    if (stgS_equal(&s, &x->shape))
-        return a;
     stg_layout lay = {.off = x->lay.off};
     stgS_broadcast_strides(&x->shape, &x->lay, &s, lay.st);
     return stgG_add_view(g, &stg_op_broadcast_to, a.id, &s, &lay, NULL);
