@@ -17,6 +17,9 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -103,7 +106,7 @@ static void expect_split_error(const char *prefix, const char *name, const char 
 {
     idx_split s = {.n = -7};
     char msg[512] = "";
-    assert_int_not_equal(idx_load_split(tmpdir, prefix, &s, msg, sizeof msg), 0);
+    assert_int_not_equal(idx_load_split(tmpdir, prefix, 0, &s, msg, sizeof msg), 0);
     assert_int_equal(s.n, -7);
     assert_null(s.images);
     if (!strstr(msg, name) || !strstr(msg, word))
@@ -133,13 +136,13 @@ static void test_good_pair(void **state)
 {
     (void)state;
     uint32_t idims[3] = {3, 2, 2}, ldims[1] = {3};
-    uint8_t labels[3] = {7, 0, 200}; /* 200: classes are the caller's business */
+    uint8_t labels[3] = {7, 0, 200}; /* 200: classes 0 checks no label */
     write_idx("good-images-idx3-ubyte.gz", 1, 0x08, 3, idims, pixels, 12);
     write_idx("good-labels-idx1-ubyte.gz", 1, 0x08, 1, ldims, labels, 3);
 
     idx_split s = {0};
     char msg[256] = "";
-    assert_int_equal(idx_load_split(tmpdir, "good", &s, msg, sizeof msg), 0);
+    assert_int_equal(idx_load_split(tmpdir, "good", 0, &s, msg, sizeof msg), 0);
     assert_int_equal(s.n, 3);
     assert_int_equal(s.features, 4);
     assert_true(s.images[0] == 0.0f);
@@ -166,7 +169,7 @@ static void test_plain_and_dims(void **state)
     write_idx("plain-labels-idx1-ubyte.gz", 0, 0x08, 1, ldims, labels, 3);
     idx_split s = {0};
     char msg[256] = "";
-    assert_int_equal(idx_load_split(tmpdir, "plain", &s, msg, sizeof msg), 0);
+    assert_int_equal(idx_load_split(tmpdir, "plain", 10, &s, msg, sizeof msg), 0);
     assert_int_equal(s.n, 3);
     assert_true(s.images[2] == 1.0f);
     assert_int_equal(s.labels[2], 3);
@@ -294,6 +297,110 @@ static void test_corrupt_gzip(void **state)
     free(b);
 }
 
+/* The gzip trailer of a large member: zlib's gz* calls let a cut one pass
+ * when the data is read in one large piece; the reader checks it always.
+ * Bytes after the member are refused too. */
+static void test_gzip_trailer_and_trailing_data(void **state)
+{
+    (void)state;
+    uint32_t dims[3] = {1024, 32, 32};
+    size_t count = 1024 * 32 * 32;
+    uint8_t *p = malloc(count);
+    assert_non_null(p);
+    for (size_t i = 0; i < count; i++)
+        p[i] = (uint8_t)(i * 2654435761u >> 13);
+    write_idx("big.gz", 1, 0x08, 3, dims, p, count);
+    free(p);
+    size_t n;
+    uint8_t *b = slurp("big.gz", &n);
+    for (size_t cut = 1; cut <= 8; cut += 3) {
+        write_file("big-cut.gz", 0, b, n - cut);
+        expect_read_error("big-cut.gz", "trailer");
+    }
+    uint8_t *t = malloc(n + 5);
+    assert_non_null(t);
+    memcpy(t, b, n);
+    memcpy(t + n, "junk\n", 5);
+    write_file("big-junk.gz", 0, t, n + 5);
+    expect_read_error("big-junk.gz", "after the gzip member");
+    free(t);
+    free(b);
+    idx_data d = {0};
+    char msg[256];
+    assert_int_equal(idx_read(tpath("big.gz"), &d, msg, sizeof msg), 0);
+    assert_int_equal(d.count, (int64_t)count);
+    idx_free(&d);
+}
+
+/* A FIFO (or anything but a regular file) is refused at once: opening it to
+ * read would otherwise wait for a writer forever.  The alarm turns a hang
+ * into a failure. */
+static void test_not_a_regular_file(void **state)
+{
+    (void)state;
+    assert_int_equal(mkfifo(tpath("fifo"), 0600), 0);
+    alarm(20);
+    expect_read_error("fifo", "not a regular file");
+    expect_read_error(".", "not a regular file");
+    alarm(0);
+}
+
+/* A header that claims 2^31 - 1 bytes in a file of a few hundred: the
+ * reader fails on the truncated data without first allocating what the
+ * header claims.  Checked in a child limited to 512 MiB of address space,
+ * where a 2 GiB allocation fails ("out of memory" instead of "truncated");
+ * skipped under the sanitizers, which reserve far more than that. */
+static void test_lying_header_costs_little(void **state)
+{
+    (void)state;
+#if defined(__SANITIZE_ADDRESS__)
+    skip();
+#endif
+    uint32_t dims[1] = {0x7fffffffu};
+    write_idx("liar.gz", 1, 0x08, 1, dims, pixels, 12);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct rlimit r = {512u << 20, 512u << 20};
+        if (setrlimit(RLIMIT_AS, &r) != 0)
+            _exit(3);
+        idx_data d = {0};
+        char msg[256] = "";
+        int rc = idx_read(tpath("liar.gz"), &d, msg, sizeof msg);
+        _exit(rc != 0 && strstr(msg, "truncated data") ? 0 : (fprintf(stderr, "%s\n", msg), 1));
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* A label not below the class count, named with its file and position. */
+static void test_labels_against_classes(void **state)
+{
+    (void)state;
+    uint32_t idims[3] = {3, 2, 2}, ldims[1] = {3};
+    uint8_t labels[3] = {7, 0, 200};
+    write_idx("cls-images-idx3-ubyte.gz", 1, 0x08, 3, idims, pixels, 12);
+    write_idx("cls-labels-idx1-ubyte.gz", 1, 0x08, 1, ldims, labels, 3);
+    idx_split s = {.n = -7};
+    char msg[512] = "";
+    assert_int_not_equal(idx_load_split(tmpdir, "cls", 10, &s, msg, sizeof msg), 0);
+    assert_int_equal(s.n, -7);
+    if (!strstr(msg, "cls-labels-idx1-ubyte.gz") || !strstr(msg, "label 200 at position 2") ||
+        !strstr(msg, "class count 10"))
+        fail_msg("message lacks the file, the label or the count: %s", msg);
+    assert_int_equal(idx_load_split(tmpdir, "cls", 201, &s, msg, sizeof msg), 0);
+    idx_split_free(&s);
+    /* the headers alone */
+    idx_split h = {0};
+    assert_int_equal(idx_peek_split(tmpdir, "cls", &h, msg, sizeof msg), 0);
+    assert_int_equal(h.n, 3);
+    assert_int_equal(h.rows, 2);
+    assert_int_equal(h.cols, 2);
+    assert_null(h.images);
+}
+
 static void test_split_shapes(void **state)
 {
     (void)state;
@@ -323,14 +430,14 @@ static void test_message_buffer(void **state)
     assert_int_equal(strlen(small), sizeof small - 1);
     assert_int_not_equal(idx_read(tpath("nothere.gz"), &d, NULL, 0), 0);
     idx_split s = {0};
-    assert_int_not_equal(idx_load_split(tmpdir, "nothere", &s, NULL, 0), 0);
+    assert_int_not_equal(idx_load_split(tmpdir, "nothere", 10, &s, NULL, 0), 0);
 }
 
 static void check_fashion(const char *prefix, int64_t n)
 {
     idx_split s = {0};
     char msg[512] = "";
-    if (idx_load_split(FASHION_DIR, prefix, &s, msg, sizeof msg))
+    if (idx_load_split(FASHION_DIR, prefix, 10, &s, msg, sizeof msg))
         fail_msg("%s", msg);
     assert_int_equal(s.n, n);
     assert_int_equal(s.features, 784);
@@ -381,6 +488,10 @@ int main(void)
         cmocka_unit_test(test_bad_header),     cmocka_unit_test(test_bad_length),
         cmocka_unit_test(test_corrupt_gzip),   cmocka_unit_test(test_split_shapes),
         cmocka_unit_test(test_message_buffer), cmocka_unit_test(test_fashion_mnist),
+        cmocka_unit_test(test_gzip_trailer_and_trailing_data),
+        cmocka_unit_test(test_not_a_regular_file),
+        cmocka_unit_test(test_lying_header_costs_little),
+        cmocka_unit_test(test_labels_against_classes),
     };
     return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
 }

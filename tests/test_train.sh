@@ -27,6 +27,31 @@ mkdir "$tmp/bad" && cp "$data"/*.gz "$tmp/bad/" && printf 'xx' | \
     dd of="$tmp/bad/t10k-labels-idx1-ubyte.gz" bs=1 seek=20 conv=notrunc 2>/dev/null
 expect 1 "t10k-labels-idx1-ubyte.gz" -- --data "$tmp/bad" --epochs 1 --quiet
 
+# the gzip trailer cut off the images, bytes after the member: refused
+mkdir "$tmp/cut" && cp "$data"/*.gz "$tmp/cut/"
+f="$tmp/cut/train-images-idx3-ubyte.gz"
+head -c $(($(wc -c <"$f") - 4)) "$data/train-images-idx3-ubyte.gz" >"$f"
+expect 1 "train-images-idx3-ubyte.gz: truncated or corrupt gzip stream" -- --data "$tmp/cut" \
+    --epochs 1 --quiet
+cp "$data/train-images-idx3-ubyte.gz" "$f" && printf 'junk' >>"$f"
+expect 1 "after the gzip member" -- --data "$tmp/cut" --epochs 1 --quiet
+
+# a FIFO instead of a file is refused, not waited on
+mkdir "$tmp/fifo" && cp "$data"/*.gz "$tmp/fifo/" && rm "$tmp/fifo/t10k-images-idx3-ubyte.gz" &&
+    mkfifo "$tmp/fifo/t10k-images-idx3-ubyte.gz"
+expect 1 "not a regular file" -- --data "$tmp/fifo" --epochs 1 --quiet
+
+# a label of 200 in 10 classes is named with its file and position; --classes
+# takes other data sets
+mkdir "$tmp/lab" && cp "$data"/*.gz "$tmp/lab/"
+gzip -dc "$data/t10k-labels-idx1-ubyte.gz" >"$tmp/labels" &&
+    printf '\310' | dd of="$tmp/labels" bs=1 seek=$((8 + 1234)) conv=notrunc 2>/dev/null &&
+    gzip -c "$tmp/labels" >"$tmp/lab/t10k-labels-idx1-ubyte.gz" ||
+    { echo "FAIL: could not write a bad label file"; fails=$((fails + 1)); }
+expect 1 "label 200 at position 1234 is not below the class count 10" -- --data "$tmp/lab" \
+    --epochs 1 --quiet
+expect 2 "--classes" -- --classes 1
+
 # two epochs straight vs one + save + resume: the same checkpoint, byte for byte
 small="--layers 64 --epochs 2 --threads 2 --quiet"
 "$tool" $small --save "$tmp/full.ck" >"$tmp/full.out" || fails=$((fails + 1))

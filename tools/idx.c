@@ -1,18 +1,23 @@
 /*
- * IDX reader (see idx.h for the format).  The file goes through zlib's gz*
- * calls, which decompress gzip and pass plain files through unchanged, so
- * one code path serves both.  Every check happens before the data buffer is
- * allocated, except the ones that need the data itself (truncation, trailing
- * bytes, the gzip CRC), so a bad header never costs a large allocation.
+ * IDX reader (see idx.h for the format).  Files are read with read(2) and,
+ * when they start with the gzip magic, inflated with zlib's inflate() here
+ * rather than through its gz* calls: those accept a gzip member whose
+ * trailer (CRC and length) was cut off, as long as the data itself is
+ * complete.  Reading a member to its end makes inflate() check the trailer.
+ * Every check of a header happens before the data buffer is allocated, and
+ * the buffer grows only as data really arrives, so a header that lies about
+ * the size costs no more memory than the file holds.
  */
 #include "idx.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -29,13 +34,12 @@ enum { IDX_UBYTE = 0x08, IDX_MAX_DIMS = 4 };
  * from int64 overflow. */
 #define IDX_MAX_BYTES ((int64_t)1 << 31)
 
-/* gzread takes an unsigned count and returns an int, so reads of up to 2^31
- * bytes go in pieces that fit both. */
-#define IDX_CHUNK ((int64_t)1 << 30)
+/* Input is read 128 KiB at a time (zlib's own default of 8 KiB took the 26 MB
+ * gzip of Fashion-MNIST's training images from 165 to 180 ms). */
+#define IDX_INBUF (128u * 1024u)
 
-/* zlib's input buffer is 8 KiB by default; 128 KiB took the 26 MB gzip of
- * Fashion-MNIST's training images from about 180 to 165 ms. */
-#define IDX_GZBUF (128u * 1024u)
+/* The data buffer starts at 1 MiB and doubles as data arrives. */
+#define IDX_FIRST_ALLOC ((int64_t)1 << 20)
 
 /* Writes "<path>: <message>" into msg and returns the error status. */
 IDX_PRINTF(4, 5)
@@ -53,77 +57,175 @@ static int fail(char *msg, size_t msglen, const char *path, const char *fmt, ...
     return -1;
 }
 
-/* An open file: zlib names it "<fd:N>" in its messages because gzdopen
- * never sees the path; 'prefix' is that name so it can be dropped. */
+/* An open file, plain or gzip.  'error' holds why a read stopped early (a
+ * read error or corrupt gzip data), empty when it simply reached the end. */
 typedef struct idx_file {
-    gzFile gz;
+    int fd;
     const char *path;
-    char prefix[32];
+    bool gzip, zinit;
+    bool raw_eof;    /* read(2) has returned 0 */
+    bool member_end; /* inflate() has checked the gzip trailer */
+    z_stream z;
+    uint8_t *in;     /* IDX_INBUF bytes of raw input */
+    size_t in_pos, in_len;
+    char error[160];
 } idx_file;
 
-/* zlib's message without its "<fd:N>: " prefix: ours names the real file. */
-static const char *gz_message(const idx_file *f, int *err)
+/* More raw input into f->in (what is left is kept); false on a read error. */
+static bool refill(idx_file *f)
 {
-    const char *s = gzerror(f->gz, err);
-    size_t n = strlen(f->prefix);
-    if (s && strncmp(s, f->prefix, n) == 0)
-        s += n;
-    return s ? s : "unknown zlib error";
+    if (f->in_pos > 0) {
+        memmove(f->in, f->in + f->in_pos, f->in_len - f->in_pos);
+        f->in_len -= f->in_pos;
+        f->in_pos = 0;
+    }
+    while (!f->raw_eof && f->in_len < IDX_INBUF) {
+        ssize_t r = read(f->fd, f->in + f->in_len, IDX_INBUF - f->in_len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            snprintf(f->error, sizeof f->error, "read error: %s", strerror(errno));
+            return false;
+        }
+        if (r == 0)
+            f->raw_eof = true;
+        f->in_len += (size_t)r;
+        if (r > 0)
+            break;
+    }
+    return true;
 }
 
-/* open(2) and then gzdopen rather than gzopen, so that errno is certainly
- * the one of the failed open and not of some later call inside zlib. */
+static void file_close(idx_file *f)
+{
+    if (f->zinit)
+        inflateEnd(&f->z);
+    if (f->fd >= 0)
+        close(f->fd);
+    free(f->in);
+    f->fd = -1, f->zinit = false, f->in = NULL;
+}
+
+/* Opens 'path' without blocking on anything that is not a regular file (a
+ * FIFO would wait for a writer forever), and looks at its first bytes to
+ * tell gzip from plain. */
 static int file_open(idx_file *f, const char *path, char *msg, size_t msglen)
 {
+    memset(f, 0, sizeof *f);
     f->path = path;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
+    f->fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (f->fd < 0)
         return fail(msg, msglen, path, "cannot open: %s", strerror(errno));
-    snprintf(f->prefix, sizeof f->prefix, "<fd:%d>: ", fd);
-    f->gz = gzdopen(fd, "rb");
-    if (f->gz == NULL) {
-        close(fd);
-        return fail(msg, msglen, path, "cannot open: out of memory in zlib");
+    struct stat st;
+    if (fstat(f->fd, &st) != 0) {
+        int e = errno;
+        file_close(f);
+        return fail(msg, msglen, path, "cannot read: %s", strerror(e));
     }
-    gzbuffer(f->gz, IDX_GZBUF); /* a hint: on failure the default stays */
+    if (!S_ISREG(st.st_mode)) {
+        file_close(f);
+        return fail(msg, msglen, path, "cannot read: not a regular file");
+    }
+    f->in = malloc(IDX_INBUF);
+    if (f->in == NULL) {
+        file_close(f);
+        return fail(msg, msglen, path, "cannot open: out of memory");
+    }
+    while (!f->raw_eof && f->in_len < 2 && refill(f))
+        ;
+    if (f->error[0]) {
+        int rc = fail(msg, msglen, path, "%s", f->error);
+        file_close(f);
+        return rc;
+    }
+    f->gzip = f->in_len >= 2 && f->in[0] == 0x1f && f->in[1] == 0x8b;
+    if (f->gzip) {
+        /* 16 + 15: a gzip stream only, with the largest window */
+        if (inflateInit2(&f->z, 16 + MAX_WBITS) != Z_OK) {
+            file_close(f);
+            return fail(msg, msglen, path, "cannot open: out of memory in zlib");
+        }
+        f->zinit = true;
+    }
     return 0;
 }
 
-/* Reads up to n bytes; returns how many it got (short only at the end of the
- * data) or -1 when zlib reports an error. */
-static int64_t read_full(gzFile gz, uint8_t *buf, int64_t n)
+/* Up to n bytes of the file's content (inflated when it is gzip); returns how
+ * many, short at the end of the content or on an error (then f->error says
+ * which). */
+static int64_t file_read(idx_file *f, uint8_t *buf, int64_t n)
 {
     int64_t got = 0;
-    while (got < n) {
-        int64_t want = n - got < IDX_CHUNK ? n - got : IDX_CHUNK;
-        int r = gzread(gz, buf + got, (unsigned)want);
-        if (r < 0)
-            return -1;
-        if (r == 0)
+    while (got < n && !f->error[0]) {
+        if (f->in_pos == f->in_len) {
+            if (f->raw_eof || !refill(f) || f->in_pos == f->in_len)
+                break;
+        }
+        if (!f->gzip) {
+            size_t take = f->in_len - f->in_pos;
+            if ((int64_t)take > n - got)
+                take = (size_t)(n - got);
+            memcpy(buf + got, f->in + f->in_pos, take);
+            f->in_pos += take, got += (int64_t)take;
+            continue;
+        }
+        if (f->member_end)
             break;
-        got += r;
+        int64_t want = n - got < (int64_t)1 << 30 ? n - got : (int64_t)1 << 30;
+        f->z.next_in = f->in + f->in_pos;
+        f->z.avail_in = (uInt)(f->in_len - f->in_pos);
+        f->z.next_out = buf + got;
+        f->z.avail_out = (uInt)want;
+        int r = inflate(&f->z, Z_NO_FLUSH);
+        f->in_pos = f->in_len - f->z.avail_in;
+        got += want - f->z.avail_out;
+        if (r == Z_STREAM_END)
+            f->member_end = true;
+        else if (r != Z_OK && r != Z_BUF_ERROR)
+            snprintf(f->error, sizeof f->error, "corrupt gzip data: %s",
+                     f->z.msg ? f->z.msg : "inflate failed");
     }
     return got;
 }
 
-/* Explains why 'what' came up short (got of want bytes): a zlib error other
- * than "unexpected end of file" means a corrupt or unreadable stream, and is
- * named as such; otherwise the file is simply too short. */
+/* After the declared content: the gzip member ends here, with a good trailer,
+ * and nothing at all follows it (nor, in a plain file, the content). */
+static int file_finish(idx_file *f, int64_t declared, char *msg, size_t msglen)
+{
+    uint8_t extra[4096];
+    int64_t more = 0, r;
+    while ((r = file_read(f, extra, sizeof extra)) > 0)
+        more += r;
+    /* a stream error, or a member cut short, outranks the bytes too many: a
+     * corrupt deflate stream can inflate to more than it held */
+    if (f->error[0])
+        return fail(msg, msglen, f->path, "%s", f->error);
+    if (f->gzip && !f->member_end)
+        return fail(msg, msglen, f->path, "truncated or corrupt gzip stream: it ends before "
+                    "its trailer (CRC and length)");
+    if (more > 0)
+        return fail(msg, msglen, f->path,
+                    "trailing data: %lld byte(s) after the %lld content bytes the header "
+                    "declares", (long long)more, (long long)declared);
+    if (f->gzip) {
+        size_t after = f->in_len - f->in_pos;
+        while (!f->raw_eof && refill(f))
+            after = f->in_len - f->in_pos;
+        if (f->error[0])
+            return fail(msg, msglen, f->path, "%s", f->error);
+        if (after > 0)
+            return fail(msg, msglen, f->path,
+                        "trailing data: %zu byte(s) after the gzip member", after);
+    }
+    return 0;
+}
+
+/* Explains why 'what' came up short (got of want bytes). */
 static int short_read(const idx_file *f, const char *what, int64_t got, int64_t want,
                       char *msg, size_t msglen)
 {
-    int err;
-    const char *zmsg = gz_message(f, &err);
-    if (err == Z_ERRNO)
-        return fail(msg, msglen, f->path, "read error: %s", zmsg);
-    if (err != Z_OK && err != Z_BUF_ERROR)
-        return fail(msg, msglen, f->path, "corrupt gzip data: %s", zmsg);
-    if (got < 0)
-        got = 0;
-    if (err == Z_BUF_ERROR)
-        return fail(msg, msglen, f->path,
-                    "truncated %s: %lld of %lld bytes (gzip: %s)", what,
-                    (long long)got, (long long)want, zmsg);
+    if (f->error[0])
+        return fail(msg, msglen, f->path, "%s", f->error);
     return fail(msg, msglen, f->path, "truncated %s: %lld of %lld bytes", what,
                 (long long)got, (long long)want);
 }
@@ -143,10 +245,10 @@ static void format_dims(char *buf, size_t len, int ndim, const int64_t *dims)
 }
 
 /* Reads and checks the magic and the dims; fills ndim, dims and count. */
-static int read_header(const idx_file *f, idx_data *d, char *msg, size_t msglen)
+static int read_header(idx_file *f, idx_data *d, char *msg, size_t msglen)
 {
     uint8_t m[4];
-    int64_t got = read_full(f->gz, m, 4);
+    int64_t got = file_read(f, m, 4);
     if (got != 4)
         return short_read(f, "header", got, 4, msg, msglen);
     if (m[0] != 0 || m[1] != 0)
@@ -163,7 +265,7 @@ static int read_header(const idx_file *f, idx_data *d, char *msg, size_t msglen)
 
     uint8_t b[4 * IDX_MAX_DIMS];
     int64_t want = 4 * (int64_t)d->ndim;
-    got = read_full(f->gz, b, want);
+    got = file_read(f, b, want);
     if (got != want)
         return short_read(f, "header dims", got, want, msg, msglen);
     int zero = 0;
@@ -190,48 +292,44 @@ static int read_header(const idx_file *f, idx_data *d, char *msg, size_t msglen)
     return 0;
 }
 
-/* Reads what is left and returns how many bytes that was.  Normally that
- * is one call returning 0; bytes past the data are drained rather than just
- * noticed because a corrupt deflate stream can inflate to too many bytes,
- * and only at its end does zlib's CRC check name the real problem. */
-static int64_t count_rest(gzFile gz)
+/* Reads the content the header declares into a buffer that grows as the
+ * data arrives, then checks the end of the file. */
+static int read_body(idx_file *f, idx_data *d, char *msg, size_t msglen)
 {
-    uint8_t buf[4096];
-    int64_t n = 0;
-    int r;
-    while ((r = gzread(gz, buf, sizeof buf)) > 0)
-        n += r;
-    return n;
-}
-
-/* Reads the data the header declares, then makes sure nothing follows it.
- * Reading on to the end also makes zlib reach the gzip trailer and check its
- * CRC and length, which it would not do if we stopped at the last data byte;
- * a stream error found there outranks the trailing bytes. */
-static int read_body(const idx_file *f, idx_data *d, char *msg, size_t msglen)
-{
-    d->data = malloc((size_t)d->count);
-    if (d->data == NULL)
-        return fail(msg, msglen, f->path, "out of memory for %lld bytes of data",
-                    (long long)d->count);
-    int64_t got = read_full(f->gz, d->data, d->count);
+    int64_t cap = 0, got = 0;
+    while (got < d->count) {
+        if (got == cap) {
+            int64_t next = cap ? 2 * cap : IDX_FIRST_ALLOC;
+            if (next > d->count)
+                next = d->count;
+            uint8_t *p = realloc(d->data, (size_t)next);
+            if (p == NULL)
+                return fail(msg, msglen, f->path, "out of memory for %lld bytes of data",
+                            (long long)next);
+            d->data = p;
+            cap = next;
+        }
+        int64_t r = file_read(f, d->data + got, cap - got);
+        got += r;
+        if (got < cap) /* the end of the content, or an error */
+            break;
+    }
     if (got != d->count)
         return short_read(f, "data", got, d->count, msg, msglen);
+    return file_finish(f, d->count, msg, msglen);
+}
 
-    int64_t extra = count_rest(f->gz);
-    int err;
-    const char *zmsg = gz_message(f, &err);
-    if (err == Z_BUF_ERROR)
-        return fail(msg, msglen, f->path, "truncated or corrupt gzip stream: %s", zmsg);
-    if (err == Z_ERRNO)
-        return fail(msg, msglen, f->path, "read error: %s", zmsg);
-    if (err != Z_OK)
-        return fail(msg, msglen, f->path, "corrupt gzip data: %s", zmsg);
-    if (extra > 0)
-        return fail(msg, msglen, f->path,
-                    "trailing garbage: %lld byte(s) after the %lld data bytes the header "
-                    "declares", (long long)extra, (long long)d->count);
-    return 0;
+/* Opens 'path' and reads its header into *d (zeroed first); on failure the
+ * file is closed again. */
+static int open_header(idx_file *f, const char *path, idx_data *d, char *msg, size_t msglen)
+{
+    memset(d, 0, sizeof *d);
+    if (file_open(f, path, msg, msglen))
+        return -1;
+    int rc = read_header(f, d, msg, msglen);
+    if (rc)
+        file_close(f);
+    return rc;
 }
 
 int idx_read(const char *path, idx_data *d, char *msg, size_t msglen)
@@ -239,15 +337,11 @@ int idx_read(const char *path, idx_data *d, char *msg, size_t msglen)
     if (path == NULL || d == NULL)
         return fail(msg, msglen, path, "idx_read needs a path and an output struct");
     idx_file f;
-    if (file_open(&f, path, msg, msglen))
+    idx_data t;
+    if (open_header(&f, path, &t, msg, msglen))
         return -1;
-    idx_data t = {0};
-    int rc = read_header(&f, &t, msg, msglen);
-    if (rc == 0)
-        rc = read_body(&f, &t, msg, msglen);
-    /* On success read_body has checked zlib's status at the end of the
-     * stream, and on failure msg already says why: gzclose adds nothing. */
-    gzclose(f.gz);
+    int rc = read_body(&f, &t, msg, msglen);
+    file_close(&f);
     if (rc) {
         idx_free(&t);
         return rc;
@@ -292,11 +386,48 @@ static int check_pair(const idx_data *im, const char *ipath, const idx_data *lb,
     return 0;
 }
 
-int idx_load_split(const char *dir, const char *prefix, idx_split *s, char *msg,
+/* The first label that is not below 'classes' (0: no check), named with
+ * its file and position. */
+static int check_labels(const idx_data *lb, const char *lpath, int classes, char *msg,
+                        size_t msglen)
+{
+    for (int64_t i = 0; classes > 0 && i < lb->count; i++)
+        if (lb->data[i] >= classes)
+            return fail(msg, msglen, lpath,
+                        "label %u at position %lld is not below the class count %d",
+                        (unsigned)lb->data[i], (long long)i, classes);
+    return 0;
+}
+
+/* Both headers, then the pair check, then both bodies: a bad header or a
+ * disagreement costs no data buffer. */
+static int read_pair(const char *ipath, idx_data *im, const char *lpath, idx_data *lb,
+                     char *msg, size_t msglen)
+{
+    idx_file fi, fl;
+    if (open_header(&fi, ipath, im, msg, msglen))
+        return -1;
+    int rc = open_header(&fl, lpath, lb, msg, msglen);
+    if (rc) {
+        file_close(&fi);
+        return rc;
+    }
+    rc = check_pair(im, ipath, lb, lpath, msg, msglen);
+    if (rc == 0)
+        rc = read_body(&fi, im, msg, msglen);
+    if (rc == 0)
+        rc = read_body(&fl, lb, msg, msglen);
+    file_close(&fi);
+    file_close(&fl);
+    return rc;
+}
+
+int idx_load_split(const char *dir, const char *prefix, int classes, idx_split *s, char *msg,
                    size_t msglen)
 {
-    if (dir == NULL || prefix == NULL || s == NULL)
-        return fail(msg, msglen, dir, "idx_load_split needs a dir, a prefix and an output");
+    if (dir == NULL || prefix == NULL || s == NULL || classes < 0)
+        return fail(msg, msglen, dir,
+                    "idx_load_split needs a dir, a prefix, a class count >= 0 and an output");
     char ipath[4096], lpath[4096];
     if (split_path(ipath, sizeof ipath, dir, prefix, "images-idx3", msg, msglen) ||
         split_path(lpath, sizeof lpath, dir, prefix, "labels-idx1", msg, msglen))
@@ -304,13 +435,12 @@ int idx_load_split(const char *dir, const char *prefix, idx_split *s, char *msg,
 
     idx_data im = {0}, lb = {0};
     idx_split t = {0};
-    int rc = idx_read(ipath, &im, msg, msglen);
+    int rc = read_pair(ipath, &im, lpath, &lb, msg, msglen);
     if (rc == 0)
-        rc = idx_read(lpath, &lb, msg, msglen);
-    if (rc == 0)
-        rc = check_pair(&im, ipath, &lb, lpath, msg, msglen);
+        rc = check_labels(&lb, lpath, classes, msg, msglen);
     if (rc == 0) {
         t.n = im.dims[0];
+        t.rows = im.dims[1], t.cols = im.dims[2];
         t.features = im.dims[1] * im.dims[2];
         /* im.count <= 2^31, so the float size only overflows a 32-bit size_t */
         if ((uint64_t)im.count > SIZE_MAX / sizeof(float))
@@ -331,7 +461,6 @@ int idx_load_split(const char *dir, const char *prefix, idx_split *s, char *msg,
             scale[i] = (float)i / 255.0f;
         for (int64_t i = 0; i < im.count; i++)
             t.images[i] = scale[im.data[i]];
-        /* Bytes are below 256 by their type; the class count is the caller's. */
         for (int64_t i = 0; i < t.n; i++)
             t.labels[i] = lb.data[i];
     }
@@ -343,6 +472,30 @@ int idx_load_split(const char *dir, const char *prefix, idx_split *s, char *msg,
     }
     *s = t;
     return 0;
+}
+
+int idx_peek_split(const char *dir, const char *prefix, idx_split *s, char *msg, size_t msglen)
+{
+    if (dir == NULL || prefix == NULL || s == NULL)
+        return fail(msg, msglen, dir, "idx_peek_split needs a dir, a prefix and an output");
+    char ipath[4096], lpath[4096];
+    if (split_path(ipath, sizeof ipath, dir, prefix, "images-idx3", msg, msglen) ||
+        split_path(lpath, sizeof lpath, dir, prefix, "labels-idx1", msg, msglen))
+        return -1;
+    idx_file fi, fl;
+    idx_data im, lb;
+    if (open_header(&fi, ipath, &im, msg, msglen))
+        return -1;
+    int rc = open_header(&fl, lpath, &lb, msg, msglen);
+    if (rc == 0) {
+        rc = check_pair(&im, ipath, &lb, lpath, msg, msglen);
+        file_close(&fl);
+    }
+    file_close(&fi);
+    if (rc == 0)
+        *s = (idx_split){.n = im.dims[0], .features = im.dims[1] * im.dims[2],
+                         .rows = im.dims[1], .cols = im.dims[2]};
+    return rc;
 }
 
 void idx_split_free(idx_split *s)

@@ -8,7 +8,8 @@
  * t10k-labels-idx1-ubyte.gz in --data DIR (default
  * /usr/share/datasets/fashion-mnist, Debian's dataset-fashion-mnist).  Pixels
  * are scaled to [0, 1].  The input size is the number of pixels per image and
- * the number of classes is the largest label + 1, at least 10.
+ * the number of classes is --classes (default 10); a label outside it is an
+ * error naming the file and the label's position.
  *
  * Model: x (B, in) -> [x W + b -> activation] per hidden layer -> x W + b ->
  * logits (B, classes); loss = softmax cross-entropy against the int32 labels,
@@ -110,6 +111,7 @@ static const char usage_text[] =
     "\n"
     "  --data DIR          data directory with train-*/t10k-*-idx?-ubyte.gz\n"
     "                      (default " DEFAULT_DATA ")\n"
+    "  --classes K         classes; every label must be below K (default 10)\n"
     "  --layers L          hidden sizes, comma-separated (default 512,256;\n"
     "                      \"none\" for a linear classifier)\n"
     "  --activation A      relu|tanh|sigmoid|gelu|leaky_relu|elu (default relu)\n"
@@ -204,7 +206,7 @@ typedef struct options {
     int lr_set, wd_set, nesterov;
     stg_schedule_kind schedule;
     int step_epochs;
-    int threads;
+    int threads, classes;
     uint64_t seed;
     const char *save, *resume, *eval;
     int quiet;
@@ -300,6 +302,7 @@ static void parse_options(options *o, int argc, char **argv)
     o->step_epochs = 5;
     o->gamma = 0.1f;
     o->threads = default_threads();
+    o->classes = 10;
     o->seed = 1;
 
     int momentum_set = 0;
@@ -321,7 +324,7 @@ static void parse_options(options *o, int argc, char **argv)
             "--data", "--layers", "--activation", "--batch", "--epochs", "--optimizer",
             "--lr", "--momentum", "--weight-decay", "--clip-norm", "--schedule",
             "--step-epochs", "--gamma", "--threads", "--seed", "--save", "--resume", "--eval",
-            "--stop-after"};
+            "--stop-after", "--classes"};
         const char *name = NULL, *val = NULL;
         size_t nlen = strcspn(arg, "=");
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++)
@@ -348,6 +351,8 @@ static void parse_options(options *o, int argc, char **argv)
             parse_layers(o, val);
         } else if (!strcmp(name, "--activation")) {
             o->act = (act_kind)choose(name, val, act_names, NACT);
+        } else if (!strcmp(name, "--classes")) {
+            o->classes = (int)parse_int(name, val, 2, 256);
         } else if (!strcmp(name, "--batch")) {
             o->batch = parse_int(name, val, 1, 1 << 20);
         } else if (!strcmp(name, "--epochs")) {
@@ -686,24 +691,15 @@ static void evaluator_free(evaluator *ev)
 /* Data                                                                      */
 /* ------------------------------------------------------------------------ */
 
-static void load_split(const char *dir, const char *prefix, idx_split *s)
+static void load_split(const char *dir, const char *prefix, int classes, idx_split *s)
 {
     char msg[1024];
-    if (idx_load_split(dir, prefix, s, msg, sizeof msg))
+    if (idx_load_split(dir, prefix, classes, s, msg, sizeof msg))
         die(1, "%s", msg);
     if (s->n < 1 || s->features < 1)
         die(1, "%s: %s split is empty", dir, prefix);
     if (s->n > INT32_MAX)
         die(1, "%s: %s split has too many images", dir, prefix);
-}
-
-static int64_t max_label(const idx_split *s)
-{
-    int64_t m = 0;
-    for (int64_t i = 0; i < s->n; i++)
-        if (s->labels[i] > m)
-            m = s->labels[i];
-    return m;
 }
 
 static double now_seconds(void)
@@ -814,10 +810,8 @@ static void progress(int epoch, int epochs, int64_t i, int64_t n, double rate, d
 static int run_eval(const options *o)
 {
     idx_split test = {0};
-    load_split(o->data, "t10k", &test);
-    int64_t classes = max_label(&test) + 1;
-    if (classes < 10)
-        classes = 10;
+    load_split(o->data, "t10k", o->classes, &test);
+    int64_t classes = o->classes;
     model m;
     load_for_eval(&m, o, test.features, classes);
     evaluator ev;
@@ -839,20 +833,22 @@ int main(int argc, char **argv)
     if (o.eval)
         return run_eval(&o);
 
+    /* every header first: the two splits must agree before any data is read */
     idx_split train = {0}, test = {0};
-    load_split(o.data, "train", &train);
-    load_split(o.data, "t10k", &test);
-    if (test.features != train.features)
-        die(1, "%s: test images have %lld pixels, training images %lld", o.data,
-            (long long)test.features, (long long)train.features);
+    char hmsg[1024];
+    if (idx_peek_split(o.data, "train", &train, hmsg, sizeof hmsg) ||
+        idx_peek_split(o.data, "t10k", &test, hmsg, sizeof hmsg))
+        die(1, "%s", hmsg);
+    if (test.rows != train.rows || test.cols != train.cols)
+        die(1, "%s: test images are %lld x %lld pixels, training images %lld x %lld", o.data,
+            (long long)test.rows, (long long)test.cols, (long long)train.rows,
+            (long long)train.cols);
     if (o.batch > train.n)
         die(2, "--batch: %lld is more than the %lld training images", (long long)o.batch,
             (long long)train.n);
-    int64_t classes = max_label(&train) + 1;
-    if (max_label(&test) + 1 > classes)
-        classes = max_label(&test) + 1;
-    if (classes < 10)
-        classes = 10;
+    load_split(o.data, "train", o.classes, &train);
+    load_split(o.data, "t10k", o.classes, &test);
+    int64_t classes = o.classes;
 
     char msg[1024];
     model m;
