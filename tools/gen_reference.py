@@ -7,6 +7,10 @@ Writes two files into tests/data/ (relative to the repository root):
                   broadcasting pattern of the batch dimensions, and a range
                   of matrix sizes (1, 3, 7, 17 and a few larger shapes).
   ops_ref.txt     elementwise, reduction, shape and loss ops.
+  nonfinite_ref.txt  one case of every op of the two files above (every
+                  operand rank pair for matmul) with NaN, +inf and -inf
+                  in the first positions of each float input: PyTorch's
+                  NaN semantics, forward and backward.
 
 Run from the repository root:
 
@@ -73,6 +77,7 @@ Ops and attribute tokens:
 """
 
 import itertools
+import math
 import os
 import sys
 import zlib
@@ -163,9 +168,27 @@ def divisor(g, shape):
     return mag * sign
 
 
+# While True, make_case puts NaN, +inf and -inf into every float input
+# (nonfinite_ref.txt); the second input of these ops holds integer labels.
+INJECT_SPECIALS = False
+INT_SECOND_INPUT = ("gather", "cross_entropy", "nll")
+
+
+def inject_specials(op, inputs):
+    """NaN, +inf and -inf at the first flat positions of each float input."""
+    for i, x in enumerate(inputs):
+        if i == 1 and op in INT_SECOND_INPUT:
+            continue
+        flat = x.view(-1)
+        for k, v in enumerate((math.nan, math.inf, -math.inf)[:flat.numel()]):
+            flat[k] = v
+
+
 def make_case(name, op, attrs, fn, inputs):
     """Evaluate fn on float64 inputs, backpropagate a random seed."""
     g = generator_for(name)
+    if INJECT_SPECIALS:
+        inject_specials(op, inputs)
     xs = [x.requires_grad_(True) for x in inputs]
     out = fn(*xs)
     seed = uniform(g, out.shape)
@@ -654,6 +677,25 @@ def optim_cases():
 
 # ---------------------------------------------------------------- main
 
+def nonfinite_cases():
+    """The first case of every op of ops_ref.txt and of every operand rank
+    pair of matmul_ref.txt, with NaN, +inf and -inf in each float input."""
+    global INJECT_SPECIALS
+    INJECT_SPECIALS = True
+    try:
+        cases, seen = [], set()
+        for text in ops_cases() + matmul_cases():
+            op = text.split(None, 3)[2]
+            shapes = tuple(line for line in text.splitlines() if line.startswith("tensor in"))
+            key = op if op != "matmul" else (op, tuple(len(s.split()) for s in shapes))
+            if key not in seen:
+                seen.add(key)
+                cases.append(text.replace("case ", "case nonfinite_", 1))
+        return cases
+    finally:
+        INJECT_SPECIALS = False
+
+
 def main():
     torch.set_num_threads(1)          # fixed summation order in matmul
     out_dir = os.path.join("tests", "data")
@@ -665,6 +707,8 @@ def main():
                "reduction, shape and loss ops", ops_cases())
     write_file(os.path.join(out_dir, "optim_ref.txt"), "optimizers: "
                "parameters after each of %d steps" % OPTIM_STEPS, optim_cases())
+    write_file(os.path.join(out_dir, "nonfinite_ref.txt"), "every op with NaN, +inf "
+               "and -inf in its inputs", nonfinite_cases())
 
 
 if __name__ == "__main__":
