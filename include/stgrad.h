@@ -270,6 +270,17 @@ typedef enum stg_gemm_kernel {
     STG_GEMM_PORTABLE /* stgrad's, plain C, 4x8 */
 } stg_gemm_kernel;
 
+/* What a training step checks before it updates anything (see
+ * stg_plan_step).  GRADIENTS, the default, also reads every parameter's
+ * gradient once per step (its cost is in README.md); LOSS is for users who
+ * want those microseconds back and accept that a NaN which leaves the loss
+ * finite (relu(NaN) is NaN, but max over a row that holds it may not be)
+ * reaches the parameters. */
+typedef enum stg_guard {
+    STG_GUARD_GRADIENTS = 0, /* the loss and every parameter gradient are finite */
+    STG_GUARD_LOSS           /* the loss alone is finite */
+} stg_guard;
+
 typedef struct stg_plan_options {
     int threads;             /* OpenMP threads per step; 0 means 1 */
     stg_optimizer optimizer; /* default STG_OPTIM_SGD */
@@ -286,6 +297,7 @@ typedef struct stg_plan_options {
     int profile;             /* > 0: time every node of every step and keep the
                                 last 'profile' steps (see "Profiling"); 0: no
                                 timing calls in a step */
+    stg_guard guard;         /* default STG_GUARD_GRADIENTS */
     stg_gemm_kernel gemm_kernel; /* default STG_GEMM_AUTO; forcing a kernel the
                                     CPU (or this build) cannot run fails plan
                                     creation with STG_INVALID */
@@ -321,9 +333,12 @@ STG_API const char *stg_plan_last_message(void);
 STG_API void stg_plan_free(stg_plan *p);
 
 /* One training step: forward, backward and the optimizer update.  Returns
- * STG_NUMERIC when the loss is not finite, STG_INDEX when a label or index
- * is out of range; then the parameters, optimizer state and step count are
- * left as they were, and stg_plan_message() says what happened. */
+ * STG_NUMERIC when the loss or (with the default opts.guard) a parameter's
+ * gradient is not finite, STG_INDEX when a label or index is out of range;
+ * then the parameters, optimizer state and step count are left as they
+ * were, and stg_plan_message() says what happened: for STG_NUMERIC, what was
+ * not finite and the first node of the step whose output was (found by
+ * running the step's nodes again one by one, which allocates nothing). */
 STG_API stg_status stg_plan_step(stg_plan *p);
 /* Forward pass only (no gradients, no update).  Returns STG_INDEX like a step. */
 STG_API stg_status stg_plan_forward(stg_plan *p);

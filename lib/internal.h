@@ -294,7 +294,7 @@ struct stg_plan {
     float lr_now, bias1, bias2; /* for the step being run: lr, Adam's 1 - beta^t */
     atomic_int failed;      /* set by the first kernel that fails in a step */
     stg_status step_status;
-    char step_msg[256];
+    char step_msg[512];
     stgK_kernel kern;   /* GEMM micro-kernel and block sizes */
     char kern_why[256]; /* which kernel and why, for people */
     size_t work_bytes;  /* packing workspace each thread needs */

@@ -391,6 +391,8 @@ static stg_status validate(const stg_graph *g, stg_tensor loss, stg_tensor seed,
         return fail(STG_INVALID, "plan: threads = %d (need 0 to 1024)", o->threads);
     if (o->profile < 0 || o->profile > 1000000)
         return fail(STG_INVALID, "plan: profile = %d steps (need 0 to 1000000)", o->profile);
+    if (o->guard != STG_GUARD_GRADIENTS && o->guard != STG_GUARD_LOSS)
+        return fail(STG_INVALID, "plan: unknown guard %d", (int)o->guard);
     if (o->optimizer < STG_OPTIM_NONE || o->optimizer > STG_OPTIM_ADAMW)
         return fail(STG_INVALID, "plan: unknown optimizer %d", (int)o->optimizer);
     if (!finite_nonneg(o->lr) || !finite_nonneg(o->momentum) ||

@@ -4,11 +4,13 @@
  * and meets the others at a barrier only where the plan says a node depends
  * on (or overwrites) what another thread may have touched since the last one.
  */
+#include <math.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include <omp.h>
@@ -182,10 +184,99 @@ void stgR_fail(const stg_plan *cp, stg_status s, const char *fmt, ...)
     va_end(ap);
 }
 
+/* A value for a message: "nan" whatever the NaN's sign bit. */
+static const char *number(float v, char *buf, size_t len)
+{
+    if (isnan(v))
+        return "nan";
+    snprintf(buf, len, "%g", (double)v);
+    return buf;
+}
+
+/* The first non-finite element of n values, or -1. */
+static int64_t first_nonfinite(const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return i;
+    return -1;
+}
+
+/* The parameter whose gradient (or clipped gradient) node 'id' is. */
+static const char *gradient_of(const stg_plan *p, int32_t id)
+{
+    int32_t param = -1;
+    for (int32_t i = 0; i < p->nuser && param < 0; i++)
+        if (p->grad[i] == id)
+            param = i;
+    for (int32_t i = 0; i < p->nsched && param < 0; i++) {
+        const stg_node *n = p->sched[i].node;
+        if ((n->op->flags & STG_OPF_UPDATE) && n->in[1] == id)
+            param = n->in[0];
+    }
+    return param >= 0 && p->g->nodes[param].name ? p->g->nodes[param].name : "(unnamed)";
+}
+
+/* What a guard found, said the same way whichever thread found it: the
+ * loss, or the first gradient (in the guards' order) that is not finite;
+ * then the first node of the step whose output is not finite, found by
+ * running the nodes before the guards again one at a time on this thread
+ * and checking each output (no update ran, so the leaves are as they were;
+ * nothing is allocated). */
+static void explain_nonfinite(stg_plan *p)
+{
+    int32_t guard = 0;
+    while (guard < p->nsched && p->sched[guard].node->op != &stg_op_guard)
+        guard++;
+    if (guard == p->nsched)
+        return;
+    char what[200], nb[32];
+    float loss = stgP_ptr(p, p->loss)[0];
+    snprintf(what, sizeof what, "the loss is %s", number(loss, nb, sizeof nb));
+    for (int32_t i = guard; isfinite(loss) && i < p->nsched; i++) {
+        const stg_node *n = p->sched[i].node;
+        for (int j = 0; n->op == &stg_op_guard && j < n->nin; j++) {
+            int64_t e = first_nonfinite(stgP_ptr(p, n->in[j]), stgS_numel(&p->g->nodes[n->in[j]].shape));
+            if (n->in[j] != p->loss && e >= 0) {
+                snprintf(what, sizeof what, "the gradient of '%s' is %s at element %lld",
+                         gradient_of(p, n->in[j]), number(stgP_ptr(p, n->in[j])[e], nb, sizeof nb),
+                         (long long)e);
+                i = p->nsched; /* the first one */
+                break;
+            }
+        }
+    }
+    char first[240] = "";
+    for (int32_t i = 0; i < guard; i++) {
+        const stg_pnode *pn = &p->sched[i];
+        pn->node->op->run(pn, 0, 1);
+        if (pn->node->is_int || (pn->node->op->flags & STG_OPF_EFFECT))
+            continue;
+        int64_t e = first_nonfinite(pn->out, stgS_numel(&pn->node->shape));
+        if (e < 0)
+            continue;
+        stg_node_info info;
+        stgX_node_info(p, i, &info);
+        char shape[96];
+        snprintf(first, sizeof first, "; the first non-finite value, %s, is element %lld of node "
+                 "%d: %s %s%s%s%s", number(pn->out[e], nb, sizeof nb), (long long)e, (int)i,
+                 stg_phase_name(info.phase), info.op, *info.about ? " (" : "", info.about,
+                 *info.about ? ")" : "");
+        size_t used = strlen(first);
+        snprintf(first + used, sizeof first - used, " %s",
+                 stgS_str(&pn->node->shape, shape, sizeof shape));
+        break;
+    }
+    snprintf(p->step_msg, sizeof p->step_msg,
+             "step: %s%s; parameters, optimizer state and step count are unchanged", what, first);
+}
+
 static stg_status finish(stg_plan *p)
 {
     if (!atomic_load(&p->failed))
         return STG_OK;
+    if (p->step_status == STG_NUMERIC)
+        explain_nonfinite(p);
     atomic_store(&p->failed, 0);
     return p->step_status;
 }

@@ -152,6 +152,107 @@ static void test_nonfinite_loss_without_optimizer(void **state)
     }
 }
 
+/* A gradient that is not finite under a finite loss: sum(sqrt(w)) with a
+ * zero in w has the gradient 0.5 / sqrt(0) = inf there.  The default guard
+ * fails the step, names the parameter, the element and the first node whose
+ * output was not finite, the same at 1 and 2 threads, and changes nothing;
+ * STG_GUARD_LOSS lets the step through (its documented trade). */
+static void test_nonfinite_gradient_changes_nothing(void **state)
+{
+    (void)state;
+    char first_msg[512] = "";
+    for (int threads = 1; threads <= 2; threads++) {
+        stg_graph *g = stg_graph_new();
+        int64_t d[1] = {5};
+        stg_tensor w = stg_param(g, "w", 1, d);
+        stg_tensor loss = stg_sum(g, stg_sqrt(g, w), 0, NULL, 0);
+        stg_plan_options o;
+        stg_plan_options_init(&o);
+        o.threads = threads;
+        o.momentum = 0.9f;
+        stg_plan *p = tu_plan_with(g, loss, &o);
+        float w0[5] = {1.0f, 4.0f, 0.0f, 9.0f, 2.0f};
+        assert_int_equal(stg_plan_set(p, w, w0, 5), STG_OK);
+        assert_int_equal(stg_plan_step(p), STG_NUMERIC);
+        const char *msg = stg_plan_message(p);
+        if (!strstr(msg, "the gradient of 'w' is inf at element 2") || !strstr(msg, "sqrt_grad") ||
+            !strstr(msg, "unchanged"))
+            fail_msg("message: %s", msg);
+        if (threads == 1)
+            snprintf(first_msg, sizeof first_msg, "%s", msg);
+        else
+            assert_string_equal(msg, first_msg);
+        assert_memory_equal(stg_plan_data(p, w), w0, sizeof w0);
+        assert_int_equal(stg_plan_steps(p), 0);
+        stg_plan_free(p);
+
+        o.guard = STG_GUARD_LOSS;
+        p = tu_plan_with(g, loss, &o);
+        assert_int_equal(stg_plan_set(p, w, w0, 5), STG_OK);
+        assert_int_equal(stg_plan_step(p), STG_OK);
+        assert_false(isfinite(stg_plan_data(p, w)[2]));
+        stg_plan_free(p);
+        stg_graph_free(g);
+    }
+}
+
+/* More parameters than one guard node takes (STG_MAX_INPUTS inputs each):
+ * a non-finite gradient of the ninth is found too. */
+static void test_guard_covers_every_parameter(void **state)
+{
+    (void)state;
+    stg_graph *g = stg_graph_new();
+    int64_t d[1] = {3};
+    stg_tensor ps[9], loss = {-1};
+    for (int i = 0; i < 9; i++) {
+        char name[8];
+        snprintf(name, sizeof name, "p%d", i);
+        ps[i] = stg_param(g, name, 1, d);
+        stg_tensor s = stg_sum(g, stg_sqrt(g, ps[i]), 0, NULL, 0);
+        loss = i ? stg_add(g, loss, s) : s;
+    }
+    stg_plan *p = tu_plan(g, loss, 2, STG_OPTIM_SGD);
+    float ones[3] = {1, 1, 1}, hole[3] = {1, 0, 1};
+    for (int i = 0; i < 9; i++)
+        assert_int_equal(stg_plan_set(p, ps[i], i == 8 ? hole : ones, 3), STG_OK);
+    assert_int_equal(stg_plan_step(p), STG_NUMERIC);
+    if (!strstr(stg_plan_message(p), "the gradient of 'p8' is inf at element 1"))
+        fail_msg("message: %s", stg_plan_message(p));
+    assert_memory_equal(stg_plan_data(p, ps[0]), ones, sizeof ones);
+    stg_plan_free(p);
+    stg_graph_free(g);
+}
+
+/* The probe's case: a NaN in x through matmul, relu (which passes it on, as
+ * PyTorch's does), matmul and softmax cross-entropy.  The step fails on the
+ * loss and names the first matmul as the first node with a NaN. */
+static void test_nan_input_named_at_its_first_node(void **state)
+{
+    (void)state;
+    stg_graph *g = stg_graph_new();
+    int64_t xd[2] = {2, 3}, w1d[2] = {3, 4}, w2d[2] = {4, 2}, yd[1] = {2};
+    stg_tensor x = stg_input(g, "x", 2, xd), y = stg_input_i32(g, "y", 1, yd);
+    stg_tensor w1 = stg_param(g, "w1", 2, w1d), w2 = stg_param(g, "w2", 2, w2d);
+    stg_tensor h = stg_relu(g, stg_matmul(g, x, w1));
+    stg_tensor loss = stg_softmax_cross_entropy(g, stg_matmul(g, h, w2), y, STG_REDUCE_MEAN);
+    stg_plan *p = tu_plan(g, loss, 1, STG_OPTIM_SGD);
+    tu_fill(stg_plan_data(p, x), 6, 1, -1, 1);
+    tu_fill(stg_plan_data(p, w1), 12, 2, -1, 1);
+    tu_fill(stg_plan_data(p, w2), 8, 3, -1, 1);
+    int32_t labels[2] = {0, 1};
+    assert_int_equal(stg_plan_set_i32(p, y, labels, 2), STG_OK);
+    stg_plan_data(p, x)[4] = NAN;
+    float before[12];
+    memcpy(before, stg_plan_data(p, w1), sizeof before);
+    assert_int_equal(stg_plan_step(p), STG_NUMERIC);
+    const char *msg = stg_plan_message(p);
+    if (!strstr(msg, "the loss is nan") || !strstr(msg, "node 0: forward matmul (w1)"))
+        fail_msg("message: %s", msg);
+    assert_memory_equal(stg_plan_data(p, w1), before, sizeof before);
+    stg_plan_free(p);
+    stg_graph_free(g);
+}
+
 /* A label out of range is an error of the step, not a wrong number: the step
  * stops before any update, names the op, the label and the range. */
 static void test_bad_label_changes_nothing(void **state)
@@ -288,6 +389,9 @@ int main(void)
         cmocka_unit_test(test_optimizers_match_pytorch),
         cmocka_unit_test(test_nonfinite_loss_changes_nothing),
         cmocka_unit_test(test_nonfinite_loss_without_optimizer),
+        cmocka_unit_test(test_nonfinite_gradient_changes_nothing),
+        cmocka_unit_test(test_nan_input_named_at_its_first_node),
+        cmocka_unit_test(test_guard_covers_every_parameter),
         cmocka_unit_test(test_bad_label_changes_nothing),
         cmocka_unit_test(test_mlp_fits_synthetic_data),
         cmocka_unit_test(test_bad_options_and_schedules),

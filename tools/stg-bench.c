@@ -31,6 +31,7 @@ typedef struct config {
     const matmul_case *mc; /* NULL for the mlp step */
     bench_mode mode;
     int batch, threads;
+    stg_guard guard;           /* what a step checks (--guard-loss) */
     double flops, bytes, peak; /* peak: the FMA peak at its thread count */
     stg_plan *plan;
     blis_job *blis;
@@ -79,6 +80,8 @@ static void usage(FILE *f)
             "  --latency N       also time N mlp steps at batch 64 per thread count and\n"
             "                    print p50/p99/max (BENCH.md asks for 10000)\n"
             "  --no-blis         skip the BLIS-alone baseline\n"
+            "  --guard-loss      training steps check the loss alone, not the gradients\n"
+            "                    (stg_plan_options.guard; for the cost of the check)\n"
             "  --json FILE       also write the results as JSON (written atomically)\n"
             "  --steps-only CASE run exactly --steps N steps of one case (with --mode,\n"
             "                    --batch, --threads, --warmup) and print nothing else:\n"
@@ -142,6 +145,7 @@ static stg_plan *build_plan(config *c)
     stg_plan_options o;
     stg_plan_options_init(&o);
     o.threads = c->threads;
+    o.guard = c->guard;
     stg_plan *p;
     if (c->mc) {
         p = matmul_plan(c->mc, c->mode == MODE_FWDBWD, &o, err, sizeof err);
@@ -349,6 +353,7 @@ int main(int argc, char **argv)
          one_mode_set = false;
     double min_time = 0.2;
     long lat_steps = 0, steps = 0, warmup = 0, one_batch = 64;
+    stg_guard guard = STG_GUARD_GRADIENTS;
     bench_mode one_mode = MODE_FWDBWD;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -357,6 +362,9 @@ int main(int argc, char **argv)
             return 0;
         } else if (!strcmp(o, "--no-blis")) {
             blis = false;
+            continue;
+        } else if (!strcmp(o, "--guard-loss")) {
+            guard = STG_GUARD_LOSS;
             continue;
         }
         static const char *const valued[] = {"--cases", "--modes", "--batches", "--threads",
@@ -440,7 +448,8 @@ int main(int argc, char **argv)
         config c = {.mc = matmul_case_find(only),
                     .mode = strcmp(only, "mlp") ? one_mode : MODE_STEP,
                     .batch = (int)one_batch,
-                    .threads = threads[0]};
+                    .threads = threads[0],
+                    .guard = guard};
         return steps_only(&c, warmup, steps);
     }
     if (!modes[0] && !modes[1])
@@ -468,6 +477,7 @@ int main(int argc, char **argv)
                     die_usage("too many configurations");
                 config *c = &cs[n++];
                 c->threads = threads[t];
+                c->guard = guard;
                 if (k < nmc) {
                     const matmul_case *mc = &mcs[k];
                     c->mc = mc;
@@ -565,7 +575,7 @@ int main(int argc, char **argv)
         }
         printf("\nstep latency, mlp batch 64, %ld steps after 100 of warm-up:\n", lat_steps);
         for (int ti = 0; ti < nthreads; ti++) {
-            config c = {.mode = MODE_STEP, .batch = 64, .threads = threads[ti]};
+            config c = {.mode = MODE_STEP, .batch = 64, .threads = threads[ti], .guard = guard};
             c.plan = build_plan(&c);
             if (!c.plan)
                 return 1;
