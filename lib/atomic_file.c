@@ -79,9 +79,10 @@ stg_status stgW_write_atomic(stg_plan *p, const char *what, const char *path,
         return s;
     }
     int err = 0;
+    errno = 0;
     FILE *f = fdopen(fd, "wb");
     if (!f) {
-        err = errno;
+        err = errno ? errno : ENOMEM; /* a failed fdopen is a failed malloc, in glibc */
         close(fd);
     } else {
         err = body(f, ctx);

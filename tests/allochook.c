@@ -30,12 +30,17 @@ int allochook_works(void)
 long allochook_live(void) { return atomic_load(&live); }
 void allochook_fail_after(long n) { atomic_store(&countdown, n); }
 
-/* Counts a call; true if this one must fail. */
+/* Counts a call; true if this one must fail (with errno ENOMEM, as the C
+ * library's allocator sets it). */
 static int enter(void)
 {
     atomic_fetch_add_explicit(&calls, 1, memory_order_relaxed);
     long c = atomic_load_explicit(&countdown, memory_order_relaxed);
-    return c >= 0 && atomic_fetch_sub(&countdown, 1) == 0;
+    if (c >= 0 && atomic_fetch_sub(&countdown, 1) == 0) {
+        errno = ENOMEM;
+        return 1;
+    }
+    return 0;
 }
 
 static void *track(void *p)

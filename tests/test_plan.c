@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "allochook.h"
+#include "tmpdir.h"
 #include "internal.h"
 #include "testutil.h"
 
@@ -204,6 +205,107 @@ static void test_allocation_failures(void **state)
     stg_graph_free(g);
 }
 
+/* A whole cycle of a user's program: build a graph, plan (profiling, two
+ * threads, momentum), two steps, save, load, the profile, memory report,
+ * trace and DOT exports, free.  Run once with the allocator healthy, then
+ * once with each of its allocations failing in turn: every call must report
+ * it (STG_NOMEM, or STG_IO for a file), a failed load must leave the
+ * parameters as they were, a failed save must leave the earlier checkpoint,
+ * and nothing may leak.  Returns the number of calls that failed. */
+static int whole_cycle(const char *dir, const float *w_init)
+{
+    int failed = 0;
+    stg_graph *g = stg_graph_new();
+    if (!g)
+        return 1;
+    int64_t xd[2] = {8, 6}, wd[2] = {6, 4}, td[2] = {8, 4};
+    stg_tensor x = stg_input(g, "x", 2, xd), t = stg_input(g, "t", 2, td);
+    stg_tensor w = stg_param(g, "w", 2, wd);
+    stg_tensor loss = stg_mse_loss(g, stg_relu(g, stg_matmul(g, x, w)), t);
+    if (stg_graph_status(g) != STG_OK) {
+        assert_int_equal(stg_graph_status(g), STG_NOMEM);
+        stg_graph_free(g);
+        return 1;
+    }
+    stg_plan_options o;
+    stg_plan_options_init(&o);
+    o.threads = 2, o.momentum = 0.9f, o.profile = 4;
+    stg_plan *p = NULL;
+    stg_status s = stg_plan_create(g, loss, &o, &p);
+    if (s != STG_OK) {
+        assert_int_equal(s, STG_NOMEM);
+        assert_null(p);
+        stg_graph_free(g);
+        return 1;
+    }
+    tu_fill(stg_plan_data(p, x), 48, 1, -1, 1);
+    tu_fill(stg_plan_data(p, t), 32, 2, -1, 1);
+    memcpy(stg_plan_data(p, w), w_init, 24 * sizeof(float));
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(stg_plan_step(p), STG_OK); /* a step allocates nothing */
+    char path[512];
+    snprintf(path, sizeof path, "%s/cycle.ck", dir);
+    if ((s = stg_plan_save(p, path)) != STG_OK) {
+        if (s != STG_NOMEM && s != STG_IO)
+            fail_msg("save: %s", stg_status_name(s));
+        failed++;
+    }
+    float before[24];
+    memcpy(before, stg_plan_data(p, w), sizeof before);
+    if ((s = stg_plan_load(p, path)) != STG_OK) {
+        if (s != STG_NOMEM && s != STG_IO)
+            fail_msg("load: %s: %s", stg_status_name(s), stg_plan_message(p));
+        failed++;
+    }
+    assert_memory_equal(before, stg_plan_data(p, w), sizeof before); /* loaded or untouched */
+    FILE *f = fopen("/dev/null", "w");
+    if (f) {
+        failed += stg_plan_write_profile(p, f) != STG_OK;
+        failed += stg_plan_write_memory(p, f) != STG_OK;
+        fclose(f);
+    } else {
+        failed++;
+    }
+    snprintf(path, sizeof path, "%s/cycle.json", dir);
+    failed += stg_plan_write_trace(p, path) != STG_OK;
+    snprintf(path, sizeof path, "%s/cycle.dot", dir);
+    failed += stg_plan_write_dot(p, path) != STG_OK;
+    stg_plan_free(p);
+    stg_graph_free(g);
+    return failed;
+}
+
+static void test_allocation_failures_whole_cycle(void **state)
+{
+    (void)state;
+    if (!allochook_works()) {
+        print_message("the allocator is replaced (sanitizers or valgrind): no injection\n");
+        skip();
+    }
+    char dir[64];
+    assert_int_equal(tmpdir_make(dir, sizeof dir, "test_plan"), 0);
+    float w_init[24];
+    tu_fill(w_init, 24, 3, -1, 1);
+    /* once healthy: BLIS and libgomp set themselves up for good here (both
+     * abort the process when memory runs out in that setup) */
+    assert_int_equal(whole_cycle(dir, w_init), 0);
+    int failing_points = 0;
+    for (long n = 0;; n++) {
+        long before = allochook_live();
+        allochook_fail_after(n);
+        int failed = whole_cycle(dir, w_init);
+        allochook_fail_after(-1);
+        if (allochook_live() != before)
+            fail_msg("allocation %ld failing leaked %ld blocks", n, allochook_live() - before);
+        if (failed == 0)
+            break;
+        failing_points++;
+    }
+    print_message("a whole cycle failed cleanly at each of its %d allocations\n", failing_points);
+    assert_true(failing_points > 20);
+    assert_int_equal(tmpdir_remove(dir), 0);
+}
+
 /* A vjp plan's gradients of c = a b (batched, b broadcast) for an upstream
  * gradient G, against naive loops: dA = G B^T, dB = sum over the batch of A^T G. */
 static void test_vjp(void **state)
@@ -265,6 +367,7 @@ int main(void)
         cmocka_unit_test(test_checker_rejects_broken_plans),
         cmocka_unit_test(test_plan_queries),
         cmocka_unit_test(test_allocation_failures),
+        cmocka_unit_test(test_allocation_failures_whole_cycle),
         cmocka_unit_test(test_vjp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
