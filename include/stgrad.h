@@ -312,7 +312,13 @@ STG_API void stg_plan_options_init(stg_plan_options *opts);
  * afterwards.  On success '*out' owns a new plan (free with stg_plan_free).
  * Returns STG_INVALID for a graph with an error or a non-scalar loss (the
  * message is available from stg_plan_last_message()), STG_NOMEM, or
- * STG_SMALL_ARENA when opts->arena cannot hold the plan. */
+ * STG_SMALL_ARENA when opts->arena cannot hold the plan.
+ * The first plan a process creates (or sizes with stg_plan_arena_size)
+ * chooses the GEMM kernel, which sets BLIS up for this CPU; the first step
+ * that runs on more than one thread starts libgomp's threads.  BLIS and
+ * libgomp abort the process when memory runs out inside those one-time
+ * setups, so a program that must survive that creates a plan (and runs a
+ * step) at start-up; every later allocation failure is reported. */
 STG_API stg_status stg_plan_create(const stg_graph *g, stg_tensor loss,
                                    const stg_plan_options *opts, stg_plan **out);
 /* A plan for the vector-Jacobian product of 'out' (any shape): the backward
