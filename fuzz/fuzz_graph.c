@@ -1,0 +1,184 @@
+/*
+ * libFuzzer harness for the graph builder, the planner and the executor.
+ * The input is a program: a few leaves with shapes from its first bytes,
+ * then ops chosen, wired and given attributes by the bytes that follow,
+ * shapes that do not fit included.  Then:
+ *  - a graph with an error must carry a message and build no plan;
+ *  - otherwise the sum of the last tensor is the loss, and the plan (1 or
+ *    2 threads) must pass stg_plan_check and run steps; after a warm-up
+ *    step, two steps must call no allocator (counted through the
+ *    sanitizer's allocation hooks).
+ * A crash, a leak or a sanitizer report is a finding.
+ */
+#include <sanitizer/allocator_interface.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz.h"
+
+#include "stgrad.h"
+
+typedef struct program {
+    const uint8_t *p;
+    size_t n;
+} program;
+
+/* The next byte, 0 once the input is used up. */
+static unsigned byte(program *r)
+{
+    if (!r->n)
+        return 0;
+    r->n--;
+    return *r->p++;
+}
+
+static int small(program *r, int lo, int hi) { return lo + (int)(byte(r) % (unsigned)(hi - lo + 1)); }
+
+static volatile long allocations;
+static void count_malloc(const volatile void *p, size_t n)
+{
+    (void)p, (void)n;
+    allocations++;
+}
+static void count_free(const volatile void *p) { (void)p; }
+
+enum { MAX_T = 48 };
+
+/* One op on tensors of the program; returns an invalid tensor when the
+ * shapes do not fit (the graph then holds the error). */
+static stg_tensor one_op(stg_graph *g, program *r, const stg_tensor *t, int nt)
+{
+    stg_tensor a = t[byte(r) % (unsigned)nt], b = t[byte(r) % (unsigned)nt];
+    int nd = stg_tensor_ndim(g, a);
+    int axes[8] = {small(r, -3, 3), small(r, -3, 3)}, naxes = small(r, 0, 2), keep = byte(r) & 1;
+    float f = (float)small(r, -8, 8) / 4.0f;
+    switch (byte(r) % 34) {
+    case 0: return stg_add(g, a, b);
+    case 1: return stg_sub(g, a, b);
+    case 2: return stg_mul(g, a, b);
+    case 3: return stg_div(g, a, b);
+    case 4: return stg_matmul(g, a, b);
+    case 5: return stg_outer(g, a, b);
+    case 6: return stg_relu(g, a);
+    case 7: return stg_exp(g, a);
+    case 8: return stg_log(g, a);
+    case 9: return stg_sqrt(g, a);
+    case 10: return stg_tanh(g, a);
+    case 11: return stg_sigmoid(g, a);
+    case 12: return stg_gelu(g, a);
+    case 13: return stg_softplus(g, a);
+    case 14: return stg_clamp(g, a, -f, f);
+    case 15: return stg_leaky_relu(g, a, f);
+    case 16: return stg_elu(g, a, f);
+    case 17: return stg_pow(g, a, f);
+    case 18: return stg_scale(g, a, f);
+    case 19: return stg_sum(g, a, naxes, axes, keep);
+    case 20: return stg_mean(g, a, naxes, axes, keep);
+    case 21: return stg_max(g, a, naxes, axes, keep);
+    case 22: return stg_var(g, a, naxes, axes, keep);
+    case 23: return stg_logsumexp(g, a, naxes, axes, keep);
+    case 24: return stg_norm(g, a, small(r, 0, 3), naxes, axes, keep);
+    case 25: {
+        int64_t n = stg_tensor_numel(g, a), d[2] = {small(r, 1, 4), 0};
+        d[1] = n > 0 && n % d[0] == 0 ? n / d[0] : small(r, 1, 9);
+        return stg_reshape(g, a, 2, d);
+    }
+    case 26: {
+        int perm[8];
+        for (int i = 0; i < 8; i++)
+            perm[i] = nd > 0 ? (i + small(r, 0, 3)) % (nd > 0 ? nd : 1) : 0;
+        return stg_transpose(g, a, perm);
+    }
+    case 27: return stg_swapaxes(g, a, axes[0], axes[1]);
+    case 28: {
+        int64_t d[4] = {small(r, 1, 3), 0, 0, 0};
+        int64_t sh[8];
+        int k = stg_tensor_shape(g, a, sh);
+        for (int i = 0; i < k && i < 3; i++)
+            d[i + 1] = sh[i] == 1 ? small(r, 1, 3) : sh[i];
+        return stg_broadcast_to(g, a, k < 3 ? k + 1 : 4, d);
+    }
+    case 29:
+        return stg_slice(g, a, axes[0], small(r, -4, 4), small(r, -4, 6), small(r, 0, 3));
+    case 30: return stg_flip(g, a, axes[0]);
+    case 31: {
+        stg_tensor xs[2] = {a, b};
+        return (byte(r) & 1) ? stg_concat(g, 2, xs, axes[0]) : stg_stack(g, 2, xs, axes[0]);
+    }
+    case 32: return (byte(r) & 1) ? stg_softmax(g, a, axes[0]) : stg_log_softmax(g, a, axes[0]);
+    default: {
+        int64_t before[8] = {0}, after[8] = {0};
+        for (int i = 0; i < nd && i < 8; i++)
+            before[i] = small(r, 0, 2), after[i] = small(r, 0, 1);
+        return stg_pad(g, a, before, after, f);
+    }
+    }
+}
+
+int fuzz_graph(const uint8_t *data, size_t size)
+{
+    static int hooked;
+    if (!hooked)
+        hooked = 1, __sanitizer_install_malloc_and_free_hooks(count_malloc, count_free);
+    program r = {data, size};
+    stg_graph *g = stg_graph_new();
+    if (!g)
+        return 0;
+    stg_tensor t[MAX_T];
+    int nt = 0, leaves = small(&r, 1, 3);
+    for (int i = 0; i < leaves; i++) {
+        int64_t d[3] = {small(&r, 1, 5), small(&r, 1, 5), small(&r, 1, 5)};
+        int ndim = small(&r, 0, 3);
+        char name[8];
+        snprintf(name, sizeof name, "l%d", i);
+        t[nt++] = (byte(&r) & 1) ? stg_param(g, name, ndim, d) : stg_input(g, name, ndim, d);
+    }
+    while (r.n && nt < MAX_T && stg_graph_status(g) == STG_OK) {
+        stg_tensor y = one_op(g, &r, t, nt);
+        if (stg_tensor_valid(g, y))
+            t[nt++] = y;
+    }
+    stg_tensor loss = stg_sum(g, t[nt - 1], 0, NULL, 0);
+    if (stg_graph_status(g) != STG_OK) {
+        if (!*stg_graph_message(g))
+            abort(); /* an error always says what went wrong */
+        stg_graph_free(g);
+        return 0;
+    }
+    stg_plan_options o;
+    stg_plan_options_init(&o);
+    o.threads = 1 + (int)(size & 1);
+    stg_plan *p = NULL;
+    stg_status s = stg_plan_create(g, loss, &o, &p);
+    if (s == STG_OK) {
+        char msg[256];
+        if (stg_plan_check(p, msg, sizeof msg) != STG_OK) {
+            fprintf(stderr, "plan check: %s\n", msg);
+            abort();
+        }
+        for (int i = 0; i < leaves; i++) {
+            float *d = stg_plan_data(p, t[i]);
+            int64_t n = stg_tensor_numel(g, t[i]);
+            for (int64_t k = 0; d && k < n; k++)
+                d[k] = (float)((k * 7 + i) % 11) / 8.0f - 0.6f;
+        }
+        stg_plan_step(p); /* warm-up */
+        long before = allocations;
+        for (int i = 0; i < 2; i++) {
+            s = stg_plan_step(p);
+            if (s != STG_OK && s != STG_NUMERIC)
+                abort(); /* nothing else can fail in a step of these ops */
+        }
+        if (allocations != before) {
+            fprintf(stderr, "a step allocated %ld times\n", allocations - before);
+            abort();
+        }
+        stg_plan_free(p);
+    } else if (s != STG_NOMEM && s != STG_INVALID) {
+        abort();
+    }
+    stg_graph_free(g);
+    return 0;
+}
