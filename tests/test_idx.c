@@ -159,7 +159,7 @@ static void test_good_pair(void **state)
     idx_split_free(&s); /* a second free is harmless */
 }
 
-/* gzopen reads plain files too, under any name, and 1 to 4 dims are fine. */
+/* Plain files are read too, under any name, and 1 to 4 dims are fine. */
 static void test_plain_and_dims(void **state)
 {
     (void)state;
