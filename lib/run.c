@@ -217,12 +217,31 @@ static const char *gradient_of(const stg_plan *p, int32_t id)
     return param >= 0 && p->g->nodes[param].name ? p->g->nodes[param].name : "(unnamed)";
 }
 
+/* The first guarded gradient (in the guards' order) that is not finite,
+ * described into 'what'; false if there is none. */
+static bool first_bad_gradient(const stg_plan *p, int32_t guard, char *what, size_t len)
+{
+    char nb[32];
+    for (int32_t i = guard; i < p->nsched; i++) {
+        const stg_node *n = p->sched[i].node;
+        for (int j = 0; n->op == &stg_op_guard && j < n->nin; j++) {
+            const float *x = stgP_ptr(p, n->in[j]);
+            int64_t e = first_nonfinite(x, stgS_numel(&p->g->nodes[n->in[j]].shape));
+            if (n->in[j] != p->loss && e >= 0) {
+                snprintf(what, len, "the gradient of '%s' is %s at element %lld",
+                         gradient_of(p, n->in[j]), number(x[e], nb, sizeof nb), (long long)e);
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
 /* What a guard found, said the same way whichever thread found it: the
- * loss, or the first gradient (in the guards' order) that is not finite;
- * then the first node of the step whose output is not finite, found by
- * running the nodes before the guards again one at a time on this thread
- * and checking each output (no update ran, so the leaves are as they were;
- * nothing is allocated). */
+ * loss, or the first gradient that is not finite; then the first node of
+ * the step whose output is not finite, found by running the nodes before
+ * the guards again one at a time on this thread and checking each output
+ * (no update ran, so the leaves are as they were; nothing is allocated). */
 static void explain_nonfinite(stg_plan *p)
 {
     int32_t guard = 0;
@@ -232,20 +251,10 @@ static void explain_nonfinite(stg_plan *p)
         return;
     char what[200], nb[32];
     float loss = stgP_ptr(p, p->loss)[0];
-    snprintf(what, sizeof what, "the loss is %s", number(loss, nb, sizeof nb));
-    for (int32_t i = guard; isfinite(loss) && i < p->nsched; i++) {
-        const stg_node *n = p->sched[i].node;
-        for (int j = 0; n->op == &stg_op_guard && j < n->nin; j++) {
-            int64_t e = first_nonfinite(stgP_ptr(p, n->in[j]), stgS_numel(&p->g->nodes[n->in[j]].shape));
-            if (n->in[j] != p->loss && e >= 0) {
-                snprintf(what, sizeof what, "the gradient of '%s' is %s at element %lld",
-                         gradient_of(p, n->in[j]), number(stgP_ptr(p, n->in[j])[e], nb, sizeof nb),
-                         (long long)e);
-                i = p->nsched; /* the first one */
-                break;
-            }
-        }
-    }
+    if (isfinite(loss) && !first_bad_gradient(p, guard, what, sizeof what))
+        return; /* the guard saw what is no longer there: keep its message */
+    if (!isfinite(loss))
+        snprintf(what, sizeof what, "the loss is %s", number(loss, nb, sizeof nb));
     char first[240] = "";
     for (int32_t i = 0; i < guard; i++) {
         const stg_pnode *pn = &p->sched[i];
