@@ -281,8 +281,26 @@ typedef enum stg_guard {
     STG_GUARD_LOSS           /* the loss alone is finite */
 } stg_guard;
 
+/* How a plan's threads wait for each other inside a step and for the next
+ * step between steps (a plan of one thread never waits).  See "Threads and
+ * waiting" in README.md for what each costs. */
+typedef enum stg_wait {
+    STG_WAIT_SPIN_YIELD = 0, /* the default: spin briefly, then sched_yield; a
+                                worker idle for 2 ms sleeps in the kernel, and
+                                the next step wakes it with one system call */
+    STG_WAIT_SPIN,           /* spin only: a step makes no system call at all,
+                                and each worker keeps its core busy for as long
+                                as the plan lives (for dedicated cores) */
+    STG_WAIT_PASSIVE         /* sleep in the kernel at once (Linux futex; a
+                                yield elsewhere): for shared or oversubscribed
+                                cores, at a few microseconds per barrier */
+} stg_wait;
+
 typedef struct stg_plan_options {
-    int threads;             /* OpenMP threads per step; 0 means 1 */
+    int threads;             /* threads per step, the caller's included (the
+                                plan starts threads - 1 workers and joins them
+                                in stg_plan_free); 0 means 1 */
+    stg_wait wait;           /* default STG_WAIT_SPIN_YIELD */
     stg_optimizer optimizer; /* default STG_OPTIM_SGD */
     float lr;                /* learning rate, default 0.01 */
     float momentum;          /* SGD, default 0 */
@@ -314,11 +332,11 @@ STG_API void stg_plan_options_init(stg_plan_options *opts);
  * message is available from stg_plan_last_message()), STG_NOMEM, or
  * STG_SMALL_ARENA when opts->arena cannot hold the plan.
  * The first plan a process creates (or sizes with stg_plan_arena_size)
- * chooses the GEMM kernel, which sets BLIS up for this CPU; the first step
- * that runs on more than one thread starts libgomp's threads.  BLIS and
- * libgomp abort the process when memory runs out inside those one-time
- * setups, so a program that must survive that creates a plan (and runs a
- * step) at start-up; every later allocation failure is reported. */
+ * chooses the GEMM kernel, which sets BLIS up for this CPU.  BLIS aborts
+ * the process when memory runs out inside that one-time setup, so a program
+ * that must survive that creates a plan at start-up; every later allocation
+ * failure is reported.  A plan of more than one thread starts its workers
+ * here (STG_NOMEM, with a message, when the system refuses one). */
 STG_API stg_status stg_plan_create(const stg_graph *g, stg_tensor loss,
                                    const stg_plan_options *opts, stg_plan **out);
 /* A plan for the vector-Jacobian product of 'out' (any shape): the backward
@@ -462,6 +480,12 @@ typedef struct stg_memory_report {
 } stg_memory_report;
 STG_API stg_status stg_plan_memory(const stg_plan *p, stg_memory_report *r);
 STG_API int stg_plan_threads(const stg_plan *p);
+/* Changes how the plan's threads wait (opts.wait) from the next wait on:
+ * for example PASSIVE for a plan that will be idle for a while, so that its
+ * spinning workers give their cores back, and SPIN again before it is used.
+ * Call it between steps, from the thread that runs them.  STG_INVALID for a
+ * NULL plan or an unknown policy. */
+STG_API stg_status stg_plan_set_wait(stg_plan *p, stg_wait wait);
 /* Number of nodes the plan executes per step (forward, backward, update). */
 STG_API int stg_plan_node_count(const stg_plan *p);
 

@@ -266,7 +266,7 @@ typedef struct stg_buffer {
     bool persistent;
 } stg_buffer;
 
-struct stg_barrier;
+struct stg_pool;
 
 struct stg_plan {
     stg_graph *g;      /* private copy: user graph + backward + update nodes */
@@ -287,7 +287,7 @@ struct stg_plan {
     size_t arena_bytes, buffer_bytes;
     bool own_arena;
     int threads;
-    struct stg_barrier *barrier;
+    struct stg_pool *pool;  /* the step's threads (pool.c) */
     stg_plan_options opt;   /* optimizer hyper-parameters (arena fields unused) */
     stg_schedule sched_lr;  /* learning-rate schedule */
     int64_t steps;          /* steps completed */
@@ -314,10 +314,27 @@ void *stgP_desc(stg_pnode *pn, size_t bytes);
 void stgR_fail(const struct stg_plan *p, stg_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-struct stg_barrier *stgR_barrier_new(void);
-void stgR_barrier_free(struct stg_barrier *b);
-/* Waits for all n threads; returns the step's failure flag as the last one saw it. */
-bool stgR_barrier_wait(struct stg_barrier *b, int n, const atomic_int *failed);
+/* ---- threads (pool.c) ------------------------------------------------ */
+
+/* What each thread of a pool runs: thread tid of nt (the caller is 0). */
+typedef void stgR_job(void *ctx, int tid, int nt);
+/* Starts threads-1 workers that wait as 'wait' says; on failure writes a
+ * message into msg and returns STG_NOMEM. */
+stg_status stgR_pool_new(int threads, stg_wait wait, struct stg_pool **out, char *msg,
+                         size_t len);
+/* Stops and joins the workers (NULL is fine). */
+void stgR_pool_free(struct stg_pool *pool);
+/* Runs job on every thread of the pool, the caller as thread 0; returns when
+ * all have finished. */
+void stgR_pool_run(struct stg_pool *pool, stgR_job *job, void *ctx);
+int stgR_pool_threads(const struct stg_pool *pool);
+/* Changes the policy; waiting workers follow within a microsecond or so. */
+void stgR_pool_set_wait(struct stg_pool *pool, stg_wait wait);
+/* Waits for every thread of the pool; returns *failed as the last thread to
+ * arrive saw it (false for a NULL 'failed'), so all leave with one answer. */
+bool stgR_pool_barrier(struct stg_pool *pool, const atomic_int *failed);
+/* A worker waiting for the next job (exported for callgrind's --toggle-collect). */
+void stgR_pool_idle(struct stg_pool *pool, unsigned seen);
 /* Below this many elements of work a node runs on thread 0 alone: the
  * plan's default for pnode.serial, which 'prepare' may refine. */
 #define STG_GRAIN 16384

@@ -391,6 +391,8 @@ static stg_status validate(const stg_graph *g, stg_tensor loss, stg_tensor seed,
         return fail(STG_INVALID, "plan: threads = %d (need 0 to 1024)", o->threads);
     if (o->profile < 0 || o->profile > 1000000)
         return fail(STG_INVALID, "plan: profile = %d steps (need 0 to 1000000)", o->profile);
+    if (o->wait != STG_WAIT_SPIN_YIELD && o->wait != STG_WAIT_SPIN && o->wait != STG_WAIT_PASSIVE)
+        return fail(STG_INVALID, "plan: unknown wait policy %d", (int)o->wait);
     if (o->guard != STG_GUARD_GRADIENTS && o->guard != STG_GUARD_LOSS)
         return fail(STG_INVALID, "plan: unknown guard %d", (int)o->guard);
     if (o->optimizer < STG_OPTIM_NONE || o->optimizer > STG_OPTIM_ADAMW)
@@ -471,7 +473,7 @@ STG_API void stg_plan_free(stg_plan *p)
     for (int t = 0; p->work && t < p->threads; t++)
         free(p->work[t]);
     free(p->work);
-    stgR_barrier_free(p->barrier);
+    stgR_pool_free(p->pool);
     stgX_profile_free(p->prof);
     if (p->own_arena)
         free(p->arena);
@@ -529,13 +531,15 @@ static stg_status attach_arena(stg_plan *p, const stg_plan_options *o)
 static stg_status start_threads(stg_plan *p)
 {
     p->work = calloc((size_t)p->threads, sizeof *p->work);
-    p->barrier = stgR_barrier_new();
-    if (!p->work || !p->barrier)
+    if (!p->work)
         return fail(STG_NOMEM, "plan: out of memory for thread state");
     for (int t = 0; t < p->threads && p->work_bytes; t++)
         if (!(p->work[t] = aligned_alloc(STG_ALIGN, (p->work_bytes + STG_ALIGN - 1) / STG_ALIGN * STG_ALIGN)))
             return fail(STG_NOMEM, "plan: out of memory for %zu bytes of packing workspace",
                         p->work_bytes);
+    char msg[160];
+    if (stgR_pool_new(p->threads, p->opt.wait, &p->pool, msg, sizeof msg) != STG_OK)
+        return fail(STG_NOMEM, "%s", msg);
     return STG_OK;
 }
 

@@ -1,11 +1,10 @@
 /*
- * The executor: the only owner of an OpenMP parallel region.  A step is one
- * region; every thread walks the whole schedule, runs its share of each node
- * and meets the others at a barrier only where the plan says a node depends
- * on (or overwrites) what another thread may have touched since the last one.
+ * The executor.  A step is one job of the plan's thread pool (pool.c);
+ * every thread walks the whole schedule, runs its share of each node and
+ * meets the others at a barrier only where the plan says a node depends on
+ * (or overwrites) what another thread may have touched since the last one.
  */
 #include <math.h>
-#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdatomic.h>
@@ -13,72 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include <omp.h>
-
 #include "internal.h"
-
-/* Spins before yielding: long enough to cover a short node on a free core,
- * short enough that more threads than cores degrade to yields, not burn. */
-#define SPIN_LIMIT 200
-
-struct stg_barrier {
-    _Alignas(64) atomic_int count;
-    _Alignas(64) atomic_uint gen;
-    atomic_int failed; /* the plan's failure flag as the last arrival saw it */
-};
-
-struct stg_barrier *stgR_barrier_new(void)
-{
-    struct stg_barrier *b = aligned_alloc(64, sizeof *b);
-    if (b) {
-        atomic_init(&b->count, 0);
-        atomic_init(&b->gen, 0);
-        atomic_init(&b->failed, 0);
-    }
-    return b;
-}
-
-void stgR_barrier_free(struct stg_barrier *b)
-{
-    free(b);
-}
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
-
-/*
- * Generation barrier: the last thread to arrive resets the count and opens
- * the next generation; the others wait for the generation to change.
- *
- * It also carries the step's failure flag: the last arrival copies the flag
- * before opening the generation, so every thread leaving this barrier sees
- * the same value and they all stop at the same node (a thread that read the
- * live flag could see a later write and leave the others waiting).
- */
-/* Not inlined, and named, so that instruction counts (callgrind
- * --toggle-collect=stgR_barrier_wait) can leave the waiting out. */
-__attribute__((noinline)) bool stgR_barrier_wait(struct stg_barrier *b, int n,
-                                                 const atomic_int *failed)
-{
-    unsigned gen = atomic_load_explicit(&b->gen, memory_order_acquire);
-    if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == n - 1) {
-        atomic_store_explicit(&b->failed, atomic_load(failed), memory_order_relaxed);
-        atomic_store_explicit(&b->count, 0, memory_order_relaxed);
-        atomic_fetch_add_explicit(&b->gen, 1, memory_order_release);
-        return atomic_load_explicit(&b->failed, memory_order_relaxed);
-    }
-    for (int spin = 0; atomic_load_explicit(&b->gen, memory_order_acquire) == gen; spin++) {
-        if (spin < SPIN_LIMIT)
-            cpu_relax();
-        else
-            sched_yield();
-    }
-    return atomic_load_explicit(&b->failed, memory_order_relaxed);
-}
 
 static stg_status finish(stg_plan *p);
 
@@ -108,7 +42,7 @@ static inline __attribute__((always_inline)) void walk(stg_plan *p, int32_t from
         int64_t t = rec ? now_ns() : 0;
         if (pn->barrier_before) {
             bool stop = nt == 1 ? atomic_load(&p->failed)
-                                : i > from && stgR_barrier_wait(p->barrier, nt, &p->failed);
+                                : i > from && stgR_pool_barrier(p->pool, &p->failed);
             if (stop)
                 return;
         }
@@ -125,6 +59,24 @@ static inline __attribute__((always_inline)) void walk(stg_plan *p, int32_t from
     }
 }
 
+typedef struct range_job {
+    stg_plan *p;
+    int32_t from, to;
+    const slot_rec *rec;
+} range_job;
+
+static void walk_job(void *ctx, int tid, int nt)
+{
+    const range_job *j = ctx;
+    walk(j->p, j->from, j->to, tid, nt, NULL);
+}
+
+static void walk_recorded_job(void *ctx, int tid, int nt)
+{
+    const range_job *j = ctx;
+    walk(j->p, j->from, j->to, tid, nt, j->rec);
+}
+
 static void run_range(stg_plan *p, int32_t from, int32_t to, const slot_rec *rec)
 {
     /* A range of serial nodes only runs on this thread: starting the team
@@ -136,14 +88,8 @@ static void run_range(stg_plan *p, int32_t from, int32_t to, const slot_rec *rec
             walk(p, from, to, 0, 1, NULL);
         return;
     }
-#pragma omp parallel num_threads(p->threads)
-    {
-        int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-        if (rec)
-            walk(p, from, to, tid, nt, rec);
-        else
-            walk(p, from, to, tid, nt, NULL);
-    }
+    range_job j = {p, from, to, rec};
+    stgR_pool_run(p->pool, rec ? walk_recorded_job : walk_job, &j);
 }
 
 /* Runs [0, to) as one recorded step when the plan profiles. */
@@ -307,6 +253,15 @@ STG_API stg_status stg_plan_forward(stg_plan *p)
         return STG_INVALID;
     p->step_msg[0] = '\0';
     return run_step(p, p->nsched_fwd, false);
+}
+
+STG_API stg_status stg_plan_set_wait(stg_plan *p, stg_wait wait)
+{
+    if (!p || (wait != STG_WAIT_SPIN_YIELD && wait != STG_WAIT_SPIN && wait != STG_WAIT_PASSIVE))
+        return STG_INVALID;
+    p->opt.wait = wait;
+    stgR_pool_set_wait(p->pool, wait);
+    return STG_OK;
 }
 
 STG_API const char *stg_plan_message(const stg_plan *p)

@@ -17,19 +17,18 @@
 # - --dump-after=stg_plan_step writes one profile each time a step returns and
 #   zeroes the counters, so each dump holds exactly one step.  Collection is on
 #   for the whole program and callgrind adds up all threads into one profile
-#   (--separate-threads=no), so the OpenMP worker threads' share of the step,
+#   (--separate-threads=no), so the plan's worker threads' share of the step,
 #   which runs outside stg_plan_step's call stack, is in the dump too.  The
-#   master only returns after the parallel region's closing barrier, so none
-#   of the workers' step work leaks into the next dump.
-# - stgrad's own barrier spins a number of times that depends on how the
-#   threads happen to be scheduled, so stgR_barrier_wait (non-inlined for this
-#   purpose) is left out with --toggle-collect.  That option also switches
+#   caller only returns after the step's closing barrier, so none of the
+#   workers' step work leaks into the next dump.
+# - Waiting takes a number of instructions that depends on how the threads
+#   happen to be scheduled, so the barrier (stgR_pool_barrier) and a worker's
+#   wait for the next step (stgR_pool_idle), both non-inlined for this
+#   purpose, are left out with --toggle-collect.  That option also switches
 #   off collection at start, and the options are applied in order, so
-#   --collect-atstart=yes must come after it; the other way round, only the
-#   barrier would be counted.
-# - libgomp spins too, in its own barrier and while idle threads wait for the
-#   next region (about 5% noise at 2 threads); OMP_WAIT_POLICY=passive makes
-#   them sleep at once instead, so multi-thread runs set it.
+#   --collect-atstart=yes must come after them; the other way round, only the
+#   waits would be counted.  Multi-thread runs also use --wait passive, so a
+#   waiting thread sleeps instead of spinning while valgrind runs the other.
 #
 # Exit status: 0 if every thread count passes, 1 if one fails or a run
 # fails, 2 on bad options or when valgrind is missing.
@@ -101,12 +100,11 @@ trap 'rm -rf "$tmp"' EXIT
 profile() {
     local t=$1 dir=$tmp/$1
     mkdir -p "$dir"
-    local -a env=()
-    [ "$t" -gt 1 ] && env=(OMP_WAIT_POLICY=passive)
-    env "${env[@]}" ./libtool --mode=execute valgrind --tool=callgrind \
+    ./libtool --mode=execute valgrind --tool=callgrind \
         --callgrind-out-file="$dir/cg.out" --dump-after=stg_plan_step \
-        --toggle-collect=stgR_barrier_wait --collect-atstart=yes \
-        ./stg-bench --steps-only mlp --batch "$batch" --threads "$t" \
+        --toggle-collect=stgR_pool_barrier --toggle-collect=stgR_pool_idle \
+        --collect-atstart=yes \
+        ./stg-bench --steps-only mlp --batch "$batch" --threads "$t" --wait passive \
         --steps "$steps" --warmup "$warmup" >"$dir/log" 2>&1
 }
 
@@ -141,7 +139,7 @@ for t in ${threads//,/ }; do
         continue
     fi
     note=""
-    [ "$t" -gt 1 ] && note="  (OMP_WAIT_POLICY=passive)"
+    [ "$t" -gt 1 ] && note="  (--wait passive)"
     line=$(printf '%s\n' "$counts" | sort -n | awk -v t="$t" -v lim="$limit" -v note="$note" '
         { v[NR] = $1 }
         END {
@@ -153,6 +151,6 @@ for t in ${threads//,/ }; do
     echo "$line"
     [[ $line == *FAIL* ]] && status=1
 done
-echo "Instructions per step (callgrind Ir, all threads, stgR_barrier_wait excluded);" \
+echo "Instructions per step (callgrind Ir, all threads, waits excluded);" \
     "spread = (max - min) / median, PASS within ${limit}%."
 exit $status

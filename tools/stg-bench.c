@@ -32,6 +32,7 @@ typedef struct config {
     bench_mode mode;
     int batch, threads;
     stg_guard guard;           /* what a step checks (--guard-loss) */
+    stg_wait wait;             /* how the threads wait (--wait) */
     double flops, bytes, peak; /* peak: the FMA peak at its thread count */
     stg_plan *plan;
     blis_job *blis;
@@ -82,6 +83,8 @@ static void usage(FILE *f)
             "  --no-blis         skip the BLIS-alone baseline\n"
             "  --guard-loss      training steps check the loss alone, not the gradients\n"
             "                    (stg_plan_options.guard; for the cost of the check)\n"
+            "  --wait POLICY     how threads wait: yield (default), spin or passive\n"
+            "                    (stg_plan_options.wait)\n"
             "  --json FILE       also write the results as JSON (written atomically)\n"
             "  --steps-only CASE run exactly --steps N steps of one case (with --mode,\n"
             "                    --batch, --threads, --warmup) and print nothing else:\n"
@@ -146,6 +149,7 @@ static stg_plan *build_plan(config *c)
     stg_plan_options_init(&o);
     o.threads = c->threads;
     o.guard = c->guard;
+    o.wait = c->wait;
     stg_plan *p;
     if (c->mc) {
         p = matmul_plan(c->mc, c->mode == MODE_FWDBWD, &o, err, sizeof err);
@@ -354,6 +358,7 @@ int main(int argc, char **argv)
     double min_time = 0.2;
     long lat_steps = 0, steps = 0, warmup = 0, one_batch = 64;
     stg_guard guard = STG_GUARD_GRADIENTS;
+    stg_wait wait = STG_WAIT_SPIN_YIELD;
     bench_mode one_mode = MODE_FWDBWD;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -370,7 +375,7 @@ int main(int argc, char **argv)
         static const char *const valued[] = {"--cases", "--modes", "--batches", "--threads",
                                              "--rounds", "--min-time", "--latency", "--json",
                                              "--steps-only", "--steps", "--warmup", "--batch",
-                                             "--mode"};
+                                             "--mode", "--wait"};
         bool known = false;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
             known |= !strcmp(o, valued[k]);
@@ -433,6 +438,15 @@ int main(int argc, char **argv)
         } else if (!strcmp(o, "--batch")) {
             one_batch = cli_number("stg-bench", o, v, 1, 100000);
             one_batch_set = true;
+        } else if (!strcmp(o, "--wait")) {
+            if (!strcmp(v, "yield"))
+                wait = STG_WAIT_SPIN_YIELD;
+            else if (!strcmp(v, "spin"))
+                wait = STG_WAIT_SPIN;
+            else if (!strcmp(v, "passive"))
+                wait = STG_WAIT_PASSIVE;
+            else
+                die_usage("--wait: expected yield, spin or passive (got '%s')", v);
         } else if (!strcmp(o, "--mode")) {
             if (strcmp(v, "fwd") && strcmp(v, "fwd+bwd"))
                 die_usage("--mode: expected fwd or fwd+bwd (got '%s')", v);
@@ -449,7 +463,8 @@ int main(int argc, char **argv)
                     .mode = strcmp(only, "mlp") ? one_mode : MODE_STEP,
                     .batch = (int)one_batch,
                     .threads = threads[0],
-                    .guard = guard};
+                    .guard = guard,
+                    .wait = wait};
         return steps_only(&c, warmup, steps);
     }
     if (!modes[0] && !modes[1])
@@ -478,6 +493,7 @@ int main(int argc, char **argv)
                 config *c = &cs[n++];
                 c->threads = threads[t];
                 c->guard = guard;
+                c->wait = wait;
                 if (k < nmc) {
                     const matmul_case *mc = &mcs[k];
                     c->mc = mc;
@@ -575,7 +591,8 @@ int main(int argc, char **argv)
         }
         printf("\nstep latency, mlp batch 64, %ld steps after 100 of warm-up:\n", lat_steps);
         for (int ti = 0; ti < nthreads; ti++) {
-            config c = {.mode = MODE_STEP, .batch = 64, .threads = threads[ti], .guard = guard};
+            config c = {.mode = MODE_STEP, .batch = 64, .threads = threads[ti], .guard = guard,
+                        .wait = wait};
             c.plan = build_plan(&c);
             if (!c.plan)
                 return 1;
