@@ -290,7 +290,9 @@ typedef enum stg_wait {
                                 the next step wakes it with one system call */
     STG_WAIT_SPIN,           /* spin only: a step makes no system call at all,
                                 and each worker keeps its core busy for as long
-                                as the plan lives (for dedicated cores) */
+                                as the plan lives (for dedicated cores; plan
+                                creation refuses more threads than the CPUs
+                                this process may run on) */
     STG_WAIT_PASSIVE         /* sleep in the kernel at once (Linux futex; a
                                 yield elsewhere): for shared or oversubscribed
                                 cores, at a few microseconds per barrier */
@@ -484,7 +486,8 @@ STG_API int stg_plan_threads(const stg_plan *p);
  * for example PASSIVE for a plan that will be idle for a while, so that its
  * spinning workers give their cores back, and SPIN again before it is used.
  * Call it between steps, from the thread that runs them.  STG_INVALID for a
- * NULL plan or an unknown policy. */
+ * NULL plan, an unknown policy, or SPIN with more threads than CPUs (as in
+ * stg_plan_create). */
 STG_API stg_status stg_plan_set_wait(stg_plan *p, stg_wait wait);
 /* Number of nodes the plan executes per step (forward, backward, update). */
 STG_API int stg_plan_node_count(const stg_plan *p);

@@ -328,6 +328,9 @@ void stgR_pool_free(struct stg_pool *pool);
  * all have finished. */
 void stgR_pool_run(struct stg_pool *pool, stgR_job *job, void *ctx);
 int stgR_pool_threads(const struct stg_pool *pool);
+/* CPUs this process may run on (its affinity mask); INT_MAX when the
+ * system cannot say. */
+int stgR_usable_cpus(void);
 /* Changes the policy; waiting workers follow within a microsecond or so. */
 void stgR_pool_set_wait(struct stg_pool *pool, stg_wait wait);
 /* Waits for every thread of the pool; returns *failed as the last thread to

@@ -393,6 +393,11 @@ static stg_status validate(const stg_graph *g, stg_tensor loss, stg_tensor seed,
         return fail(STG_INVALID, "plan: profile = %d steps (need 0 to 1000000)", o->profile);
     if (o->wait != STG_WAIT_SPIN_YIELD && o->wait != STG_WAIT_SPIN && o->wait != STG_WAIT_PASSIVE)
         return fail(STG_INVALID, "plan: unknown wait policy %d", (int)o->wait);
+    int cpus = stgR_usable_cpus();
+    if (o->wait == STG_WAIT_SPIN && o->threads > cpus)
+        return fail(STG_INVALID, "plan: wait policy SPIN needs a CPU for each thread: %d threads, "
+                    "%d CPUs available to this process (spinning threads that share a CPU wait "
+                    "for each other's time slices)", o->threads, cpus);
     if (o->guard != STG_GUARD_GRADIENTS && o->guard != STG_GUARD_LOSS)
         return fail(STG_INVALID, "plan: unknown guard %d", (int)o->guard);
     if (o->optimizer < STG_OPTIM_NONE || o->optimizer > STG_OPTIM_ADAMW)

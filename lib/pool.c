@@ -221,6 +221,16 @@ int stgR_pool_threads(const struct stg_pool *pool)
     return pool->threads;
 }
 
+int stgR_usable_cpus(void)
+{
+#ifdef __linux__
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        return CPU_COUNT(&set);
+#endif
+    return INT_MAX;
+}
+
 void stgR_pool_set_wait(struct stg_pool *pool, stg_wait wait)
 {
     atomic_store(&pool->wait, (int)wait);

@@ -259,6 +259,8 @@ STG_API stg_status stg_plan_set_wait(stg_plan *p, stg_wait wait)
 {
     if (!p || (wait != STG_WAIT_SPIN_YIELD && wait != STG_WAIT_SPIN && wait != STG_WAIT_PASSIVE))
         return STG_INVALID;
+    if (wait == STG_WAIT_SPIN && p->threads > stgR_usable_cpus())
+        return STG_INVALID;
     p->opt.wait = wait;
     stgR_pool_set_wait(p->pool, wait);
     return STG_OK;

@@ -6,6 +6,7 @@
  * call but exit_group.
  */
 #include <errno.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -92,6 +93,12 @@ static void sleep_ms(long ms)
         ;
 }
 
+static int usable_cpus(void)
+{
+    cpu_set_t set;
+    return sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+}
+
 static void test_policies_give_the_same_bits(void **state)
 {
     (void)state;
@@ -106,6 +113,8 @@ static void test_policies_give_the_same_bits(void **state)
     assert_true(want.loss > 0);
     for (size_t k = 0; k < sizeof policies / sizeof policies[0]; k++)
         for (int threads = 1; threads <= 3; threads++) {
+            if (policies[k] == STG_WAIT_SPIN && threads > usable_cpus())
+                continue; /* refused: see test_spin_needs_a_cpu_per_thread */
             p = make_plan(&n, threads, policies[k]);
             assert_non_null(p);
             for (int s = 0; s < 6; s++) {
@@ -133,7 +142,8 @@ static void test_policies_allocate_nothing(void **state)
     }
     net n = make_net();
     for (size_t k = 0; k < sizeof policies / sizeof policies[0]; k++) {
-        stg_plan *p = make_plan(&n, 2, policies[k]);
+        int threads = policies[k] == STG_WAIT_SPIN && usable_cpus() < 2 ? 1 : 2;
+        stg_plan *p = make_plan(&n, threads, policies[k]);
         assert_non_null(p);
         assert_int_equal(stg_plan_step(p), STG_OK);
         long before = allochook_calls();
@@ -162,6 +172,40 @@ static void test_unknown_policy_is_refused(void **state)
     stg_graph_free(n.g);
 }
 
+/* Spinning threads that share a CPU wait out each other's time slices (a
+ * step of 8 spinning threads on 2 CPUs took 66 ms instead of 0.2 ms), so
+ * SPIN with more threads than CPUs is refused, at creation and later. */
+static void test_spin_needs_a_cpu_per_thread(void **state)
+{
+    (void)state;
+    int cpus = usable_cpus();
+    net n = make_net();
+    stg_plan_options o;
+    stg_plan_options_init(&o);
+    o.threads = cpus + 1;
+    o.wait = STG_WAIT_SPIN;
+    stg_plan *p = NULL;
+    assert_int_equal(stg_plan_create(n.g, n.loss, &o, &p), STG_INVALID);
+    assert_null(p);
+    print_message("%s\n", stg_plan_last_message());
+    char want[96];
+    snprintf(want, sizeof want, "%d threads, %d CPUs available", cpus + 1, cpus);
+    assert_non_null(strstr(stg_plan_last_message(), want));
+    assert_non_null(strstr(stg_plan_last_message(), "SPIN"));
+
+    o.wait = STG_WAIT_PASSIVE;
+    assert_int_equal(stg_plan_create(n.g, n.loss, &o, &p), STG_OK);
+    assert_int_equal(stg_plan_set_wait(p, STG_WAIT_SPIN), STG_INVALID);
+    assert_int_equal(stg_plan_step(p), STG_OK); /* still passive, still working */
+    stg_plan_free(p);
+
+    o.threads = cpus;
+    o.wait = STG_WAIT_SPIN;
+    assert_int_equal(stg_plan_create(n.g, n.loss, &o, &p), STG_OK);
+    stg_plan_free(p);
+    stg_graph_free(n.g);
+}
+
 /* CPU time the whole process used while its calling thread slept 'ms'. */
 static double cpu_ms_while_sleeping(long ms)
 {
@@ -187,6 +231,11 @@ static void test_set_wait_releases_the_cores(void **state)
     record(p, &n, &want);
     stg_plan_free(p);
 
+    if (usable_cpus() < 2) {
+        print_message("one CPU: a spinning plan of 2 threads is refused; skipped\n");
+        stg_graph_free(n.g);
+        skip();
+    }
     p = make_plan(&n, 2, STG_WAIT_SPIN);
     assert_non_null(p);
     assert_int_equal(stg_plan_step(p), STG_OK);
@@ -295,7 +344,7 @@ static void test_spin_step_makes_no_system_call(void **state)
     }
     fflush(NULL); /* nothing buffered for the child to write twice */
     /* the control: the same child dies of SIGSYS at its first system call */
-    int st = child_status(in_child(2, STG_WAIT_SPIN, 0, true));
+    int st = child_status(in_child(1, STG_WAIT_SPIN, 0, true));
     if (WIFEXITED(st) && WEXITSTATUS(st) == CHILD_NO_FILTER) {
         print_message("this kernel refuses seccomp filters: skipped\n");
         skip();
@@ -303,6 +352,10 @@ static void test_spin_step_makes_no_system_call(void **state)
     assert_true(WIFSIGNALED(st));
     assert_int_equal(WTERMSIG(st), SIGSYS);
     for (int threads = 1; threads <= 2; threads++) {
+        if (threads > usable_cpus()) {
+            print_message("spin, %d threads: more than this process's CPUs; skipped\n", threads);
+            continue;
+        }
         st = child_status(in_child(threads, STG_WAIT_SPIN, 200, false));
         print_message("spin, %d thread(s), 200 steps + 1 forward under the filter: %s %d\n",
                       threads, WIFSIGNALED(st) ? "killed by signal" : "exit status",
@@ -326,6 +379,7 @@ int main(void)
         cmocka_unit_test(test_policies_give_the_same_bits),
         cmocka_unit_test(test_policies_allocate_nothing),
         cmocka_unit_test(test_unknown_policy_is_refused),
+        cmocka_unit_test(test_spin_needs_a_cpu_per_thread),
         cmocka_unit_test(test_set_wait_releases_the_cores),
         cmocka_unit_test(test_spin_step_makes_no_system_call),
     };

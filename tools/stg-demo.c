@@ -2,7 +2,7 @@
  * stg-demo: fits a two-layer linear model y = (x W1) W2 + b to data made by
  * a hidden linear map, with stgrad's SGD, and prints the loss at every step.
  *
- *   stg-demo [--steps N] [--threads T] [--lr LR]
+ *   stg-demo [--steps N] [--threads T] [--lr LR] [--wait yield|spin|passive]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,20 +27,31 @@ static void fill(float *x, int n, float scale, unsigned long long *s)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: stg-demo [--steps N] [--threads T] [--lr LR]\n");
+    fprintf(stderr, "usage: stg-demo [--steps N] [--threads T] [--lr LR] [--wait yield|spin|passive]\n");
     return 2;
 }
 
 int main(int argc, char **argv)
 {
     int steps = 100, threads = 1;
+    stg_wait wait = STG_WAIT_SPIN_YIELD;
     float lr = 0.1f;
     for (int i = 1; i < argc; i++) {
         if (i + 1 < argc && !strcmp(argv[i], "--steps"))
             steps = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--threads"))
             threads = atoi(argv[++i]);
-        else if (i + 1 < argc && !strcmp(argv[i], "--lr"))
+        else if (i + 1 < argc && !strcmp(argv[i], "--wait")) {
+            const char *v = argv[++i];
+            if (!strcmp(v, "yield"))
+                wait = STG_WAIT_SPIN_YIELD;
+            else if (!strcmp(v, "spin"))
+                wait = STG_WAIT_SPIN;
+            else if (!strcmp(v, "passive"))
+                wait = STG_WAIT_PASSIVE;
+            else
+                return usage();
+        } else if (i + 1 < argc && !strcmp(argv[i], "--lr"))
             lr = (float)atof(argv[++i]);
         else
             return usage();
@@ -66,6 +77,7 @@ int main(int argc, char **argv)
     stg_plan_options opts;
     stg_plan_options_init(&opts);
     opts.threads = threads;
+    opts.wait = wait;
     opts.lr = lr;
     stg_plan *p;
     stg_status s = stg_plan_create(g, loss, &opts, &p);
