@@ -293,16 +293,16 @@ typedef enum stg_wait {
                                 as the plan lives (for dedicated cores; plan
                                 creation refuses more threads than the CPUs
                                 this process may run on) */
-    STG_WAIT_PASSIVE         /* sleep in the kernel at once (Linux futex; a
-                                yield elsewhere): for shared or oversubscribed
-                                cores, at a few microseconds per barrier */
+    STG_WAIT_PASSIVE         /* sleep in the kernel at once (Linux futex;
+                                short sleeps elsewhere): for shared or
+                                oversubscribed cores, at a few microseconds per
+                                barrier */
 } stg_wait;
 
 typedef struct stg_plan_options {
     int threads;             /* threads per step, the caller's included (the
                                 plan starts threads - 1 workers and joins them
                                 in stg_plan_free); 0 means 1 */
-    stg_wait wait;           /* default STG_WAIT_SPIN_YIELD */
     stg_optimizer optimizer; /* default STG_OPTIM_SGD */
     float lr;                /* learning rate, default 0.01 */
     float momentum;          /* SGD, default 0 */
@@ -321,6 +321,14 @@ typedef struct stg_plan_options {
     stg_gemm_kernel gemm_kernel; /* default STG_GEMM_AUTO; forcing a kernel the
                                     CPU (or this build) cannot run fails plan
                                     creation with STG_INVALID */
+    stg_wait wait;           /* default STG_WAIT_SPIN_YIELD */
+    void (*worker_start)(int worker, void *arg); /* if not NULL, each worker
+                                thread calls it once, before its first step
+                                (worker is 1 .. threads-1): where a real-time
+                                program sets the worker's CPU affinity,
+                                scheduling policy and priority, which are
+                                otherwise the creating thread's */
+    void *worker_arg;        /* passed to worker_start */
 } stg_plan_options;
 
 /* Fills 'opts' with the defaults. */
@@ -475,16 +483,21 @@ STG_API size_t stg_plan_buffer_bytes(const stg_plan *p);
  * (arena_bytes - persistent_bytes).  The second line breaks buffer_bytes
  * down by what the buffers hold: parameters, their gradients, optimizer
  * state, inputs and constants, forward activations (with the loss and kept
- * values), and the temporaries of the backward pass and the update. */
+ * values), the temporaries of the backward pass and the update, and the
+ * scratch that kernels use while they run (GEMM packing, for one). */
 typedef struct stg_memory_report {
     size_t arena_bytes, buffer_bytes, persistent_bytes, transient_bytes;
     size_t param_bytes, grad_bytes, state_bytes, input_bytes, activation_bytes, temp_bytes;
+    size_t scratch_bytes;
 } stg_memory_report;
 STG_API stg_status stg_plan_memory(const stg_plan *p, stg_memory_report *r);
 STG_API int stg_plan_threads(const stg_plan *p);
-/* Changes how the plan's threads wait (opts.wait) from the next wait on:
- * for example PASSIVE for a plan that will be idle for a while, so that its
- * spinning workers give their cores back, and SPIN again before it is used.
+/* Changes how the plan's threads wait (opts.wait): a spinning worker
+ * switches within about a thousand pauses, a yielding one within 2 ms, and a
+ * sleeping one at its next wake-up (so the first step after a switch to
+ * SPIN may still make one system call).  For example PASSIVE for a plan
+ * that will be idle for a while, so that its spinning workers give their
+ * cores back, and SPIN again before it is used.
  * Call it between steps, from the thread that runs them.  STG_INVALID for a
  * NULL plan, an unknown policy, or SPIN with more threads than CPUs (as in
  * stg_plan_create). */

@@ -189,7 +189,7 @@ static stg_status collect(stg_plan *p, ck_set *set)
         const stg_node *nd = &g->nodes[i];
         n += is_param(p, i);
         for (int j = 2; (nd->op->flags & STG_OPF_UPDATE) && j < nd->nin; j++)
-            n += stgO_state_name(nd->op, j) != NULL;
+            n += (nd->op->state ? nd->op->state(j) : NULL) != NULL;
     }
     set->n = 0;
     set->t = calloc(n ? n : 1, sizeof *set->t);
@@ -213,7 +213,7 @@ static stg_status collect(stg_plan *p, ck_set *set)
         if (!(nd->op->flags & STG_OPF_UPDATE) || !is_param(p, nd->in[0]))
             continue;
         for (int j = 2; j < nd->nin; j++) {
-            const char *suffix = stgO_state_name(nd->op, j);
+            const char *suffix = (nd->op->state ? nd->op->state(j) : NULL);
             if (!suffix)
                 continue;
             ck_tensor *t = &set->t[set->n++];

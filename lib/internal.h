@@ -99,19 +99,51 @@ enum {
     STG_OPF_SERIAL = 1 << 7       /* its kernel always runs on thread 0 alone */
 };
 
+/* What 'prepare' is given (plan.c): the plan's fixed facts, and the means
+ * to ask for op data and scratch.  Nothing in it points into the arena,
+ * which is placed after every node is prepared. */
+typedef struct stg_prep {
+    int threads;               /* threads of the plan's steps */
+    const stg_plan_options *opt; /* the plan's options (optimizer hyper-parameters) */
+    const stgK_kernel *kern;   /* the GEMM micro-kernel and its blocks */
+} stg_prep;
+
+/* Where a kernel reports bad data found in a step (the first report wins;
+ * the step stops at the next barrier). */
+typedef struct stg_fault {
+    atomic_int failed;
+    stg_status status;
+    char msg[512];
+} stg_fault;
+
+/* What 'run' is given besides its node: the facts of the step being run,
+ * the same for every node and thread. */
+typedef struct stg_step {
+    int64_t number;       /* 1 for the plan's first training step */
+    float lr;             /* learning rate of this step (schedule applied) */
+    float bias1, bias2;   /* Adam's 1 - beta1^t and 1 - beta2^t */
+    stg_fault *fault;
+} stg_step;
+
 /*
- * One descriptor per op.  'prepare' runs once at plan time and fills the
- * node's kernel descriptor; 'run' executes the share of the node's work that
- * belongs to thread 'tid' of 'nt'; 'backward' adds gradient nodes to the graph
- * being differentiated; 'flops' counts floating-point operations per step.
+ * One descriptor per op, written with designated initializers.  'prepare'
+ * runs once at plan time, before the arena is placed: it computes the
+ * node's loop layouts into op data (stgP_opdata) and asks for scratch
+ * (stgP_scratch).  'run' executes the share of the node's work that belongs
+ * to thread 'tid' of 'nt'; 'backward' adds gradient nodes to the graph
+ * being differentiated; 'flops' counts floating-point operations per step
+ * (none if NULL);
+ * 'state' names input i of an update node that is optimizer state (NULL
+ * for any other input), for checkpoints.
  */
 typedef struct stg_op {
     const char *name;
     unsigned flags;
-    stg_status (*prepare)(struct stg_plan *p, struct stg_pnode *pn);
-    void (*run)(const struct stg_pnode *pn, int tid, int nt);
+    stg_status (*prepare)(stg_prep *cx, struct stg_pnode *pn);
+    void (*run)(const struct stg_pnode *pn, const stg_step *sx, int tid, int nt);
     void (*backward)(struct stg_ad *ad, int32_t id, stg_tensor gout);
     double (*flops)(const stg_graph *g, const stg_node *n);
+    const char *(*state)(int input);
 } stg_op;
 
 #define STG_OP(name) extern const stg_op stg_op_##name;
@@ -121,9 +153,6 @@ typedef struct stg_op {
 #undef STG_OP
 #undef STG_UNARY
 #undef STG_BINARY
-
-/* 'flops' of ops that do no arithmetic. */
-double stgO_no_flops(const stg_graph *g, const stg_node *n);
 
 /* Registry: every op, in ops.def order, for lookups by name and for tests. */
 const stg_op *const *stgO_all(int *count);
@@ -227,7 +256,9 @@ size_t stgA_place(stg_interval *iv, int32_t n, int32_t *scratch);
  * without -ffast-math, so they give the same bits (tests/check_clones.sh
  * checks the copies for fused multiply-adds).  GCC only: clang 14 leaves
  * the dispatcher of a hidden, cloned function undefined at link time. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_THREAD__) /* ThreadSanitizer instruments the resolvers, which run
+                                      before it is set up */
 #define STG_CLONES \
     __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
@@ -253,8 +284,11 @@ typedef struct stg_pnode {
     float *out;                      /* base address of the node's data */
     const float *in[STG_MAX_INPUTS]; /* inputs' data (view layouts applied by the kernel) */
     const stg_node *innode[STG_MAX_INPUTS];
-    const struct stg_plan *plan;
-    void *desc;                     /* op-specific kernel descriptor (owned by the plan) */
+    void *desc;                     /* op data from stgP_opdata (owned by the plan) */
+    unsigned char *scratch;         /* stgP_scratch's bytes in the arena, or NULL */
+    int32_t scratch_buf;            /* their buffer, or -1 */
+    size_t scratch_bytes;           /* per thread if scratch_per_thread, else in all */
+    bool scratch_per_thread;
     bool serial;                    /* thread 0 alone runs it (too little work to share) */
     bool barrier_before;
 } stg_pnode;
@@ -264,6 +298,7 @@ typedef struct stg_buffer {
     int32_t first, last;
     int32_t owner; /* the node it was made for (later in-place nodes share it) */
     bool persistent;
+    bool scratch;  /* the owner's scratch (stgP_scratch), not its output */
 } stg_buffer;
 
 struct stg_pool;
@@ -291,37 +326,55 @@ struct stg_plan {
     stg_plan_options opt;   /* optimizer hyper-parameters (arena fields unused) */
     stg_schedule sched_lr;  /* learning-rate schedule */
     int64_t steps;          /* steps completed */
-    float lr_now, bias1, bias2; /* for the step being run: lr, Adam's 1 - beta^t */
-    atomic_int failed;      /* set by the first kernel that fails in a step */
-    stg_status step_status;
-    char step_msg[512];
+    stg_fault fault;        /* what the first kernel that failed in a step said */
+    char step_msg[512];     /* stg_plan_message: the last step's or call's message */
     stgK_kernel kern;   /* GEMM micro-kernel and block sizes */
     char kern_why[256]; /* which kernel and why, for people */
-    size_t work_bytes;  /* packing workspace each thread needs */
-    float **work;       /* per-thread packing workspace */
     struct stg_profile *prof; /* NULL unless opts.profile > 0 */
 };
 
 /* Element pointer of node 'id' (its base buffer + layout offset). */
 float *stgP_ptr(const struct stg_plan *p, int32_t id);
-/* Allocates a zeroed descriptor for 'pn', owned by the plan (freed with it). */
-void *stgP_desc(stg_pnode *pn, size_t bytes);
+/* For 'prepare': zeroed op data of 'bytes' for the node, owned by the plan
+ * (freed with it) and reachable as pn->desc; NULL when out of memory. */
+void *stgP_opdata(stg_prep *cx, stg_pnode *pn, size_t bytes);
+/* For 'prepare': 'bytes' of arena scratch that the node's kernel may use
+ * while it runs (and only then: the bytes are other buffers' before and
+ * after), one block per thread if 'per_thread', else one for all.  Each
+ * block starts on a cache line. */
+void stgP_scratch(stg_prep *cx, stg_pnode *pn, size_t bytes, bool per_thread);
+/* Thread tid's scratch block of a node (the only block if not per thread). */
+static inline void *stgR_scratch(const stg_pnode *pn, int tid)
+{
+    size_t stride = (pn->scratch_bytes + STG_ALIGN - 1) / STG_ALIGN * STG_ALIGN;
+    return pn->scratch + (pn->scratch_per_thread ? (size_t)tid * stride : 0);
+}
 
 /* ---- run (run.c) ----------------------------------------------------- */
 
 /* Called by a kernel that finds bad data in a step (thread-safe; the first
  * call wins): the step stops at the next barrier and returns 's'. */
-void stgR_fail(const struct stg_plan *p, stg_status s, const char *fmt, ...)
+void stgR_fail(const stg_step *sx, stg_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Runs schedule positions [0, to) as one step with context 'sx' (recorded
+ * when the plan profiles and 'to' is the whole schedule); returns STG_OK or
+ * the status a kernel reported, with the message in sx->fault, whose flag
+ * is cleared again. */
+stg_status stgR_run(struct stg_plan *p, int32_t to, const stg_step *sx);
+
 
 /* ---- threads (pool.c) ------------------------------------------------ */
 
 /* What each thread of a pool runs: thread tid of nt (the caller is 0). */
 typedef void stgR_job(void *ctx, int tid, int nt);
-/* Starts threads-1 workers that wait as 'wait' says; on failure writes a
- * message into msg and returns STG_NOMEM. */
-stg_status stgR_pool_new(int threads, stg_wait wait, struct stg_pool **out, char *msg,
-                         size_t len);
+/* Starts threads-1 workers that wait as 'wait' says, each calling
+ * on_start (if not NULL) first; returns once all are waiting.  On failure
+ * writes a message into msg and returns STG_NOMEM. */
+stg_status stgR_pool_new(int threads, stg_wait wait, void (*on_start)(int, void *),
+                         void *on_start_arg, struct stg_pool **out, char *msg, size_t len);
+/* Whether this is a child process's copy of a pool with workers (which
+ * stayed in the parent). */
+bool stgR_pool_orphaned(const struct stg_pool *pool);
 /* Stops and joins the workers (NULL is fine). */
 void stgR_pool_free(struct stg_pool *pool);
 /* Runs job on every thread of the pool, the caller as thread 0; returns when
@@ -331,7 +384,7 @@ int stgR_pool_threads(const struct stg_pool *pool);
 /* CPUs this process may run on (its affinity mask); INT_MAX when the
  * system cannot say. */
 int stgR_usable_cpus(void);
-/* Changes the policy; waiting workers follow within a microsecond or so. */
+/* Changes the policy: see stg_plan_set_wait for when waiting workers follow. */
 void stgR_pool_set_wait(struct stg_pool *pool, stg_wait wait);
 /* Waits for every thread of the pool; returns *failed as the last thread to
  * arrive saw it (false for a NULL 'failed'), so all leave with one answer. */
@@ -404,10 +457,12 @@ stg_status stgW_write_atomic(stg_plan *p, const char *what, const char *path,
 /* Adds gradient clipping, optimizer state and one update node per trained
  * parameter to the plan's graph (plan.c, after differentiation). */
 stg_status stgO_add_updates(struct stg_plan *p);
-/* Checkpoint name suffix of input 'input' of an update node, NULL if it is not state. */
-const char *stgO_state_name(const stg_op *update, int input);
-/* Sets the learning rate and bias corrections of the step about to run. */
-void stgO_begin_step(struct stg_plan *p);
+/* The optimizer's scalars for the plan's next step: lr, bias corrections. */
+void stgO_step_scalars(const struct stg_plan *p, stg_step *sx);
+/* After a guard failed: says in sx->fault->msg what was not finite and the
+ * first node of the step whose output was not (running the nodes before the
+ * guards again, one at a time on this thread). */
+void stgO_explain_nonfinite(struct stg_plan *p, const stg_step *sx);
 
 /* ---- matmul lowering (ops/matmul.c) ----------------------------------- */
 
@@ -432,9 +487,15 @@ stg_tensor stgK_gather_labelled(stg_graph *g, stg_tensor a, int axis, stg_tensor
 float stgK_sigmoid(float x);
 float stgK_gelu_deriv(float x);
 
-/* Copies elements [lo, hi) (row-major order over 's') of one strided view
- * into another; layouts' offsets are applied. */
-void stgK_copy(float *dst, const stg_layout *dlay, const float *src, const stg_layout *slay,
-               const stg_shape *s, int64_t lo, int64_t hi);
+/* A copy of one strided view of shape s into another, laid out at plan
+ * time (the layouts' offsets included). */
+typedef struct stg_copy {
+    stg_loop loop; /* ops: dst, src */
+    int64_t dst_off, src_off;
+} stg_copy;
+void stgK_copy_init(stg_copy *c, const stg_layout *dlay, const stg_layout *slay,
+                    const stg_shape *s);
+/* Copies elements [lo, hi) (row-major order over the shape). */
+void stgK_copy(const stg_copy *c, float *dst, const float *src, int64_t lo, int64_t hi);
 
 #endif /* STG_INTERNAL_H */

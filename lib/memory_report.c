@@ -7,9 +7,12 @@
 
 #include "internal.h"
 
-typedef enum kind { K_PARAM, K_GRAD, K_STATE, K_INPUT, K_ACTIVATION, K_TEMP, K_COUNT } kind;
-static const char *const kind_name[K_COUNT] = {"parameter", "gradient", "optimizer state",
-                                               "input",     "activation", "temporary"};
+typedef enum kind {
+    K_PARAM, K_GRAD, K_STATE, K_INPUT, K_ACTIVATION, K_TEMP, K_SCRATCH, K_COUNT
+} kind;
+static const char *const kind_name[K_COUNT] = {"parameter",  "gradient",  "optimizer state",
+                                               "input",      "activation", "temporary",
+                                               "scratch"};
 
 /* is_grad[id]: node id holds the gradient the plan returns for some tensor. */
 static bool *grad_nodes(const stg_plan *p)
@@ -24,6 +27,8 @@ static bool *grad_nodes(const stg_plan *p)
 static kind kind_of(const stg_plan *p, const bool *is_grad, int32_t b)
 {
     int32_t id = p->bufs[b].owner;
+    if (p->bufs[b].scratch)
+        return K_SCRATCH;
     switch (p->g->nodes[id].role) {
     case STG_ROLE_PARAM: return K_PARAM;
     case STG_ROLE_STATE: return K_STATE;
@@ -64,6 +69,7 @@ STG_API stg_status stg_plan_memory(const stg_plan *p, stg_memory_report *r)
     r->input_bytes = by[K_INPUT];
     r->activation_bytes = by[K_ACTIVATION];
     r->temp_bytes = by[K_TEMP];
+    r->scratch_bytes = by[K_SCRATCH];
     free(is_grad);
     return STG_OK;
 }
@@ -107,9 +113,9 @@ STG_API stg_status stg_plan_write_memory(const stg_plan *p, FILE *f)
     fprintf(f, "persistent %zu bytes, transient %zu bytes in the remaining %zu\n",
             r.persistent_bytes, r.transient_bytes, r.arena_bytes - r.persistent_bytes);
     fprintf(f, "by kind: parameters %zu, gradients %zu, optimizer state %zu, inputs %zu, "
-               "activations %zu, temporaries %zu\n\n",
+               "activations %zu, temporaries %zu, scratch %zu\n\n",
             r.param_bytes, r.grad_bytes, r.state_bytes, r.input_bytes, r.activation_bytes,
-            r.temp_bytes);
+            r.temp_bytes, r.scratch_bytes);
     fprintf(f, "%12s %12s  %-13s %-16s %s\n", "offset", "bytes", "lifetime", "kind",
             "made for");
     sort_buffers(p, order);

@@ -14,6 +14,7 @@
  * ordinary nodes placed between the gradients and the updates.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,10 +48,27 @@ STG_CLONES static void sgd_momentum(int64_t n, float *restrict p, const float *r
     }
 }
 
-static void run_sgd(const stg_pnode *pn, int tid, int nt)
+/* An update's hyper-parameters, copied from the plan's options at plan
+ * time; the learning rate and bias corrections come with each step. */
+typedef struct update_desc {
+    float momentum, weight_decay, beta1, beta2, eps;
+    bool nesterov, decoupled;
+} update_desc;
+
+static stg_status prepare_update(stg_prep *cx, stg_pnode *pn)
 {
-    const stg_plan *pl = pn->plan;
-    const stg_plan_options *o = &pl->opt;
+    update_desc *d = stgP_opdata(cx, pn, sizeof *d);
+    if (!d)
+        return STG_NOMEM;
+    const stg_plan_options *o = cx->opt;
+    *d = (update_desc){o->momentum, o->weight_decay, o->beta1, o->beta2, o->eps,
+                       o->nesterov != 0, o->optimizer == STG_OPTIM_ADAMW};
+    return STG_OK;
+}
+
+static void run_sgd(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
+{
+    const update_desc *d = pn->desc;
     int64_t lo, hi;
     share(pn, tid, nt, &lo, &hi);
     if (hi <= lo)
@@ -58,19 +76,19 @@ static void run_sgd(const stg_pnode *pn, int tid, int nt)
     float *p = pn->out + lo;
     const float *g = pn->in[1] + lo;
     if (pn->node->nin > 2)
-        sgd_momentum(hi - lo, p, g, (float *)pn->in[2] + lo, pl->lr_now, o->weight_decay,
-                     o->momentum, o->nesterov != 0);
+        sgd_momentum(hi - lo, p, g, (float *)pn->in[2] + lo, sx->lr, d->weight_decay,
+                     d->momentum, d->nesterov);
     else
-        sgd_plain(hi - lo, p, g, pl->lr_now, o->weight_decay);
+        sgd_plain(hi - lo, p, g, sx->lr, d->weight_decay);
 }
 
 STG_CLONES static void adam(int64_t n, float *restrict p, const float *restrict g,
-                            float *restrict m, float *restrict v, const stg_plan *pl)
+                            float *restrict m, float *restrict v, const update_desc *h,
+                            const stg_step *sx)
 {
-    const stg_plan_options *o = &pl->opt;
-    bool decoupled = o->optimizer == STG_OPTIM_ADAMW;
-    float b1 = o->beta1, b2 = o->beta2, eps = o->eps, wd = o->weight_decay;
-    float step = pl->lr_now / pl->bias1, root2 = sqrtf(pl->bias2), shrink = 1.0f - pl->lr_now * wd;
+    bool decoupled = h->decoupled;
+    float b1 = h->beta1, b2 = h->beta2, eps = h->eps, wd = h->weight_decay;
+    float step = sx->lr / sx->bias1, root2 = sqrtf(sx->bias2), shrink = 1.0f - sx->lr * wd;
     for (int64_t i = 0; i < n; i++) {
         float d = g[i];
         if (decoupled)
@@ -83,19 +101,36 @@ STG_CLONES static void adam(int64_t n, float *restrict p, const float *restrict 
     }
 }
 
-static void run_adam(const stg_pnode *pn, int tid, int nt)
+static void run_adam(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
 {
     int64_t lo, hi;
     share(pn, tid, nt, &lo, &hi);
     if (hi > lo)
         adam(hi - lo, pn->out + lo, pn->in[1] + lo, (float *)pn->in[2] + lo,
-             (float *)pn->in[3] + lo, pn->plan);
+             (float *)pn->in[3] + lo, pn->desc, sx);
 }
 
-static double flops_update(const stg_graph *g, const stg_node *n)
+static double flops_sgd(const stg_graph *g, const stg_node *n)
 {
     (void)g;
-    return (n->op == &stg_op_adam ? 12.0 : 4.0) * (double)stgS_numel(&n->shape);
+    return 4.0 * (double)stgS_numel(&n->shape);
+}
+
+static double flops_adam(const stg_graph *g, const stg_node *n)
+{
+    (void)g;
+    return 12.0 * (double)stgS_numel(&n->shape);
+}
+
+/* Checkpoint names of the state inputs, as PyTorch's optimizers call them. */
+static const char *state_sgd(int input)
+{
+    return input == 2 ? "momentum_buffer" : NULL;
+}
+
+static const char *state_adam(int input)
+{
+    return input == 2 ? "exp_avg" : input == 3 ? "exp_avg_sq" : NULL;
 }
 
 /*
@@ -111,13 +146,13 @@ typedef struct guard_desc {
     int64_t start[STG_MAX_INPUTS + 1]; /* where each gradient starts in the shared range */
 } guard_desc;
 
-static stg_status prepare_guard(stg_plan *p, stg_pnode *pn)
+static stg_status prepare_guard(stg_prep *cx, stg_pnode *pn)
 {
-    guard_desc *d = stgP_desc(pn, sizeof *d);
+    guard_desc *d = stgP_opdata(cx, pn, sizeof *d);
     if (!d)
         return STG_NOMEM;
     const stg_node *n = pn->node;
-    d->first = n->in[0] == p->loss ? 1 : 0;
+    d->first = n->attr.axis; /* 1: input 0 is the loss */
     for (int j = d->first; j < n->nin; j++)
         d->start[j - d->first + 1] = d->start[j - d->first] + stgS_numel(&pn->innode[j]->shape);
     pn->serial = d->start[n->nin - d->first] < STG_GRAIN;
@@ -138,12 +173,12 @@ STG_CLONES static bool all_finite(int64_t n, const float *x)
     return bad == 0;
 }
 
-static void run_guard(const stg_pnode *pn, int tid, int nt)
+static void run_guard(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
 {
     const guard_desc *d = pn->desc;
     const stg_node *n = pn->node;
     if (d->first && tid == 0 && !isfinite(pn->in[0][0])) {
-        stgR_fail(pn->plan, STG_NUMERIC, "step: the loss is not finite");
+        stgR_fail(sx, STG_NUMERIC, "step: the loss is not finite");
         return;
     }
     int64_t lo, hi;
@@ -152,16 +187,132 @@ static void run_guard(const stg_pnode *pn, int tid, int nt)
         int64_t a = d->start[j - d->first], b = d->start[j - d->first + 1];
         int64_t from = lo > a ? lo : a, to = hi < b ? hi : b;
         if (from < to && !all_finite(to - from, pn->in[j] + (from - a))) {
-            stgR_fail(pn->plan, STG_NUMERIC, "step: a gradient is not finite");
+            stgR_fail(sx, STG_NUMERIC, "step: a gradient is not finite");
             return;
         }
     }
 }
 
-const stg_op stg_op_sgd = {"sgd", STG_OPF_UPDATE | STG_OPF_EFFECT, NULL, run_sgd, NULL, flops_update};
-const stg_op stg_op_adam = {"adam", STG_OPF_UPDATE | STG_OPF_EFFECT, NULL, run_adam, NULL, flops_update};
-const stg_op stg_op_guard = {"guard", STG_OPF_EFFECT, prepare_guard, run_guard, NULL,
-                             stgO_no_flops};
+const stg_op stg_op_sgd = {
+    .name = "sgd",
+    .flags = STG_OPF_UPDATE | STG_OPF_EFFECT,
+    .prepare = prepare_update,
+    .run = run_sgd,
+    .flops = flops_sgd,
+    .state = state_sgd,
+};
+const stg_op stg_op_adam = {
+    .name = "adam",
+    .flags = STG_OPF_UPDATE | STG_OPF_EFFECT,
+    .prepare = prepare_update,
+    .run = run_adam,
+    .flops = flops_adam,
+    .state = state_adam,
+};
+const stg_op stg_op_guard = {
+    .name = "guard",
+    .flags = STG_OPF_EFFECT,
+    .prepare = prepare_guard,
+    .run = run_guard,
+};
+
+/* ---- explaining a failed guard --------------------------------------------- */
+
+/* A value for a message: "nan" whatever the NaN's sign bit. */
+static const char *number(float v, char *buf, size_t len)
+{
+    if (isnan(v))
+        return "nan";
+    snprintf(buf, len, "%g", (double)v);
+    return buf;
+}
+
+/* The first non-finite element of n values, or -1. */
+static int64_t first_nonfinite(const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return i;
+    return -1;
+}
+
+/* The parameter whose gradient (or clipped gradient) node 'id' is. */
+static const char *gradient_of(const stg_plan *p, int32_t id)
+{
+    int32_t param = -1;
+    for (int32_t i = 0; i < p->nuser && param < 0; i++)
+        if (p->grad[i] == id)
+            param = i;
+    for (int32_t i = 0; i < p->nsched && param < 0; i++) {
+        const stg_node *n = p->sched[i].node;
+        if ((n->op->flags & STG_OPF_UPDATE) && n->in[1] == id)
+            param = n->in[0];
+    }
+    return param >= 0 && p->g->nodes[param].name ? p->g->nodes[param].name : "(unnamed)";
+}
+
+/* The first guarded gradient (in the guards' order) that is not finite,
+ * described into 'what'; false if there is none. */
+static bool first_bad_gradient(const stg_plan *p, int32_t guard, char *what, size_t len)
+{
+    char nb[32];
+    for (int32_t i = guard; i < p->nsched; i++) {
+        const stg_node *n = p->sched[i].node;
+        for (int j = 0; n->op == &stg_op_guard && j < n->nin; j++) {
+            const float *x = stgP_ptr(p, n->in[j]);
+            int64_t e = first_nonfinite(x, stgS_numel(&p->g->nodes[n->in[j]].shape));
+            if (n->in[j] != p->loss && e >= 0) {
+                snprintf(what, len, "the gradient of '%s' is %s at element %lld",
+                         gradient_of(p, n->in[j]), number(x[e], nb, sizeof nb), (long long)e);
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* What a guard found, said the same way whichever thread found it: the
+ * loss, or the first gradient that is not finite; then the first node of
+ * the step whose output is not finite, found by running the nodes before
+ * the guards again one at a time on this thread and checking each output
+ * (no update ran, so the leaves are as they were; nothing is allocated). */
+void stgO_explain_nonfinite(stg_plan *p, const stg_step *sx)
+{
+    int32_t guard = 0;
+    while (guard < p->nsched && p->sched[guard].node->op != &stg_op_guard)
+        guard++;
+    if (guard == p->nsched)
+        return;
+    char what[200], nb[32];
+    float loss = stgP_ptr(p, p->loss)[0];
+    if (isfinite(loss) && !first_bad_gradient(p, guard, what, sizeof what))
+        return; /* the guard saw what is no longer there: keep its message */
+    if (!isfinite(loss))
+        snprintf(what, sizeof what, "the loss is %s", number(loss, nb, sizeof nb));
+    char first[240] = "";
+    for (int32_t i = 0; i < guard; i++) {
+        const stg_pnode *pn = &p->sched[i];
+        pn->node->op->run(pn, sx, 0, 1);
+        if (pn->node->is_int || (pn->node->op->flags & STG_OPF_EFFECT))
+            continue;
+        int64_t e = first_nonfinite(pn->out, stgS_numel(&pn->node->shape));
+        if (e < 0)
+            continue;
+        stg_node_info info;
+        stgX_node_info(p, i, &info);
+        char shape[96];
+        snprintf(first, sizeof first, "; the first non-finite value, %s, is element %lld of node "
+                 "%d: %s %s%s%s%s", number(pn->out[e], nb, sizeof nb), (long long)e, (int)i,
+                 stg_phase_name(info.phase), info.op, *info.about ? " (" : "", info.about,
+                 *info.about ? ")" : "");
+        size_t used = strlen(first);
+        snprintf(first + used, sizeof first - used, " %s",
+                 stgS_str(&pn->node->shape, shape, sizeof shape));
+        break;
+    }
+    snprintf(sx->fault->msg, sizeof sx->fault->msg,
+             "step: %s%s; parameters, optimizer state and step count are unchanged", what, first);
+}
 
 /* ---- building the update nodes ------------------------------------------- */
 
@@ -218,14 +369,17 @@ stg_status stgO_add_updates(stg_plan *p)
     if (p->loss >= 0 && p->seed < 0) {
         int32_t in[STG_MAX_INPUTS] = {p->loss};
         int nin = 1;
+        stg_attr reads_loss = {.axis = 1}, no_loss = {.axis = 0};
+        const stg_attr *at = &reads_loss;
         for (int i = 0; o->guard == STG_GUARD_GRADIENTS && i < n; i++) {
             if (nin == STG_MAX_INPUTS) {
-                stgG_add(g, &stg_op_guard, nin, in, &(stg_shape){0}, NULL);
+                stgG_add(g, &stg_op_guard, nin, in, &(stg_shape){0}, at);
                 nin = 0;
+                at = &no_loss;
             }
             in[nin++] = grads[i];
         }
-        stgG_add(g, &stg_op_guard, nin, in, &(stg_shape){0}, NULL);
+        stgG_add(g, &stg_op_guard, nin, in, &(stg_shape){0}, at);
     }
     for (int i = 0; o->optimizer != STG_OPTIM_NONE && i < n && stgG_ok(g); i++) {
         int32_t in[STG_MAX_INPUTS] = {params[i], grads[i]}, nin = 2;
@@ -239,15 +393,6 @@ stg_status stgO_add_updates(stg_plan *p)
     free(params);
     free(grads);
     return g->status;
-}
-
-const char *stgO_state_name(const stg_op *update, int input)
-{
-    if (update == &stg_op_sgd && input == 2)
-        return "momentum_buffer";
-    if (update == &stg_op_adam && (input == 2 || input == 3))
-        return input == 2 ? "exp_avg" : "exp_avg_sq";
-    return NULL;
 }
 
 /* ---- per-step values ----------------------------------------------------- */
@@ -267,12 +412,12 @@ static double scheduled_lr(const stg_plan *p)
     }
 }
 
-void stgO_begin_step(stg_plan *p)
+void stgO_step_scalars(const stg_plan *p, stg_step *sx)
 {
     double t = (double)(p->steps + 1);
-    p->lr_now = (float)scheduled_lr(p);
-    p->bias1 = (float)(1.0 - pow(p->opt.beta1, t));
-    p->bias2 = (float)(1.0 - pow(p->opt.beta2, t));
+    sx->lr = (float)scheduled_lr(p);
+    sx->bias1 = (float)(1.0 - pow(p->opt.beta1, t));
+    sx->bias2 = (float)(1.0 - pow(p->opt.beta2, t));
 }
 
 STG_API stg_status stg_plan_set_schedule(stg_plan *p, const stg_schedule *s)

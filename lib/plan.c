@@ -4,17 +4,20 @@
  *   1. copy the graph, differentiate it, append the optimizer's update nodes;
  *   2. keep the nodes the roots (loss, gradients, updates, kept tensors) need
  *      and schedule them in id order (a topological order by construction);
- *   3. give every node that owns data a buffer with a lifetime, letting an
- *      elementwise node write over an input that dies there;
- *   4. place the buffers in one arena (arena.c) and resolve every pointer;
- *   5. let each op precompute its kernel descriptor, and mark the nodes that
- *      need a barrier before them.
+ *   3. let each op prepare its nodes: loop layouts into op data, and the
+ *      scratch its kernel needs;
+ *   4. give every node that owns data a buffer with a lifetime, letting an
+ *      elementwise node write over an input that dies there, and every
+ *      node's scratch one that lives while the node runs;
+ *   5. place the buffers in one arena (arena.c), resolve every pointer, and
+ *      mark the nodes that need a barrier before them.
  *
  * Invariants (stg_plan_check): a scheduled node's inputs have smaller ids;
  * every buffer lies inside the arena; buffers whose bytes overlap have
  * disjoint lifetimes.  Leaves, gradients of parameters, the loss and kept
  * tensors are persistent: their lifetime is the whole step.
  */
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -71,10 +74,27 @@ float *stgP_ptr(const stg_plan *p, int32_t id)
     return (float *)(p->arena + p->bufs[b].offset) + n->lay.off;
 }
 
-void *stgP_desc(stg_pnode *pn, size_t bytes)
+void *stgP_opdata(stg_prep *cx, stg_pnode *pn, size_t bytes)
 {
-    pn->desc = calloc(1, bytes);
+    (void)cx;
+    free(pn->desc);
+    pn->desc = calloc(1, bytes ? bytes : 1);
     return pn->desc;
+}
+
+void stgP_scratch(stg_prep *cx, stg_pnode *pn, size_t bytes, bool per_thread)
+{
+    (void)cx;
+    pn->scratch_bytes = bytes;
+    pn->scratch_per_thread = per_thread;
+}
+
+/* Bytes of a node's scratch buffer: one cache-line-aligned block per thread
+ * if it asked for them, else one. */
+static size_t scratch_total(const stg_pnode *pn, int threads)
+{
+    size_t block = (pn->scratch_bytes + STG_ALIGN - 1) / STG_ALIGN * STG_ALIGN;
+    return pn->scratch_per_thread ? block * (size_t)threads : block;
 }
 
 /* A readable, contiguous version of 'id' for a gradient or kept value. */
@@ -199,11 +219,11 @@ static bool can_share(const stg_plan *p, const stg_node *n, int32_t x, int32_t p
     return true;
 }
 
-/* Step 3: buffers and lifetimes, with in-place sharing. */
+/* Step 4: buffers and lifetimes, with in-place sharing. */
 static stg_status assign_buffers(stg_plan *p, scratch *s)
 {
     stg_graph *g = p->g;
-    p->bufs = calloc(count_of(g->n), sizeof *p->bufs);
+    p->bufs = calloc(count_of(g->n) + count_of(p->nsched), sizeof *p->bufs);
     if (!p->bufs)
         return fail(STG_NOMEM, "plan: out of memory for buffers");
     for (int32_t i = 0; i < g->n; i++) {
@@ -235,6 +255,18 @@ static stg_status assign_buffers(stg_plan *p, scratch *s)
         b->owner = i;
         p->buffer_bytes += b->bytes;
         p->bufof[i] = p->nbufs++;
+    }
+    /* scratch lives while its node runs, and only then */
+    for (int32_t k = 0; k < p->nsched; k++) {
+        stg_pnode *pn = &p->sched[k];
+        pn->scratch_buf = -1;
+        if (!pn->scratch_bytes)
+            continue;
+        stg_buffer *b = &p->bufs[p->nbufs];
+        *b = (stg_buffer){.bytes = scratch_total(pn, p->threads), .first = k, .last = k,
+                          .owner = pn->id, .scratch = true};
+        p->buffer_bytes += b->bytes;
+        pn->scratch_buf = p->nbufs++;
     }
     return STG_OK;
 }
@@ -277,11 +309,11 @@ static bool hits(range r, const range *set, int32_t n)
     return false;
 }
 
-/* Step 5b: a barrier goes before a node that reads what was written since the
+/* Step 5: a barrier goes before a node that reads what was written since the
  * last barrier, or writes what was read or written since then. */
 static stg_status mark_barriers(stg_plan *p)
 {
-    size_t cap = 2 * count_of(p->nsched) * (2 * STG_MAX_INPUTS + 1); /* all + parallel */
+    size_t cap = 2 * count_of(p->nsched) * (2 * STG_MAX_INPUTS + 2); /* all + parallel */
     range *rd = malloc(cap * sizeof *rd), *wr = malloc(cap * sizeof *wr);
     if (!rd || !wr) {
         free(rd);
@@ -298,8 +330,12 @@ static stg_status mark_barriers(stg_plan *p)
         const stg_node *n = pn->node;
         bool update = (n->op->flags & STG_OPF_UPDATE) != 0;
         int nw = 0;
-        range w[STG_MAX_INPUTS + 1];
+        range w[STG_MAX_INPUTS + 2];
         w[nw++] = buf_range(p, pn->id);
+        if (pn->scratch_buf >= 0) {
+            const stg_buffer *sb = &p->bufs[pn->scratch_buf];
+            w[nw++] = (range){sb->offset, sb->offset + sb->bytes};
+        }
         for (int j = 2; update && j < n->nin; j++)
             w[nw++] = buf_range(p, n->in[j]);
         /* the first update waits for everything, and for the failure check */
@@ -331,22 +367,20 @@ static stg_status mark_barriers(stg_plan *p)
     return STG_OK;
 }
 
-/* Step 5a: pointers and kernel descriptors. */
+/* Step 3: each op prepares its nodes (layouts, op data, scratch) before
+ * buffers are assigned, so that scratch is placed like any buffer. */
 static stg_status prepare_nodes(stg_plan *p)
 {
+    stg_prep cx = {.threads = p->threads, .opt = &p->opt, .kern = &p->kern};
     for (int32_t i = 0; i < p->nsched; i++) {
         stg_pnode *pn = &p->sched[i];
-        pn->plan = p;
-        pn->out = stgP_ptr(p, pn->id);
-        for (int j = 0; j < pn->node->nin; j++) {
+        for (int j = 0; j < pn->node->nin; j++)
             pn->innode[j] = &p->g->nodes[pn->node->in[j]];
-            pn->in[j] = stgP_ptr(p, pn->node->in[j]);
-        }
         /* serial below the grain unless 'prepare' knows better; always for
          * the ops whose kernels run on thread 0 alone */
         pn->serial = stgS_numel(&pn->node->shape) < STG_GRAIN;
         if (pn->node->op->prepare) {
-            stg_status s = pn->node->op->prepare(p, pn);
+            stg_status s = pn->node->op->prepare(&cx, pn);
             if (s != STG_OK)
                 return fail(s, "plan: preparing node %d (%s) failed", (int)pn->id,
                             pn->node->op->name);
@@ -357,6 +391,19 @@ static stg_status prepare_nodes(stg_plan *p)
     for (p->first_shared = 0; p->first_shared < p->nsched; p->first_shared++)
         if (!p->sched[p->first_shared].serial)
             break;
+    return STG_OK;
+}
+
+/* Step 5: pointers into the placed arena, and barriers. */
+static stg_status bind_nodes(stg_plan *p)
+{
+    for (int32_t i = 0; i < p->nsched; i++) {
+        stg_pnode *pn = &p->sched[i];
+        pn->out = stgP_ptr(p, pn->id);
+        for (int j = 0; j < pn->node->nin; j++)
+            pn->in[j] = stgP_ptr(p, pn->node->in[j]);
+        pn->scratch = pn->scratch_buf >= 0 ? p->arena + p->bufs[pn->scratch_buf].offset : NULL;
+    }
     return mark_barriers(p);
 }
 
@@ -393,8 +440,8 @@ static stg_status validate(const stg_graph *g, stg_tensor loss, stg_tensor seed,
         return fail(STG_INVALID, "plan: profile = %d steps (need 0 to 1000000)", o->profile);
     if (o->wait != STG_WAIT_SPIN_YIELD && o->wait != STG_WAIT_SPIN && o->wait != STG_WAIT_PASSIVE)
         return fail(STG_INVALID, "plan: unknown wait policy %d", (int)o->wait);
-    int cpus = stgR_usable_cpus();
-    if (o->wait == STG_WAIT_SPIN && o->threads > cpus)
+    int cpus = o->wait == STG_WAIT_SPIN ? stgR_usable_cpus() : INT_MAX;
+    if (o->threads > cpus)
         return fail(STG_INVALID, "plan: wait policy SPIN needs a CPU for each thread: %d threads, "
                     "%d CPUs available to this process (spinning threads that share a CPU wait "
                     "for each other's time slices)", o->threads, cpus);
@@ -456,6 +503,8 @@ static stg_status build(const stg_graph *g, stg_tensor loss, stg_tensor seed,
         st = fail(STG_NOMEM, "plan: out of memory");
     if (st == STG_OK)
         st = schedule(p, &s);
+    if (st == STG_OK)
+        st = prepare_nodes(p);
     if (st == STG_OK) {
         last_uses(p, &s);
         st = assign_buffers(p, &s);
@@ -475,9 +524,6 @@ STG_API void stg_plan_free(stg_plan *p)
         return;
     for (int32_t i = 0; p->sched && i < p->nsched; i++)
         free(p->sched[i].desc);
-    for (int t = 0; p->work && t < p->threads; t++)
-        free(p->work[t]);
-    free(p->work);
     stgR_pool_free(p->pool);
     stgX_profile_free(p->prof);
     if (p->own_arena)
@@ -535,15 +581,9 @@ static stg_status attach_arena(stg_plan *p, const stg_plan_options *o)
 
 static stg_status start_threads(stg_plan *p)
 {
-    p->work = calloc((size_t)p->threads, sizeof *p->work);
-    if (!p->work)
-        return fail(STG_NOMEM, "plan: out of memory for thread state");
-    for (int t = 0; t < p->threads && p->work_bytes; t++)
-        if (!(p->work[t] = aligned_alloc(STG_ALIGN, (p->work_bytes + STG_ALIGN - 1) / STG_ALIGN * STG_ALIGN)))
-            return fail(STG_NOMEM, "plan: out of memory for %zu bytes of packing workspace",
-                        p->work_bytes);
     char msg[160];
-    if (stgR_pool_new(p->threads, p->opt.wait, &p->pool, msg, sizeof msg) != STG_OK)
+    if (stgR_pool_new(p->threads, p->opt.wait, p->opt.worker_start, p->opt.worker_arg, &p->pool,
+                      msg, sizeof msg) != STG_OK)
         return fail(STG_NOMEM, "%s", msg);
     return STG_OK;
 }
@@ -562,7 +602,7 @@ static stg_status create(const stg_graph *g, stg_tensor loss, stg_tensor seed,
     if (st == STG_OK)
         st = attach_arena(p, opts);
     if (st == STG_OK)
-        st = prepare_nodes(p);
+        st = bind_nodes(p);
     if (st == STG_OK)
         st = start_threads(p);
     if (st == STG_OK && opts->profile > 0 && stgX_profile_new(p, opts->profile) != STG_OK)

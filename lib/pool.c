@@ -14,7 +14,7 @@
  *   STG_WAIT_PASSIVE     sleep in the kernel at once.
  *
  * Sleeping is a futex on the word being waited for (Linux); elsewhere it
- * degrades to sched_yield.  A waiter counts itself into 'sleepers' before it
+ * is a loop of 50-microsecond sleeps.  A waiter counts itself into 'sleepers' before it
  * rereads the word, and a waker bumps the word before it reads 'sleepers';
  * both sequentially consistent, so one of them sees the other and no wake-up
  * is lost.
@@ -34,6 +34,13 @@
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+/* 32-bit ABIs born with 64-bit time (riscv32) only have futex_time64; with
+ * no timeout the two are the same call. */
+#if defined(SYS_futex)
+#define STG_FUTEX SYS_futex
+#elif defined(SYS_futex_time64)
+#define STG_FUTEX SYS_futex_time64
+#endif
 #endif
 
 #include "internal.h"
@@ -57,11 +64,16 @@ struct stg_pool {
     _Alignas(64) atomic_int count; /* threads arrived at the barrier */
     atomic_int failed;   /* the step's failure flag, as the barrier's last arrival saw it */
     atomic_bool quit;
+    atomic_int ready;    /* workers that reached their first wait */
     atomic_int wait;     /* an stg_wait */
     int threads, started;
+    unsigned forks;      /* fork_count when the workers were started */
+    void (*on_start)(int worker, void *arg);
+    void *on_start_arg;
     stgR_job *job;       /* written before 'start' is bumped */
     void *ctx;
     pthread_t *workers;
+    struct worker_arg *args;
 };
 
 static inline void cpu_relax(void)
@@ -76,24 +88,27 @@ static inline void cpu_relax(void)
 static int64_t now_ns(void)
 {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t); /* the vDSO: no system call */
+    clock_gettime(CLOCK_MONOTONIC, &t); /* the vDSO on most machines: no system call */
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
 static void sleep_while(atomic_uint *w, unsigned seen)
 {
-#ifdef __linux__
-    syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+#ifdef STG_FUTEX
+    syscall(STG_FUTEX, w, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
 #else
+    /* no futex: short sleeps, so an idle plan costs little CPU time, at up
+     * to 50 microseconds of lateness per wake-up */
     (void)w, (void)seen;
-    sched_yield();
+    struct timespec t = {0, 50000};
+    nanosleep(&t, NULL);
 #endif
 }
 
 static void wake_all(atomic_uint *w)
 {
-#ifdef __linux__
-    syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+#ifdef STG_FUTEX
+    syscall(STG_FUTEX, w, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 #else
     (void)w;
 #endif
@@ -195,7 +210,9 @@ static void *worker(void *arg)
 {
     struct stg_pool *pool = ((worker_arg *)arg)->pool;
     int tid = ((worker_arg *)arg)->tid;
-    free(arg);
+    if (pool->on_start)
+        pool->on_start(tid, pool->on_start_arg);
+    atomic_fetch_add(&pool->ready, 1);
     for (unsigned seen = 0;; seen++) {
         /* 'start' moves once per job, and not again before this thread has
          * passed the job's closing barrier, so it is exactly seen + 1 here */
@@ -205,6 +222,27 @@ static void *worker(void *arg)
         pool->job(pool->ctx, tid, pool->threads);
         stgR_pool_barrier(pool, NULL);
     }
+}
+
+/* Forks since the process started: a child's copy of a pool has no
+ * workers, and must neither wait for them nor join them. */
+static atomic_uint fork_count;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void count_fork(void)
+{
+    atomic_fetch_add(&fork_count, 1);
+}
+
+static void watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, count_fork);
+}
+
+bool stgR_pool_orphaned(const struct stg_pool *pool)
+{
+    return pool->started > 0 && atomic_load_explicit(&fork_count, memory_order_relaxed) !=
+                                    pool->forks;
 }
 
 void stgR_pool_run(struct stg_pool *pool, stgR_job *job, void *ctx)
@@ -227,6 +265,20 @@ int stgR_usable_cpus(void)
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) == 0)
         return CPU_COUNT(&set);
+    /* more than 1024 CPUs: a set large enough for the machine (the kernel
+     * refuses a small one); if even that fails, the caller cannot check */
+    for (int n = 2048; n <= (1 << 20); n *= 2) {
+        cpu_set_t *big = CPU_ALLOC(n);
+        if (!big)
+            break;
+        size_t size = CPU_ALLOC_SIZE(n);
+        int count = sched_getaffinity(0, size, big) == 0 ? CPU_COUNT_S(size, big) : -1;
+        CPU_FREE(big);
+        if (count >= 0)
+            return count;
+        if (errno != EINVAL)
+            break;
+    }
 #endif
     return INT_MAX;
 }
@@ -238,6 +290,8 @@ void stgR_pool_set_wait(struct stg_pool *pool, stg_wait wait)
 
 static void stop_workers(struct stg_pool *pool)
 {
+    if (stgR_pool_orphaned(pool))
+        return; /* in a child after fork: the workers are the parent's */
     atomic_store(&pool->quit, true);
     bump(&pool->start);
     wake_all(&pool->start.word); /* a sleeper counted after the bump is woken by it anyway */
@@ -246,10 +300,11 @@ static void stop_workers(struct stg_pool *pool)
     pool->started = 0;
 }
 
-stg_status stgR_pool_new(int threads, stg_wait wait, struct stg_pool **out, char *msg,
-                         size_t len)
+stg_status stgR_pool_new(int threads, stg_wait wait, void (*on_start)(int, void *),
+                         void *on_start_arg, struct stg_pool **out, char *msg, size_t len)
 {
     *out = NULL;
+    pthread_once(&fork_once, watch_forks);
     struct stg_pool *pool = aligned_alloc(64, sizeof *pool);
     if (!pool) {
         snprintf(msg, len, "plan: out of memory for thread state");
@@ -265,31 +320,39 @@ stg_status stgR_pool_new(int threads, stg_wait wait, struct stg_pool **out, char
     atomic_init(&pool->quit, false);
     atomic_init(&pool->wait, (int)wait);
     pool->threads = threads;
-    if (threads > 1 && !(pool->workers = calloc((size_t)threads - 1, sizeof *pool->workers))) {
+    pool->on_start = on_start;
+    pool->on_start_arg = on_start_arg;
+    pool->forks = atomic_load(&fork_count);
+    atomic_init(&pool->ready, 0);
+    if (threads > 1 && (!(pool->workers = calloc((size_t)threads - 1, sizeof *pool->workers)) ||
+                        !(pool->args = calloc((size_t)threads - 1, sizeof *pool->args)))) {
+        free(pool->workers);
         free(pool);
         snprintf(msg, len, "plan: out of memory for thread state");
         return STG_NOMEM;
     }
     /* Signals are the caller's business: workers block them all, so a
-     * handler never runs on (or interrupts) a thread the caller did not make. */
+     * handler never runs on (or interrupts) a thread the caller did not
+     * make; all but the faults a kernel itself may raise, whose handlers
+     * (crash reporters, sanitizers) must still run. */
     sigset_t all, old;
     sigfillset(&all);
+    static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT};
+    for (size_t k = 0; k < sizeof faults / sizeof faults[0]; k++)
+        sigdelset(&all, faults[k]);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int err = 0;
     for (int t = 1; t < threads && !err; t++) {
-        worker_arg *a = malloc(sizeof *a);
-        if (!a) {
-            err = ENOMEM;
-            break;
-        }
-        *a = (worker_arg){pool, t};
-        err = pthread_create(&pool->workers[t - 1], NULL, worker, a);
-        if (err)
-            free(a);
-        else
+        pool->args[t - 1] = (worker_arg){pool, t};
+        err = pthread_create(&pool->workers[t - 1], NULL, worker, &pool->args[t - 1]);
+        if (!err)
             pool->started++;
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    /* A thread's start-up (the C library's, a sanitizer's) may allocate:
+     * let it happen here, not during the first step. */
+    while (atomic_load(&pool->ready) < pool->started)
+        sched_yield();
     if (err) {
         snprintf(msg, len, "plan: cannot start worker thread %d of %d: %s", pool->started + 1,
                  threads - 1, strerror(err));
@@ -306,5 +369,6 @@ void stgR_pool_free(struct stg_pool *pool)
         return;
     stop_workers(pool);
     free(pool->workers);
+    free(pool->args);
     free(pool);
 }

@@ -224,7 +224,7 @@ static void test_memory_breakdown(void **state)
     assert_int_equal(r.state_bytes, params); /* one momentum buffer per parameter */
     assert_true(r.input_bytes >= 4 * (B * IN + B));
     assert_int_equal(r.param_bytes + r.grad_bytes + r.state_bytes + r.input_bytes +
-                         r.activation_bytes + r.temp_bytes,
+                         r.activation_bytes + r.temp_bytes + r.scratch_bytes,
                      r.buffer_bytes);
     assert_true(r.activation_bytes >= 4 * B * HID);
     stg_plan_free(p);

@@ -6,6 +6,7 @@
  * call but exit_group.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -261,6 +262,105 @@ static void test_set_wait_releases_the_cores(void **state)
     stg_graph_free(n.g);
 }
 
+/* What worker_start saw, per worker. */
+typedef struct started {
+    int calls[8];
+    bool other_thread[8], faults_open[8], int_blocked[8];
+    pthread_t caller;
+} started;
+
+static void on_worker_start(int worker, void *arg)
+{
+    started *st = arg;
+    if (worker < 0 || worker >= 8)
+        return;
+    st->calls[worker]++;
+    st->other_thread[worker] = !pthread_equal(pthread_self(), st->caller);
+    sigset_t cur;
+    pthread_sigmask(SIG_BLOCK, NULL, &cur);
+    st->faults_open[worker] = !sigismember(&cur, SIGSEGV) && !sigismember(&cur, SIGFPE) &&
+                              !sigismember(&cur, SIGBUS) && !sigismember(&cur, SIGILL);
+    st->int_blocked[worker] = sigismember(&cur, SIGINT) && sigismember(&cur, SIGTERM);
+}
+
+/* Each worker calls worker_start once, on its own thread, before plan
+ * creation returns; workers block the caller's signals but not the faults
+ * a kernel may raise. */
+static void test_worker_start(void **state)
+{
+    (void)state;
+    net n = make_net();
+    static started st;
+    memset(&st, 0, sizeof st);
+    st.caller = pthread_self();
+    stg_plan_options o;
+    stg_plan_options_init(&o);
+    o.threads = 3;
+    o.worker_start = on_worker_start;
+    o.worker_arg = &st;
+    stg_plan *p = NULL;
+    assert_int_equal(stg_plan_create(n.g, n.loss, &o, &p), STG_OK);
+    assert_int_equal(st.calls[0], 0);
+    for (int w = 1; w < 3; w++) {
+        assert_int_equal(st.calls[w], 1);
+        assert_true(st.other_thread[w]);
+        assert_true(st.faults_open[w]);
+        assert_true(st.int_blocked[w]);
+    }
+    assert_int_equal(stg_plan_step(p), STG_OK);
+    assert_int_equal(st.calls[1] + st.calls[2], 2); /* once, not per step */
+    stg_plan_free(p);
+    stg_graph_free(n.g);
+}
+
+#ifdef __linux__
+/* A child after fork: a plan with workers (they stayed in the parent)
+ * refuses to step instead of waiting for them forever, and frees without
+ * joining them; a one-thread plan and a plan the child makes itself work. */
+static void test_fork_child_refuses_parent_workers(void **state)
+{
+    (void)state;
+    net n = make_net();
+    stg_plan *two = make_plan(&n, 2, STG_WAIT_SPIN_YIELD), *one = make_plan(&n, 1, 0);
+    assert_non_null(two);
+    assert_non_null(one);
+    assert_int_equal(stg_plan_step(two), STG_OK);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int code = 0;
+        if (stg_plan_step(two) != STG_INVALID || !strstr(stg_plan_message(two), "fork"))
+            code = 3;
+        else if (stg_plan_step(one) != STG_OK)
+            code = 4;
+        stg_plan_free(two);
+        stg_plan_free(one);
+        stg_plan *fresh = make_plan(&n, 2, STG_WAIT_PASSIVE);
+        if (!code && (!fresh || stg_plan_step(fresh) != STG_OK))
+            code = 5;
+        stg_plan_free(fresh);
+        _exit(code);
+    }
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_int_equal(stg_plan_step(two), STG_OK); /* the parent's plan is untouched */
+    stg_plan_free(two);
+    stg_plan_free(one);
+    stg_graph_free(n.g);
+}
+#else
+static void test_fork_child_refuses_parent_workers(void **state)
+{
+    (void)state;
+    print_message("fork is tested on Linux: skipped\n");
+    skip();
+}
+#endif
+
 #if defined(__linux__) && (defined(__x86_64__) || defined(__aarch64__))
 #if defined(__x86_64__)
 #define THIS_AUDIT_ARCH AUDIT_ARCH_X86_64
@@ -342,6 +442,10 @@ static void test_spin_step_makes_no_system_call(void **state)
         print_message("valgrind carries out the program's system calls itself: skipped\n");
         skip();
     }
+#if defined(__SANITIZE_THREAD__)
+    print_message("ThreadSanitizer's runtime makes system calls of its own: skipped\n");
+    skip();
+#endif
     fflush(NULL); /* nothing buffered for the child to write twice */
     /* the control: the same child dies of SIGSYS at its first system call */
     int st = child_status(in_child(1, STG_WAIT_SPIN, 0, true));
@@ -381,6 +485,8 @@ int main(void)
         cmocka_unit_test(test_unknown_policy_is_refused),
         cmocka_unit_test(test_spin_needs_a_cpu_per_thread),
         cmocka_unit_test(test_set_wait_releases_the_cores),
+        cmocka_unit_test(test_worker_start),
+        cmocka_unit_test(test_fork_child_refuses_parent_workers),
         cmocka_unit_test(test_spin_step_makes_no_system_call),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

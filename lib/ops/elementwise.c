@@ -50,11 +50,10 @@ static void walk(const stg_loop *L, int64_t lo, int64_t hi, float *o, const floa
     }
 }
 
-static stg_status prepare_elementwise(stg_plan *p, stg_pnode *pn)
+static stg_status prepare_elementwise(stg_prep *cx, stg_pnode *pn)
 {
-    (void)p; /* the descriptor is all this op needs */
     const stg_node *n = pn->node;
-    stg_loop *L = stgP_desc(pn, sizeof *L);
+    stg_loop *L = stgP_opdata(cx, pn, sizeof *L);
     if (!L)
         return STG_NOMEM;
     int64_t st[STG_LOOP_OPS][STG_MAX_DIMS] = {{0}};
@@ -239,9 +238,9 @@ static void backward_bce_logits(stg_ad *ad, int32_t id, stg_tensor g)
 /* ---- kernels and descriptors, generated from ops.def -------------------- */
 
 /* The unit-stride branches are the ones that matter; the compiler vectorises them. */
-#define STG_BINARY(name, expr)                                                                \
+#define STG_BINARY(op_, expr)                                                                \
     STG_CLONES                                                                                \
-    static void seg_##name(float *o, const float *const *in, const int64_t *st, int64_t n,    \
+    static void seg_##op_(float *o, const float *const *in, const int64_t *st, int64_t n,    \
                            const stg_attr *at)                                                \
     {                                                                                         \
         const float *pa = in[0], *pb = in[1];                                                 \
@@ -271,17 +270,24 @@ static void backward_bce_logits(stg_ad *ad, int32_t id, stg_tensor g)
             }                                                                                 \
         }                                                                                     \
     }                                                                                         \
-    static void run_##name(const stg_pnode *pn, int tid, int nt)                              \
+    static void run_##op_(const stg_pnode *pn, const stg_step *sx, int tid, int nt)         \
     {                                                                                         \
-        run_elementwise(pn, tid, nt, seg_##name);                                             \
+        (void)sx;                                                                             \
+        run_elementwise(pn, tid, nt, seg_##op_);                                             \
     }                                                                                         \
-    STG_API stg_tensor stg_##name(stg_graph *g, stg_tensor a, stg_tensor b)                   \
+    STG_API stg_tensor stg_##op_(stg_graph *g, stg_tensor a, stg_tensor b)                   \
     {                                                                                         \
-        return binary(g, &stg_op_##name, a, b);                                               \
+        return binary(g, &stg_op_##op_, a, b);                                               \
     }                                                                                         \
-    const stg_op stg_op_##name = {#name, STG_OPF_ELEMENTWISE | STG_OPF_INPLACE, prepare_elementwise,            \
-                                  run_##name, backward_##name, flops_elementwise};
-#define STG_UNARY(name, expr, deriv, reads)
+    const stg_op stg_op_##op_ = {                                                            \
+        .name = #op_,                                                                        \
+        .flags = STG_OPF_ELEMENTWISE | STG_OPF_INPLACE,                                       \
+        .prepare = prepare_elementwise,                                                       \
+        .run = run_##op_,                                                                    \
+        .backward = backward_##op_,                                                          \
+        .flops = flops_elementwise,                                                           \
+    };
+#define STG_UNARY(op_, expr, deriv, reads)
 #define STG_OP(name)
 #include "../ops.def"
 #undef STG_BINARY
@@ -320,9 +326,9 @@ static double flops_unary_grad(const stg_graph *g, const stg_node *n)
     return 2.0 * (double)stgS_numel(&n->shape);
 }
 
-#define STG_UNARY(name, expr, deriv, reads)                                                   \
+#define STG_UNARY(op_, expr, deriv, reads)                                                   \
     STG_CLONES                                                                                \
-    static void seg_##name(float *o, const float *const *in, const int64_t *st, int64_t n,    \
+    static void seg_##op_(float *o, const float *const *in, const int64_t *st, int64_t n,    \
                            const stg_attr *at)                                                \
     {                                                                                         \
         const float *px = in[0], a = at->f, b = at->f2;                                       \
@@ -339,13 +345,14 @@ static double flops_unary_grad(const stg_graph *g, const stg_node *n)
             }                                                                                 \
         }                                                                                     \
     }                                                                                         \
-    static void run_##name(const stg_pnode *pn, int tid, int nt)                              \
+    static void run_##op_(const stg_pnode *pn, const stg_step *sx, int tid, int nt)         \
     {                                                                                         \
-        run_elementwise(pn, tid, nt, seg_##name);                                             \
+        (void)sx;                                                                             \
+        run_elementwise(pn, tid, nt, seg_##op_);                                             \
     }                                                                                         \
     /* g * deriv: x is input READS_X, y the next one (strides likewise). */                   \
     STG_CLONES                                                                                \
-    static void seg_##name##_grad(float *o, const float *const *in, const int64_t *st,        \
+    static void seg_##op_##_grad(float *o, const float *const *in, const int64_t *st,        \
                                   int64_t n, const stg_attr *at)                              \
     {                                                                                         \
         const float *pg = in[0], *px = in[READS_X_##reads ? 1 : 0];                           \
@@ -370,20 +377,31 @@ static double flops_unary_grad(const stg_graph *g, const stg_node *n)
             }                                                                                 \
         }                                                                                     \
     }                                                                                         \
-    static void run_##name##_grad(const stg_pnode *pn, int tid, int nt)                       \
+    static void run_##op_##_grad(const stg_pnode *pn, const stg_step *sx, int tid, int nt)  \
     {                                                                                         \
-        run_elementwise(pn, tid, nt, seg_##name##_grad);                                      \
+        (void)sx;                                                                             \
+        run_elementwise(pn, tid, nt, seg_##op_##_grad);                                      \
     }                                                                                         \
-    static void backward_##name(stg_ad *ad, int32_t id, stg_tensor g)                         \
+    static void backward_##op_(stg_ad *ad, int32_t id, stg_tensor g)                         \
     {                                                                                         \
-        backward_unary(ad, id, g, &stg_op_##name##_grad, READS_X_##reads, READS_Y_##reads);   \
+        backward_unary(ad, id, g, &stg_op_##op_##_grad, READS_X_##reads, READS_Y_##reads);   \
     }                                                                                         \
-    const stg_op stg_op_##name = {#name, STG_OPF_ELEMENTWISE | STG_OPF_INPLACE, prepare_elementwise,            \
-                                  run_##name, backward_##name, flops_elementwise};            \
-    const stg_op stg_op_##name##_grad = {#name "_grad", STG_OPF_ELEMENTWISE | STG_OPF_INPLACE, \
-                                         prepare_elementwise, run_##name##_grad, NULL,        \
-                                         flops_unary_grad};
-#define STG_BINARY(name, expr)
+    const stg_op stg_op_##op_ = {                                                            \
+        .name = #op_,                                                                        \
+        .flags = STG_OPF_ELEMENTWISE | STG_OPF_INPLACE,                                       \
+        .prepare = prepare_elementwise,                                                       \
+        .run = run_##op_,                                                                    \
+        .backward = backward_##op_,                                                          \
+        .flops = flops_elementwise,                                                           \
+    };                                                                                        \
+    const stg_op stg_op_##op_##_grad = {                                                     \
+        .name = #op_ "_grad",                                                                \
+        .flags = STG_OPF_ELEMENTWISE | STG_OPF_INPLACE,                                       \
+        .prepare = prepare_elementwise,                                                       \
+        .run = run_##op_##_grad,                                                             \
+        .flops = flops_unary_grad,                                                            \
+    };
+#define STG_BINARY(op_, expr)
 #include "../ops.def"
 #undef STG_OP
 #undef STG_UNARY

@@ -16,6 +16,7 @@ typedef struct gather_desc {
     stg_loop loop;      /* ops: out (contiguous), x without axis, idx */
     int64_t axis_stride; /* x's stride along 'axis' */
     int64_t axis_size;
+    stg_loop grad;      /* gather_grad: the incoming gradient, which may be a view */
 } gather_desc;
 
 STG_API stg_tensor stg_gather(stg_graph *g, stg_tensor a, int axis, stg_tensor idx)
@@ -67,9 +68,10 @@ static void backward_gather(stg_ad *ad, int32_t id, stg_tensor gout)
 
 /* Both kernels walk idx's index space; 'x' is the gathered-from tensor,
  * whose layout (a view's strides) the descriptor follows. */
-static stg_status prepare(stg_pnode *pn, const stg_node *x, const stg_node *idx, bool x_is_out)
+static stg_status prepare(stg_prep *cx, stg_pnode *pn, const stg_node *x, const stg_node *idx,
+                          bool x_is_out)
 {
-    gather_desc *d = stgP_desc(pn, sizeof *d);
+    gather_desc *d = stgP_opdata(cx, pn, sizeof *d);
     if (!d)
         return STG_NOMEM;
     int ax = pn->node->attr.axis;
@@ -94,26 +96,33 @@ static stg_status prepare(stg_pnode *pn, const stg_node *x, const stg_node *idx,
     return STG_OK;
 }
 
-static stg_status prepare_gather(stg_plan *p, stg_pnode *pn)
+static stg_status prepare_gather(stg_prep *cx, stg_pnode *pn)
 {
-    (void)p;
-    return prepare(pn, pn->innode[0], pn->innode[1], false);
+    return prepare(cx, pn, pn->innode[0], pn->innode[1], false);
 }
 
-static stg_status prepare_gather_grad(stg_plan *p, stg_pnode *pn)
+static stg_status prepare_gather_grad(stg_prep *cx, stg_pnode *pn)
 {
-    (void)p;
-    return prepare(pn, pn->node, pn->innode[1], true);
+    stg_status s = prepare(cx, pn, pn->node, pn->innode[1], true);
+    if (s != STG_OK)
+        return s;
+    gather_desc *d = pn->desc;
+    const stg_node *gn = pn->innode[0];
+    int64_t st[STG_LOOP_OPS][STG_MAX_DIMS] = {{0}};
+    memcpy(st[0], gn->lay.st, sizeof gn->lay.st);
+    stgS_loop_init(&d->grad, &gn->shape, 1, st); /* the incoming gradient may be a view */
+    return STG_OK;
 }
 
-static void bad_index(const stg_pnode *pn, int32_t j, int64_t at, int64_t size)
+static void bad_index(const stg_pnode *pn, const stg_step *sx, int32_t j, int64_t at,
+                      int64_t size)
 {
-    stgR_fail(pn->plan, STG_INDEX, "%s %d at position %lld is out of range [0, %lld)",
+    stgR_fail(sx, STG_INDEX, "%s %d at position %lld is out of range [0, %lld)",
               pn->node->attr.what ? pn->node->attr.what : "gather: index", (int)j, (long long)at,
               (long long)size);
 }
 
-static void run_gather(const stg_pnode *pn, int tid, int nt)
+static void run_gather(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
 {
     const gather_desc *d = pn->desc;
     const float *x = pn->in[0];
@@ -125,7 +134,7 @@ static void run_gather(const stg_pnode *pn, int tid, int nt)
         stgS_loop_offsets(&d->loop, i, off);
         int32_t j = idx[off[2]];
         if (j < 0 || j >= d->axis_size) {
-            bad_index(pn, j, i, d->axis_size);
+            bad_index(pn, sx, j, i, d->axis_size);
             pn->out[i] = 0.0f;
             continue;
         }
@@ -133,24 +142,20 @@ static void run_gather(const stg_pnode *pn, int tid, int nt)
     }
 }
 
-static void run_gather_grad(const stg_pnode *pn, int tid, int nt)
+static void run_gather_grad(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
 {
     const gather_desc *d = pn->desc;
     const float *g = pn->in[0];
     const int32_t *idx = (const int32_t *)pn->in[1];
-    (void)nt;
+    const stg_loop *gl = &d->grad;
+    (void)sx, (void)nt;
     if (tid != 0)
         return;
     memset(pn->out, 0, (size_t)stgS_numel(&pn->node->shape) * sizeof(float));
-    const stg_node *gn = pn->innode[0];
-    stg_loop gl;
-    int64_t st[STG_LOOP_OPS][STG_MAX_DIMS] = {{0}};
-    memcpy(st[0], gn->lay.st, sizeof gn->lay.st);
-    stgS_loop_init(&gl, &gn->shape, 1, st); /* the incoming gradient may be a view */
     for (int64_t i = 0; i < d->loop.total; i++) {
         int64_t off[STG_LOOP_OPS], goff[STG_LOOP_OPS];
         stgS_loop_offsets(&d->loop, i, off);
-        stgS_loop_offsets(&gl, i, goff);
+        stgS_loop_offsets(gl, i, goff);
         int32_t j = idx[off[2]];
         if (j >= 0 && j < d->axis_size) /* the forward pass reported bad ones */
             pn->out[off[1] + j * d->axis_stride] += g[goff[0]];
@@ -162,7 +167,16 @@ static double flops_gather_grad(const stg_graph *g, const stg_node *n)
     return (double)stgS_numel(&g->nodes[n->in[1]].shape);
 }
 
-const stg_op stg_op_gather = {"gather", 0, prepare_gather, run_gather, backward_gather,
-                              stgO_no_flops};
-const stg_op stg_op_gather_grad = {"gather_grad", STG_OPF_SERIAL, prepare_gather_grad, run_gather_grad, NULL,
-                                   flops_gather_grad};
+const stg_op stg_op_gather = {
+    .name = "gather",
+    .prepare = prepare_gather,
+    .run = run_gather,
+    .backward = backward_gather,
+};
+const stg_op stg_op_gather_grad = {
+    .name = "gather_grad",
+    .flags = STG_OPF_SERIAL,
+    .prepare = prepare_gather_grad,
+    .run = run_gather_grad,
+    .flops = flops_gather_grad,
+};

@@ -97,17 +97,27 @@ static stg_layout slice_view(const stg_shape *shape, const stg_attr *at)
     return lay;
 }
 
-/* embed: zeros of x's shape with g written where the slice was. */
-static void run_embed(const stg_pnode *pn, int tid, int nt)
+static stg_status prepare_embed(stg_prep *cx, stg_pnode *pn)
 {
-    (void)nt;
-    if (tid != 0)
-        return; /* zeroing and writing must not interleave across threads */
+    stg_copy *c = stgP_opdata(cx, pn, sizeof *c);
+    if (!c)
+        return STG_NOMEM;
     const stg_node *gn = pn->innode[0];
-    memset(pn->out, 0, (size_t)stgS_numel(&pn->node->shape) * sizeof(float));
     stg_layout dst = slice_view(&pn->node->shape, &pn->node->attr), src = gn->lay;
     src.off = 0;
-    stgK_copy(pn->out, &dst, pn->in[0], &src, &gn->shape, 0, stgS_numel(&gn->shape));
+    stgK_copy_init(c, &dst, &src, &gn->shape);
+    return STG_OK;
+}
+
+/* embed: zeros of x's shape with g written where the slice was. */
+static void run_embed(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
+{
+    const stg_copy *c = pn->desc;
+    (void)sx, (void)nt;
+    if (tid != 0)
+        return; /* zeroing and writing must not interleave across threads */
+    memset(pn->out, 0, (size_t)stgS_numel(&pn->node->shape) * sizeof(float));
+    stgK_copy(c, pn->out, pn->in[0], 0, c->loop.total);
 }
 
 /* ---- pad ------------------------------------------------------------------ */
@@ -150,21 +160,32 @@ static void backward_pad(stg_ad *ad, int32_t id, stg_tensor gout)
     stgD_accumulate(ad, x, t);
 }
 
-static void run_pad(const stg_pnode *pn, int tid, int nt)
+static stg_status prepare_pad(stg_prep *cx, stg_pnode *pn)
 {
-    (void)nt;
-    if (tid != 0)
-        return;
+    stg_copy *c = stgP_opdata(cx, pn, sizeof *c);
+    if (!c)
+        return STG_NOMEM;
     const stg_node *n = pn->node, *x = pn->innode[0];
-    int64_t total = stgS_numel(&n->shape);
-    for (int64_t i = 0; i < total; i++)
-        pn->out[i] = n->attr.f;
     stg_layout dst, src = x->lay;
     stgS_contiguous(&n->shape, &dst);
     for (int i = 0; i < n->shape.nd; i++)
         dst.off += n->attr.origin[i] * dst.st[i];
     src.off = 0;
-    stgK_copy(pn->out, &dst, pn->in[0], &src, &x->shape, 0, stgS_numel(&x->shape));
+    stgK_copy_init(c, &dst, &src, &x->shape);
+    return STG_OK;
+}
+
+static void run_pad(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
+{
+    const stg_copy *c = pn->desc;
+    (void)sx, (void)nt;
+    if (tid != 0)
+        return;
+    int64_t total = stgS_numel(&pn->node->shape);
+    float value = pn->node->attr.f;
+    for (int64_t i = 0; i < total; i++)
+        pn->out[i] = value;
+    stgK_copy(c, pn->out, pn->in[0], 0, c->loop.total);
 }
 
 /* ---- concat, stack, split -------------------------------------------------- */
@@ -232,10 +253,12 @@ static void backward_concat(stg_ad *ad, int32_t id, stg_tensor gout)
     }
 }
 
-/* Each input is copied into its slot; threads split every input's elements. */
-static void run_concat(const stg_pnode *pn, int tid, int nt)
+static stg_status prepare_concat(stg_prep *cx, stg_pnode *pn)
 {
     const stg_node *n = pn->node;
+    stg_copy *c = stgP_opdata(cx, pn, sizeof *c * (size_t)n->nin);
+    if (!c)
+        return STG_NOMEM;
     stg_layout dst;
     stgS_contiguous(&n->shape, &dst);
     int ax = n->attr.axis;
@@ -245,10 +268,21 @@ static void run_concat(const stg_pnode *pn, int tid, int nt)
         stg_layout d = dst, src = x->lay;
         d.off = at * dst.st[ax];
         src.off = 0;
-        int64_t lo, hi;
-        stgR_share(pn, stgS_numel(&x->shape), tid, nt, &lo, &hi);
-        stgK_copy(pn->out, &d, pn->in[i], &src, &x->shape, lo, hi);
+        stgK_copy_init(&c[i], &d, &src, &x->shape);
         at += x->shape.d[ax];
+    }
+    return STG_OK;
+}
+
+/* Each input is copied into its slot; threads split every input's elements. */
+static void run_concat(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
+{
+    const stg_copy *c = pn->desc;
+    (void)sx;
+    for (int i = 0; i < pn->node->nin; i++) {
+        int64_t lo, hi;
+        stgR_share(pn, c[i].loop.total, tid, nt, &lo, &hi);
+        stgK_copy(&c[i], pn->out, pn->in[i], lo, hi);
     }
 }
 
@@ -320,8 +354,32 @@ STG_API stg_status stg_split(stg_graph *g, stg_tensor a, int axis, int n, const 
     return g->status;
 }
 
-const stg_op stg_op_slice = {"slice", STG_OPF_VIEW, NULL, NULL, backward_slice, stgO_no_flops};
-const stg_op stg_op_flip = {"flip", STG_OPF_VIEW, NULL, NULL, backward_flip, stgO_no_flops};
-const stg_op stg_op_embed = {"embed", STG_OPF_SERIAL, NULL, run_embed, NULL, stgO_no_flops};
-const stg_op stg_op_pad = {"pad", STG_OPF_SERIAL, NULL, run_pad, backward_pad, stgO_no_flops};
-const stg_op stg_op_concat = {"concat", 0, NULL, run_concat, backward_concat, stgO_no_flops};
+const stg_op stg_op_slice = {
+    .name = "slice",
+    .flags = STG_OPF_VIEW,
+    .backward = backward_slice,
+};
+const stg_op stg_op_flip = {
+    .name = "flip",
+    .flags = STG_OPF_VIEW,
+    .backward = backward_flip,
+};
+const stg_op stg_op_embed = {
+    .name = "embed",
+    .flags = STG_OPF_SERIAL,
+    .prepare = prepare_embed,
+    .run = run_embed,
+};
+const stg_op stg_op_pad = {
+    .name = "pad",
+    .flags = STG_OPF_SERIAL,
+    .prepare = prepare_pad,
+    .run = run_pad,
+    .backward = backward_pad,
+};
+const stg_op stg_op_concat = {
+    .name = "concat",
+    .prepare = prepare_concat,
+    .run = run_concat,
+    .backward = backward_concat,
+};

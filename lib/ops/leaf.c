@@ -75,8 +75,20 @@ STG_API stg_tensor stg_scalar(stg_graph *g, float value)
     return leaf(g, &stg_op_constant, STG_ROLE_CONST, NULL, 0, NULL, &value);
 }
 
-const stg_op stg_op_input = {"input", STG_OPF_LEAF, NULL, NULL, NULL, stgO_no_flops};
-const stg_op stg_op_param = {"param", STG_OPF_LEAF, NULL, NULL, NULL, stgO_no_flops};
-const stg_op stg_op_constant = {"constant", STG_OPF_LEAF, NULL, NULL, NULL, stgO_no_flops};
+const stg_op stg_op_input = {
+    .name = "input",
+    .flags = STG_OPF_LEAF,
+};
+const stg_op stg_op_param = {
+    .name = "param",
+    .flags = STG_OPF_LEAF,
+};
+const stg_op stg_op_constant = {
+    .name = "constant",
+    .flags = STG_OPF_LEAF,
+};
 /* Optimizer state (created by optim.c, not by users). */
-const stg_op stg_op_state = {"state", STG_OPF_LEAF, NULL, NULL, NULL, stgO_no_flops};
+const stg_op stg_op_state = {
+    .name = "state",
+    .flags = STG_OPF_LEAF,
+};

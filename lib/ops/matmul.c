@@ -144,6 +144,7 @@ enum gemm_kind { K_GEMM, K_GEMV, K_GEVM, K_GER, K_DOT };
 
 typedef struct gemm_desc {
     enum gemm_kind kind;
+    const stgK_kernel *kern; /* the plan's GEMM kernel */
     int64_t m, n, k;
     int64_t rsa, csa, rsb, csb, rsc, csc;
     stg_loop outer; /* batch loops along which C varies (ops: c, a, b) */
@@ -248,10 +249,10 @@ static int64_t block_start(const gemm_desc *d, int64_t b)
     return b >= d->nblk ? d->pdim : b * d->pdim / d->nblk / d->align * d->align;
 }
 
-static stg_status prepare_matmul(stg_plan *p, stg_pnode *pn)
+static stg_status prepare_matmul(stg_prep *cx, stg_pnode *pn)
 {
     const stg_node *c = pn->node, *a = pn->innode[0], *b = pn->innode[1];
-    gemm_desc *d = stgP_desc(pn, sizeof *d);
+    gemm_desc *d = stgP_opdata(cx, pn, sizeof *d);
     if (!d)
         return STG_NOMEM;
     int na = a->shape.nd, nb = b->shape.nd, nc = c->shape.nd;
@@ -295,13 +296,11 @@ static stg_status prepare_matmul(stg_plan *p, stg_pnode *pn)
         d->kind = K_GEVM;
     else
         d->kind = K_GEMM;
-    split_work(d, &p->kern);
+    d->kern = cx->kern;
+    split_work(d, d->kern);
     pn->serial = d->serial;
-    if (d->kind == K_GEMM) { /* for a call that covers every block (see run_matmul) */
-        size_t need = stgK_gemm_workspace(&p->kern, d->m, d->n, d->k);
-        if (need > p->work_bytes)
-            p->work_bytes = need;
-    }
+    if (d->kind == K_GEMM) /* packing, for a call that covers every block (see run_matmul) */
+        stgP_scratch(cx, pn, stgK_gemm_workspace(d->kern, d->m, d->n, d->k), true);
     return STG_OK;
 }
 
@@ -381,17 +380,17 @@ static void ger(const gemm_desc *d, const float *a, const float *b, float beta, 
 }
 
 /* Runs rows [lo, hi) of one product, or columns when the units cut N. */
-static void product(const stg_plan *p, float *work, const gemm_desc *d, const float *a, const float *b,
+static void product(float *work, const gemm_desc *d, const float *a, const float *b,
                     float *c, float beta, int64_t lo, int64_t hi)
 {
     int64_t len = hi - lo;
     switch (d->kind) {
     case K_GEMM:
         if (d->split_n)
-            stgK_gemm(&p->kern, work, d->m, len, d->k, a, d->rsa, d->csa, b + lo * d->csb, d->rsb,
+            stgK_gemm(d->kern, work, d->m, len, d->k, a, d->rsa, d->csa, b + lo * d->csb, d->rsb,
                       d->csb, beta, c + lo * d->csc, d->rsc, d->csc);
         else
-            stgK_gemm(&p->kern, work, len, d->n, d->k, a + lo * d->rsa, d->rsa, d->csa, b, d->rsb,
+            stgK_gemm(d->kern, work, len, d->n, d->k, a + lo * d->rsa, d->rsa, d->csa, b, d->rsb,
                       d->csb, beta, c + lo * d->rsc, d->rsc, d->csc);
         break;
     case K_GEMV:
@@ -411,12 +410,13 @@ static void product(const stg_plan *p, float *work, const gemm_desc *d, const fl
     }
 }
 
-static void run_matmul(const stg_pnode *pn, int tid, int nt)
+static void run_matmul(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
 {
     const gemm_desc *d = pn->desc;
     int64_t lo, hi;
     stgR_share(pn, d->units, tid, nt, &lo, &hi);
-    float *work = pn->plan->work[tid];
+    float *work = stgR_scratch(pn, tid);
+    (void)sx;
     /* The thread's consecutive blocks of one product run as one call, so the
      * operand that every block needs is packed once, not once per block.
      * Each element's sum is the same whatever rows or columns a call covers. */
@@ -430,7 +430,7 @@ static void run_matmul(const stg_pnode *pn, int tid, int nt)
         for (int64_t r = 0; r < d->red.total; r++) {
             int64_t ro[STG_LOOP_OPS];
             stgS_loop_offsets(&d->red, r, ro);
-            product(pn->plan, work, d, pn->in[0] + oo[1] + ro[1], pn->in[1] + oo[2] + ro[2], c,
+            product(work, d, pn->in[0] + oo[1] + ro[1], pn->in[1] + oo[2] + ro[2], c,
                     r == 0 ? 0.0f : 1.0f, r0, r1);
         }
     }
@@ -450,5 +450,10 @@ bool stgK_matmul_info(const stg_pnode *pn, stg_matmul_info *info)
     return true;
 }
 
-const stg_op stg_op_matmul = {"matmul", 0, prepare_matmul, run_matmul, backward_matmul,
-                              flops_matmul};
+const stg_op stg_op_matmul = {
+    .name = "matmul",
+    .prepare = prepare_matmul,
+    .run = run_matmul,
+    .backward = backward_matmul,
+    .flops = flops_matmul,
+};

@@ -176,11 +176,10 @@ static void backward_norm2(stg_ad *ad, int32_t id, stg_tensor gout)
     stgD_accumulate(ad, x, stg_mul(g, unit, spread(ad, id, gout)));
 }
 
-static stg_status prepare_sum(stg_plan *p, stg_pnode *pn)
+static stg_status prepare_sum(stg_prep *cx, stg_pnode *pn)
 {
-    (void)p; /* the descriptor is all this op needs */
     const stg_node *n = pn->node, *x = pn->innode[0];
-    reduce_desc *d = stgP_desc(pn, sizeof *d);
+    reduce_desc *d = stgP_opdata(cx, pn, sizeof *d);
     if (!d)
         return STG_NOMEM;
     stg_shape ks = {0}, rs = {0};
@@ -209,8 +208,8 @@ static stg_status prepare_sum(stg_plan *p, stg_pnode *pn)
  * each reduced element v with STEP in the fixed order, and the output is
  * POST(acc).  Max and min let a NaN through, as PyTorch's do.
  */
-#define REDUCE_KERNEL(name, INIT, STEP, POST)                                                 \
-    static float name##_reduced(const reduce_desc *d, const float *x)                        \
+#define REDUCE_KERNEL(op_, INIT, STEP, POST)                                                 \
+    static float op_##_reduced(const reduce_desc *d, const float *x)                        \
     {                                                                                         \
         float acc = (INIT);                                                                   \
         int k = d->red.nd - 1;                                                                \
@@ -230,10 +229,11 @@ static stg_status prepare_sum(stg_plan *p, stg_pnode *pn)
         }                                                                                     \
         return POST;                                                                          \
     }                                                                                         \
-    static void run_##name(const stg_pnode *pn, int tid, int nt)                              \
+    static void run_##op_(const stg_pnode *pn, const stg_step *sx, int tid, int nt)           \
     {                                                                                         \
         const reduce_desc *d = pn->desc;                                                      \
         int64_t lo, hi;                                                                       \
+        (void)sx;                                                                             \
         stgR_share(pn, d->keep.total, tid, nt, &lo, &hi);                                     \
         float *y = pn->out;                                                                   \
         const float *x = pn->in[0];                                                           \
@@ -241,7 +241,7 @@ static stg_status prepare_sum(stg_plan *p, stg_pnode *pn)
             for (int64_t o = lo; o < hi; o++) {                                               \
                 int64_t off[STG_LOOP_OPS];                                                    \
                 stgS_loop_offsets(&d->keep, o, off);                                          \
-                y[o] = name##_reduced(d, x + off[1]);                                         \
+                y[o] = op_##_reduced(d, x + off[1]);                                         \
             }                                                                                 \
             return;                                                                           \
         }                                                                                     \
@@ -284,7 +284,31 @@ static double flops_sum(const stg_graph *g, const stg_node *n)
     return (double)stgS_numel(&g->nodes[n->in[0]].shape);
 }
 
-const stg_op stg_op_sum = {"sum", 0, prepare_sum, run_sum, backward_sum, flops_sum};
-const stg_op stg_op_amax = {"max", 0, prepare_sum, run_amax, backward_extreme, flops_sum};
-const stg_op stg_op_amin = {"min", 0, prepare_sum, run_amin, backward_extreme, flops_sum};
-const stg_op stg_op_norm2 = {"norm2", 0, prepare_sum, run_norm2, backward_norm2, flops_sum};
+const stg_op stg_op_sum = {
+    .name = "sum",
+    .prepare = prepare_sum,
+    .run = run_sum,
+    .backward = backward_sum,
+    .flops = flops_sum,
+};
+const stg_op stg_op_amax = {
+    .name = "max",
+    .prepare = prepare_sum,
+    .run = run_amax,
+    .backward = backward_extreme,
+    .flops = flops_sum,
+};
+const stg_op stg_op_amin = {
+    .name = "min",
+    .prepare = prepare_sum,
+    .run = run_amin,
+    .backward = backward_extreme,
+    .flops = flops_sum,
+};
+const stg_op stg_op_norm2 = {
+    .name = "norm2",
+    .prepare = prepare_sum,
+    .run = run_norm2,
+    .backward = backward_norm2,
+    .flops = flops_sum,
+};

@@ -65,10 +65,9 @@ static void backward_log_softmax(stg_ad *ad, int32_t id, stg_tensor gout)
     stgD_accumulate(ad, x, stg_sub(g, gout, stg_mul(g, stg_exp(g, stgG_t(id)), s)));
 }
 
-static stg_status prepare_softmax(stg_plan *p, stg_pnode *pn)
+static stg_status prepare_softmax(stg_prep *cx, stg_pnode *pn)
 {
-    (void)p;
-    softmax_desc *d = stgP_desc(pn, sizeof *d);
+    softmax_desc *d = stgP_opdata(cx, pn, sizeof *d);
     if (!d)
         return STG_NOMEM;
     const stg_node *n = pn->node, *x = pn->innode[0];
@@ -115,13 +114,15 @@ static void run_rows(const stg_pnode *pn, int tid, int nt, bool log_form)
     }
 }
 
-static void run_softmax(const stg_pnode *pn, int tid, int nt)
+static void run_softmax(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
 {
+    (void)sx;
     run_rows(pn, tid, nt, false);
 }
 
-static void run_log_softmax(const stg_pnode *pn, int tid, int nt)
+static void run_log_softmax(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
 {
+    (void)sx;
     run_rows(pn, tid, nt, true);
 }
 
@@ -131,7 +132,17 @@ static double flops_softmax(const stg_graph *g, const stg_node *n)
     return 4.0 * (double)stgS_numel(&n->shape);
 }
 
-const stg_op stg_op_softmax = {"softmax", 0, prepare_softmax, run_softmax, backward_softmax,
-                               flops_softmax};
-const stg_op stg_op_log_softmax = {"log_softmax", 0, prepare_softmax, run_log_softmax,
-                                   backward_log_softmax, flops_softmax};
+const stg_op stg_op_softmax = {
+    .name = "softmax",
+    .prepare = prepare_softmax,
+    .run = run_softmax,
+    .backward = backward_softmax,
+    .flops = flops_softmax,
+};
+const stg_op stg_op_log_softmax = {
+    .name = "log_softmax",
+    .prepare = prepare_softmax,
+    .run = run_log_softmax,
+    .backward = backward_log_softmax,
+    .flops = flops_softmax,
+};

@@ -159,22 +159,28 @@ static void backward_copy(stg_ad *ad, int32_t id, stg_tensor g)
 
 /* ---- the copy kernel ---------------------------------------------------- */
 
-void stgK_copy(float *dst, const stg_layout *dlay, const float *src, const stg_layout *slay,
-               const stg_shape *s, int64_t lo, int64_t hi)
+void stgK_copy_init(stg_copy *c, const stg_layout *dlay, const stg_layout *slay,
+                    const stg_shape *s)
 {
-    stg_loop L;
     int64_t st[STG_LOOP_OPS][STG_MAX_DIMS] = {{0}};
     memcpy(st[0], dlay->st, sizeof dlay->st);
     memcpy(st[1], slay->st, sizeof slay->st);
-    stgS_loop_init(&L, s, 2, st);
-    dst += dlay->off;
-    src += slay->off;
-    int k = L.nd - 1;
+    stgS_loop_init(&c->loop, s, 2, st);
+    c->dst_off = dlay->off;
+    c->src_off = slay->off;
+}
+
+void stgK_copy(const stg_copy *c, float *dst, const float *src, int64_t lo, int64_t hi)
+{
+    const stg_loop *L = &c->loop;
+    dst += c->dst_off;
+    src += c->src_off;
+    int k = L->nd - 1;
     while (lo < hi) {
         int64_t off[STG_LOOP_OPS];
-        stgS_loop_offsets(&L, lo, off);
-        int64_t n = k < 0 ? 1 : L.d[k] - lo % L.d[k];
-        int64_t sd = k < 0 ? 0 : L.st[0][k], sx = k < 0 ? 0 : L.st[1][k];
+        stgS_loop_offsets(L, lo, off);
+        int64_t n = k < 0 ? 1 : L->d[k] - lo % L->d[k];
+        int64_t sd = k < 0 ? 0 : L->st[0][k], sx = k < 0 ? 0 : L->st[1][k];
         if (n > hi - lo)
             n = hi - lo;
         if (sd == 1 && sx == 1)
@@ -186,21 +192,50 @@ void stgK_copy(float *dst, const stg_layout *dlay, const float *src, const stg_l
     }
 }
 
-static void run_copy(const stg_pnode *pn, int tid, int nt)
+static stg_status prepare_copy(stg_prep *cx, stg_pnode *pn)
 {
+    stg_copy *c = stgP_opdata(cx, pn, sizeof *c);
+    if (!c)
+        return STG_NOMEM;
     const stg_node *x = pn->innode[0];
-    int64_t lo, hi;
-    stgR_share(pn, stgS_numel(&x->shape), tid, nt, &lo, &hi);
     stg_layout lay = x->lay, out;
     lay.off = 0; /* pn->in[0] already points at the view's first element */
     stgS_contiguous(&x->shape, &out);
-    stgK_copy(pn->out, &out, pn->in[0], &lay, &x->shape, lo, hi);
+    stgK_copy_init(c, &out, &lay, &x->shape);
+    return STG_OK;
 }
 
-const stg_op stg_op_detach = {"detach", STG_OPF_VIEW, NULL, NULL, NULL, stgO_no_flops};
-const stg_op stg_op_reshape = {"reshape", STG_OPF_VIEW, NULL, NULL, backward_reshape, stgO_no_flops};
-const stg_op stg_op_transpose = {"transpose", STG_OPF_VIEW, NULL, NULL, backward_transpose,
-                                 stgO_no_flops};
-const stg_op stg_op_broadcast_to = {"broadcast_to", STG_OPF_VIEW, NULL, NULL,
-                                    backward_broadcast_to, stgO_no_flops};
-const stg_op stg_op_copy = {"copy", 0, NULL, run_copy, backward_copy, stgO_no_flops};
+static void run_copy(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
+{
+    const stg_copy *c = pn->desc;
+    int64_t lo, hi;
+    (void)sx;
+    stgR_share(pn, c->loop.total, tid, nt, &lo, &hi);
+    stgK_copy(c, pn->out, pn->in[0], lo, hi);
+}
+
+const stg_op stg_op_detach = {
+    .name = "detach",
+    .flags = STG_OPF_VIEW,
+};
+const stg_op stg_op_reshape = {
+    .name = "reshape",
+    .flags = STG_OPF_VIEW,
+    .backward = backward_reshape,
+};
+const stg_op stg_op_transpose = {
+    .name = "transpose",
+    .flags = STG_OPF_VIEW,
+    .backward = backward_transpose,
+};
+const stg_op stg_op_broadcast_to = {
+    .name = "broadcast_to",
+    .flags = STG_OPF_VIEW,
+    .backward = backward_broadcast_to,
+};
+const stg_op stg_op_copy = {
+    .name = "copy",
+    .prepare = prepare_copy,
+    .run = run_copy,
+    .backward = backward_copy,
+};
