@@ -43,6 +43,7 @@ STG_API void stg_graph_free(stg_graph *g)
     for (int32_t i = 0; i < g->n; i++) {
         free(g->nodes[i].name);
         free(g->nodes[i].data);
+        free(g->nodes[i].attr);
     }
     free(g->nodes);
     free(g);
@@ -147,19 +148,28 @@ static stg_node *append(stg_graph *g)
 }
 
 stg_tensor stgG_add(stg_graph *g, const stg_op *op, int nin, const int32_t *in,
-                    const stg_shape *shape, const stg_attr *attr)
+                    const stg_shape *shape, const void *attr)
 {
     if (!stgG_ok(g))
         return stgG_t(-1);
     /* Callers may pass pointers into g->nodes, which append() can move. */
     stg_shape s = *shape;
-    stg_attr a = attr ? *attr : (stg_attr){0};
     int32_t ins[STG_MAX_INPUTS];
     for (int i = 0; i < nin; i++)
         ins[i] = in[i];
+    void *a = NULL;
+    if (op->attr_size) {
+        if (!(a = calloc(1, op->attr_size)))
+            return stgG_fail(g, STG_NOMEM, "%s: out of memory for the node's attributes",
+                             op->name);
+        if (attr)
+            memcpy(a, attr, op->attr_size);
+    }
     stg_node *n = append(g);
-    if (!n)
+    if (!n) {
+        free(a);
         return stgG_t(-1);
+    }
     n->op = op;
     n->nin = nin;
     for (int i = 0; i < nin; i++)
@@ -171,7 +181,7 @@ stg_tensor stgG_add(stg_graph *g, const stg_op *op, int nin, const int32_t *in,
 }
 
 stg_tensor stgG_add_view(stg_graph *g, const stg_op *op, int32_t in, const stg_shape *shape,
-                         const stg_layout *lay, const stg_attr *attr)
+                         const stg_layout *lay, const void *attr)
 {
     stg_layout l = *lay;
     stg_tensor t = stgG_add(g, op, 1, &in, shape, attr);
@@ -202,7 +212,12 @@ stg_graph *stgG_clone(const stg_graph *src)
         *d = *s;
         d->name = NULL;
         d->data = NULL;
+        d->attr = NULL;
         g->n = i + 1;
+        if (s->attr && !(d->attr = malloc(s->op->attr_size)))
+            goto fail;
+        if (s->attr)
+            memcpy(d->attr, s->attr, s->op->attr_size);
         if (s->name && !(d->name = strdup(s->name)))
             goto fail;
         if (s->data) {

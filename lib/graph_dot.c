@@ -47,6 +47,9 @@ static void label(FILE *f, const stg_plan *p, int32_t id)
         for (const char *c = n->name; *c; c++) /* escaped for a DOT string */
             fprintf(f, *c == '"' || *c == '\\' ? "\\%c" : "%c", *c);
     }
+    char attrs[80];
+    if (*stgO_attr_str(n->op, n->attr, attrs, sizeof attrs))
+        fprintf(f, " [%s]", attrs); /* attributes print no quotes or backslashes */
     fprintf(f, "\\n%s%s", shape, n->is_int ? " int32" : "");
     int32_t b = p->bufof[n->base];
     if (b >= 0) {

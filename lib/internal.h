@@ -39,18 +39,6 @@ typedef enum stg_role {
     STG_ROLE_STATE /* optimizer state: zero at creation, persistent, checkpointed */
 } stg_role;
 
-/* Op attributes; which fields mean something depends on the op. */
-typedef struct stg_attr {
-    uint32_t axes;  /* reductions: bit i set = input dim i is reduced */
-    int keepdims;   /* reductions */
-    int perm[STG_MAX_DIMS]; /* transpose */
-    float f, f2;    /* attributes of unary ops ('a' and 'b' in ops.def) */
-    int axis;       /* softmax, gather, slice, flip, concat */
-    int64_t start, step;             /* slice */
-    int64_t origin[STG_MAX_DIMS];    /* pad: where the input goes */
-    const char *what; /* gather: what an index is, for messages (a static string) */
-} stg_attr;
-
 struct stg_op;
 
 /*
@@ -70,7 +58,7 @@ typedef struct stg_node {
     bool keep;      /* value must stay readable after a step */
     bool want_grad; /* gradient requested by the user */
     bool is_int;    /* int32 data (labels, indices); views of it are int too */
-    stg_attr attr;
+    void *attr;     /* the op's attributes (op->attr_size bytes, owned), or NULL */
     char *name;   /* leaves only; owned */
     float *data;  /* constants only; owned */
 } stg_node;
@@ -135,10 +123,20 @@ typedef struct stg_step {
  * (none if NULL);
  * 'state' names input i of an update node that is optimizer state (NULL
  * for any other input), for checkpoints.
+ *
+ * An op with attributes declares their struct's size, a printer (for
+ * profiles, traces and DOT files) and, where bitwise equality of the
+ * structs is not what equal means, an equality; 'traffic', where the
+ * default (each input read once, the output written once) is wrong, the
+ * bytes a node moves per step.
  */
 typedef struct stg_op {
     const char *name;
     unsigned flags;
+    size_t attr_size;
+    void (*print_attr)(const void *attr, char *buf, size_t len);
+    bool (*attr_equal)(const void *a, const void *b);
+    void (*traffic)(const stg_graph *g, const stg_node *n, double *read, double *written);
     stg_status (*prepare)(stg_prep *cx, struct stg_pnode *pn);
     void (*run)(const struct stg_pnode *pn, const stg_step *sx, int tid, int nt);
     void (*backward)(struct stg_ad *ad, int32_t id, stg_tensor gout);
@@ -153,6 +151,18 @@ typedef struct stg_op {
 #undef STG_OP
 #undef STG_UNARY
 #undef STG_BINARY
+
+/* Attributes shared by the ops that act along one axis (softmax, concat,
+ * flip, ...). */
+typedef struct stg_axis_attr {
+    int axis;
+} stg_axis_attr;
+void stgO_print_axis(const void *attr, char *buf, size_t len);
+/* Whether two nodes of 'op' have equal attributes (the op's equality, or
+ * their bytes). */
+bool stgO_attr_equal(const stg_op *op, const void *a, const void *b);
+/* "axis=1" and the like; "" for an op without attributes. */
+const char *stgO_attr_str(const stg_op *op, const void *attr, char *buf, size_t len);
 
 /* Registry: every op, in ops.def order, for lookups by name and for tests. */
 const stg_op *const *stgO_all(int *count);
@@ -174,13 +184,14 @@ stg_tensor stgG_fail(stg_graph *g, stg_status s, const char *fmt, ...)
 /* Validates user-given dims into 's'; records an error naming 'what' and
  * returns false if they are not 0..8 dims, each >= 1, at most 2^40 elements. */
 bool stgG_dims(stg_graph *g, const char *what, int ndim, const int64_t *dims, stg_shape *s);
-/* Appends a computed node with a fresh contiguous layout. */
+/* Appends a computed node with a fresh contiguous layout; copies
+ * op->attr_size bytes of 'attr' (zeros if it is NULL). */
 stg_tensor stgG_add(stg_graph *g, const stg_op *op, int nin, const int32_t *in,
-                    const stg_shape *shape, const stg_attr *attr);
+                    const stg_shape *shape, const void *attr);
 /* Appends a view of input 0 with the given shape and layout (relative to the
  * input's base buffer). */
 stg_tensor stgG_add_view(stg_graph *g, const stg_op *op, int32_t in, const stg_shape *shape,
-                         const stg_layout *lay, const stg_attr *attr);
+                         const stg_layout *lay, const void *attr);
 static inline stg_node *stgG_node(const stg_graph *g, stg_tensor t) { return &g->nodes[t.id]; }
 static inline stg_tensor stgG_t(int32_t id) { return (stg_tensor){id}; }
 /* "(2,3,4)" into buf; returns buf. */

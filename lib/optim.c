@@ -110,6 +110,19 @@ static void run_adam(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
              (float *)pn->in[3] + lo, pn->desc, sx);
 }
 
+/* An update reads its inputs once and writes the parameter and its state
+ * in place. */
+static void traffic_update(const stg_graph *g, const stg_node *n, double *read, double *written)
+{
+    *read = *written = 0.0;
+    for (int j = 0; j < n->nin; j++) {
+        double bytes = 4.0 * (double)stgS_numel(&g->nodes[n->in[j]].shape);
+        *read += bytes;
+        if (j != 1)
+            *written += bytes;
+    }
+}
+
 static double flops_sgd(const stg_graph *g, const stg_node *n)
 {
     (void)g;
@@ -141,6 +154,16 @@ static const char *state_adam(int input)
  * message, which must not depend on which thread saw what first, is written
  * after the step (run.c).
  */
+/* Whether input 0 is the loss (the first guard node only). */
+typedef struct guard_attr {
+    int reads_loss;
+} guard_attr;
+
+static void print_guard(const void *attr, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", ((const guard_attr *)attr)->reads_loss ? "loss" : "");
+}
+
 typedef struct guard_desc {
     int first;                         /* first gradient input: 1 after the loss, else 0 */
     int64_t start[STG_MAX_INPUTS + 1]; /* where each gradient starts in the shared range */
@@ -152,7 +175,7 @@ static stg_status prepare_guard(stg_prep *cx, stg_pnode *pn)
     if (!d)
         return STG_NOMEM;
     const stg_node *n = pn->node;
-    d->first = n->attr.axis; /* 1: input 0 is the loss */
+    d->first = ((const guard_attr *)n->attr)->reads_loss;
     for (int j = d->first; j < n->nin; j++)
         d->start[j - d->first + 1] = d->start[j - d->first] + stgS_numel(&pn->innode[j]->shape);
     pn->serial = d->start[n->nin - d->first] < STG_GRAIN;
@@ -197,6 +220,7 @@ const stg_op stg_op_sgd = {
     .name = "sgd",
     .flags = STG_OPF_UPDATE | STG_OPF_EFFECT,
     .prepare = prepare_update,
+    .traffic = traffic_update,
     .run = run_sgd,
     .flops = flops_sgd,
     .state = state_sgd,
@@ -205,6 +229,7 @@ const stg_op stg_op_adam = {
     .name = "adam",
     .flags = STG_OPF_UPDATE | STG_OPF_EFFECT,
     .prepare = prepare_update,
+    .traffic = traffic_update,
     .run = run_adam,
     .flops = flops_adam,
     .state = state_adam,
@@ -212,6 +237,8 @@ const stg_op stg_op_adam = {
 const stg_op stg_op_guard = {
     .name = "guard",
     .flags = STG_OPF_EFFECT,
+    .attr_size = sizeof(guard_attr),
+    .print_attr = print_guard,
     .prepare = prepare_guard,
     .run = run_guard,
 };
@@ -369,8 +396,8 @@ stg_status stgO_add_updates(stg_plan *p)
     if (p->loss >= 0 && p->seed < 0) {
         int32_t in[STG_MAX_INPUTS] = {p->loss};
         int nin = 1;
-        stg_attr reads_loss = {.axis = 1}, no_loss = {.axis = 0};
-        const stg_attr *at = &reads_loss;
+        guard_attr reads_loss = {1}, no_loss = {0};
+        const guard_attr *at = &reads_loss;
         for (int i = 0; o->guard == STG_GUARD_GRADIENTS && i < n; i++) {
             if (nin == STG_MAX_INPUTS) {
                 stgG_add(g, &stg_op_guard, nin, in, &(stg_shape){0}, at);

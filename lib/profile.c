@@ -185,13 +185,14 @@ void stgX_node_info(const stg_plan *p, int32_t pos, stg_node_info *info)
     info->ndim = n->shape.nd;
     memcpy(info->dims, n->shape.d, sizeof n->shape.d);
     info->flops = n->op->flops ? n->op->flops(p->g, n) : 0.0;
-    for (int j = 0; j < n->nin; j++)
-        info->bytes_read += 4.0 * (double)stgS_numel(&p->g->nodes[n->in[j]].shape);
-    info->bytes_written = 4.0 * (double)stgS_numel(&n->shape);
-    if (n->op->flags & STG_OPF_UPDATE) /* the parameter and its state, in place */
+    if (n->op->traffic) {
+        n->op->traffic(p->g, n, &info->bytes_read, &info->bytes_written);
+    } else {
         for (int j = 0; j < n->nin; j++)
-            if (j != 1)
-                info->bytes_written += 4.0 * (double)stgS_numel(&p->g->nodes[n->in[j]].shape);
+            info->bytes_read += 4.0 * (double)stgS_numel(&p->g->nodes[n->in[j]].shape);
+        info->bytes_written = 4.0 * (double)stgS_numel(&n->shape);
+    }
+    stgO_attr_str(n->op, n->attr, info->attrs, sizeof info->attrs);
     int32_t b = p->bufof[n->base];
     info->offset = b >= 0 ? (int64_t)p->bufs[b].offset : -1;
     info->bytes = b >= 0 ? (int64_t)p->bufs[b].bytes : 0;

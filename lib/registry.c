@@ -1,4 +1,5 @@
 /* The table of all ops, generated from ops.def. */
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -25,4 +26,24 @@ const stg_op *stgO_find(const char *name)
         if (strcmp(all_ops[i]->name, name) == 0)
             return all_ops[i];
     return NULL;
+}
+
+void stgO_print_axis(const void *attr, char *buf, size_t len)
+{
+    snprintf(buf, len, "axis=%d", ((const stg_axis_attr *)attr)->axis);
+}
+
+bool stgO_attr_equal(const stg_op *op, const void *a, const void *b)
+{
+    if (!op->attr_size)
+        return true;
+    return op->attr_equal ? op->attr_equal(a, b) : memcmp(a, b, op->attr_size) == 0;
+}
+
+const char *stgO_attr_str(const stg_op *op, const void *attr, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    if (op->attr_size && op->print_attr && attr)
+        op->print_attr(attr, buf, len);
+    return buf;
 }

@@ -66,6 +66,8 @@ static int write_body(FILE *f, void *ctx)
                 slice(f, in.op, stg_phase_name(in.phase), t, ts, (double)busy[c] / 1e3);
                 fprintf(f, ",\"args\":{\"pos\":%d,\"about\":", (int)i);
                 stgX_json_string(f, in.about);
+                fprintf(f, ",\"attrs\":");
+                stgX_json_string(f, in.attrs);
                 fprintf(f, ",\"inputs\":\"%s\",\"output\":\"%s\",\"flops\":%.0f,"
                            "\"bytes\":%.0f,\"serial\":%s}}",
                         shapes, out, in.flops, in.bytes_read + in.bytes_written,

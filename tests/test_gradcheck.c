@@ -309,11 +309,58 @@ static void test_every_op_is_covered(void **state)
             fail_msg("op '%s' appears in no finite-difference case", all[k]->name);
 }
 
+/* Typed attributes: every op that has them can print them; a clone of a
+ * graph owns equal copies; the printed forms of a few. */
+static void test_attributes(void **state)
+{
+    (void)state;
+    int nops;
+    const stg_op *const *all = stgO_all(&nops);
+    for (int k = 0; k < nops; k++)
+        if (all[k]->attr_size && !all[k]->print_attr)
+            fail_msg("op '%s' has attributes and no printer", all[k]->name);
+
+    stg_graph *g = stg_graph_new();
+    int64_t d[3] = {2, 3, 4}, pads[3] = {0, 1, 0};
+    stg_tensor x = stg_input(g, "x", 3, d);
+    int axes[2] = {0, 2}, perm[3] = {2, 0, 1};
+    stg_tensor s = stg_sum(g, x, 2, axes, 1);
+    stg_tensor t = stg_transpose(g, x, perm);
+    stg_tensor sl = stg_slice(g, x, 1, 1, 3, 2);
+    stg_tensor sc = stg_scale(g, x, 0.5f);
+    stg_tensor sm = stg_softmax(g, x, -1);
+    stg_tensor pd = stg_pad(g, x, pads, pads, 3.0f);
+    stg_tensor ad = stg_add(g, x, x);
+    assert_int_equal(stg_graph_status(g), STG_OK);
+    struct {
+        stg_tensor t;
+        const char *want;
+    } printed[] = {{s, "axes=0,2 keepdims"}, {t, "perm=2,0,1"},
+                   {sl, "axis=1 start=1 step=2"}, {sc, "a=0.5"}, {sm, "axis=2"},
+                   {pd, "value=3"}, {ad, ""}};
+    stg_graph *c = stgG_clone(g);
+    assert_non_null(c);
+    for (size_t i = 0; i < sizeof printed / sizeof printed[0]; i++) {
+        const stg_node *n = &g->nodes[printed[i].t.id], *m = &c->nodes[printed[i].t.id];
+        char buf[80];
+        assert_string_equal(stgO_attr_str(n->op, n->attr, buf, sizeof buf), printed[i].want);
+        assert_true(n->op->attr_size == 0 || (m->attr && m->attr != n->attr));
+        assert_true(stgO_attr_equal(n->op, n->attr, m->attr));
+    }
+    /* slices that differ in start only are not equal */
+    stg_tensor sl2 = stg_slice(g, x, 1, 0, 3, 2);
+    assert_false(stgO_attr_equal(g->nodes[sl.id].op, g->nodes[sl.id].attr,
+                                 g->nodes[sl2.id].attr));
+    stg_graph_free(c);
+    stg_graph_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_finite_differences),
         cmocka_unit_test(test_every_op_is_covered),
+        cmocka_unit_test(test_attributes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,7 @@
  * inputs and transposed views are read in place, never copied.
  */
 #include <math.h>
+#include <stdio.h>
 
 #include "../internal.h"
 
@@ -23,13 +24,29 @@
  * then it is the very same element, read before it is written. */
 #define STG_SIMD _Pragma("omp simd")
 
+/* The attributes of a unary op: 'a' and 'b' in ops.def. */
+typedef struct unary_attr {
+    float a, b;
+} unary_attr;
+
+static void print_unary(const void *attr, char *buf, size_t len)
+{
+    const unary_attr *at = attr;
+    if (at->b != 0.0f)
+        snprintf(buf, len, "a=%g b=%g", (double)at->a, (double)at->b);
+    else if (at->a != 0.0f)
+        snprintf(buf, len, "a=%g", (double)at->a);
+    else
+        buf[0] = '\0';
+}
+
 /* Runs over n elements of an innermost segment; in[j] steps by st[j]. */
 typedef void (*seg_fn)(float *o, const float *const *in, const int64_t *st, int64_t n,
-                       const stg_attr *at);
+                       const unary_attr *at);
 
 /* Runs 'fn' over the innermost segments of flat range [lo, hi). */
 static void walk(const stg_loop *L, int64_t lo, int64_t hi, float *o, const float *const *in,
-                 int nin, seg_fn fn, const stg_attr *at)
+                 int nin, seg_fn fn, const unary_attr *at)
 {
     int k = L->nd - 1;
     while (lo < hi) {
@@ -72,7 +89,7 @@ static void run_elementwise(const stg_pnode *pn, int tid, int nt, seg_fn fn)
     const stg_loop *L = pn->desc;
     int64_t lo, hi;
     stgR_share(pn, L->total, tid, nt, &lo, &hi);
-    walk(L, lo, hi, pn->out, pn->in, pn->node->nin, fn, &pn->node->attr);
+    walk(L, lo, hi, pn->out, pn->in, pn->node->nin, fn, pn->node->attr);
 }
 
 static double flops_elementwise(const stg_graph *g, const stg_node *n)
@@ -115,7 +132,7 @@ static stg_tensor unary(stg_graph *g, const stg_op *op, stg_tensor a, float fa, 
 {
     if (!stgG_ok(g) || !stgG_check_tensor(g, op->name, a))
         return stgG_t(-1);
-    stg_attr attr = {.f = fa, .f2 = fb};
+    unary_attr attr = {fa, fb};
     return stgG_add(g, op, 1, &a.id, &stgG_node(g, a)->shape, &attr);
 }
 
@@ -238,10 +255,10 @@ static void backward_bce_logits(stg_ad *ad, int32_t id, stg_tensor g)
 /* ---- kernels and descriptors, generated from ops.def -------------------- */
 
 /* The unit-stride branches are the ones that matter; the compiler vectorises them. */
-#define STG_BINARY(op_, expr)                                                                \
+#define STG_BINARY(op_, expr)                                                                 \
     STG_CLONES                                                                                \
-    static void seg_##op_(float *o, const float *const *in, const int64_t *st, int64_t n,    \
-                           const stg_attr *at)                                                \
+    static void seg_##op_(float *o, const float *const *in, const int64_t *st, int64_t n,     \
+                           const unary_attr *at)                                              \
     {                                                                                         \
         const float *pa = in[0], *pb = in[1];                                                 \
         int64_t sa = st[0], sb = st[1];                                                       \
@@ -270,21 +287,21 @@ static void backward_bce_logits(stg_ad *ad, int32_t id, stg_tensor g)
             }                                                                                 \
         }                                                                                     \
     }                                                                                         \
-    static void run_##op_(const stg_pnode *pn, const stg_step *sx, int tid, int nt)         \
+    static void run_##op_(const stg_pnode *pn, const stg_step *sx, int tid, int nt)           \
     {                                                                                         \
         (void)sx;                                                                             \
-        run_elementwise(pn, tid, nt, seg_##op_);                                             \
+        run_elementwise(pn, tid, nt, seg_##op_);                                              \
     }                                                                                         \
-    STG_API stg_tensor stg_##op_(stg_graph *g, stg_tensor a, stg_tensor b)                   \
+    STG_API stg_tensor stg_##op_(stg_graph *g, stg_tensor a, stg_tensor b)                    \
     {                                                                                         \
-        return binary(g, &stg_op_##op_, a, b);                                               \
+        return binary(g, &stg_op_##op_, a, b);                                                \
     }                                                                                         \
-    const stg_op stg_op_##op_ = {                                                            \
-        .name = #op_,                                                                        \
+    const stg_op stg_op_##op_ = {                                                             \
+        .name = #op_,                                                                         \
         .flags = STG_OPF_ELEMENTWISE | STG_OPF_INPLACE,                                       \
         .prepare = prepare_elementwise,                                                       \
-        .run = run_##op_,                                                                    \
-        .backward = backward_##op_,                                                          \
+        .run = run_##op_,                                                                     \
+        .backward = backward_##op_,                                                           \
         .flops = flops_elementwise,                                                           \
     };
 #define STG_UNARY(op_, expr, deriv, reads)
@@ -315,7 +332,7 @@ static void backward_unary(stg_ad *ad, int32_t id, stg_tensor gout, const stg_op
         in[nin++] = x;
     if (reads_y)
         in[nin++] = id;
-    stg_attr attr = n->attr;
+    unary_attr attr = *(const unary_attr *)n->attr;
     stg_shape s = n->shape;
     stgD_accumulate(ad, x, stgG_add(ad->g, grad_op, nin, in, &s, &attr));
 }
@@ -326,12 +343,12 @@ static double flops_unary_grad(const stg_graph *g, const stg_node *n)
     return 2.0 * (double)stgS_numel(&n->shape);
 }
 
-#define STG_UNARY(op_, expr, deriv, reads)                                                   \
+#define STG_UNARY(op_, expr, deriv, reads)                                                    \
     STG_CLONES                                                                                \
-    static void seg_##op_(float *o, const float *const *in, const int64_t *st, int64_t n,    \
-                           const stg_attr *at)                                                \
+    static void seg_##op_(float *o, const float *const *in, const int64_t *st, int64_t n,     \
+                           const unary_attr *at)                                              \
     {                                                                                         \
-        const float *px = in[0], a = at->f, b = at->f2;                                       \
+        const float *px = in[0], a = at->a, b = at->b;                                        \
         (void)a, (void)b;                                                                     \
         if (st[0] == 1) {                                                                     \
             STG_SIMD for (int64_t i = 0; i < n; i++) {                                        \
@@ -345,20 +362,20 @@ static double flops_unary_grad(const stg_graph *g, const stg_node *n)
             }                                                                                 \
         }                                                                                     \
     }                                                                                         \
-    static void run_##op_(const stg_pnode *pn, const stg_step *sx, int tid, int nt)         \
+    static void run_##op_(const stg_pnode *pn, const stg_step *sx, int tid, int nt)           \
     {                                                                                         \
         (void)sx;                                                                             \
-        run_elementwise(pn, tid, nt, seg_##op_);                                             \
+        run_elementwise(pn, tid, nt, seg_##op_);                                              \
     }                                                                                         \
     /* g * deriv: x is input READS_X, y the next one (strides likewise). */                   \
     STG_CLONES                                                                                \
-    static void seg_##op_##_grad(float *o, const float *const *in, const int64_t *st,        \
-                                  int64_t n, const stg_attr *at)                              \
+    static void seg_##op_##_grad(float *o, const float *const *in, const int64_t *st,         \
+                                  int64_t n, const unary_attr *at)                            \
     {                                                                                         \
         const float *pg = in[0], *px = in[READS_X_##reads ? 1 : 0];                           \
         const float *py = in[READS_X_##reads ? 2 : 1];                                        \
         int64_t sg = st[0], sx = st[READS_X_##reads ? 1 : 0], sy = st[READS_X_##reads ? 2 : 1]; \
-        float a = at->f, b = at->f2;                                                          \
+        float a = at->a, b = at->b;                                                           \
         (void)a, (void)b, (void)px, (void)py, (void)sx, (void)sy;                             \
         bool unit = sg == 1 && (!READS_X_##reads || sx == 1) && (!READS_Y_##reads || sy == 1); \
         if (unit) {                                                                           \
@@ -377,28 +394,32 @@ static double flops_unary_grad(const stg_graph *g, const stg_node *n)
             }                                                                                 \
         }                                                                                     \
     }                                                                                         \
-    static void run_##op_##_grad(const stg_pnode *pn, const stg_step *sx, int tid, int nt)  \
+    static void run_##op_##_grad(const stg_pnode *pn, const stg_step *sx, int tid, int nt)    \
     {                                                                                         \
         (void)sx;                                                                             \
-        run_elementwise(pn, tid, nt, seg_##op_##_grad);                                      \
+        run_elementwise(pn, tid, nt, seg_##op_##_grad);                                       \
     }                                                                                         \
-    static void backward_##op_(stg_ad *ad, int32_t id, stg_tensor g)                         \
+    static void backward_##op_(stg_ad *ad, int32_t id, stg_tensor g)                          \
     {                                                                                         \
-        backward_unary(ad, id, g, &stg_op_##op_##_grad, READS_X_##reads, READS_Y_##reads);   \
+        backward_unary(ad, id, g, &stg_op_##op_##_grad, READS_X_##reads, READS_Y_##reads);    \
     }                                                                                         \
-    const stg_op stg_op_##op_ = {                                                            \
-        .name = #op_,                                                                        \
+    const stg_op stg_op_##op_ = {                                                             \
+        .name = #op_,                                                                         \
         .flags = STG_OPF_ELEMENTWISE | STG_OPF_INPLACE,                                       \
+        .attr_size = sizeof(unary_attr),                                                      \
+        .print_attr = print_unary,                                                            \
         .prepare = prepare_elementwise,                                                       \
-        .run = run_##op_,                                                                    \
-        .backward = backward_##op_,                                                          \
+        .run = run_##op_,                                                                     \
+        .backward = backward_##op_,                                                           \
         .flops = flops_elementwise,                                                           \
     };                                                                                        \
-    const stg_op stg_op_##op_##_grad = {                                                     \
-        .name = #op_ "_grad",                                                                \
+    const stg_op stg_op_##op_##_grad = {                                                      \
+        .name = #op_ "_grad",                                                                 \
         .flags = STG_OPF_ELEMENTWISE | STG_OPF_INPLACE,                                       \
+        .attr_size = sizeof(unary_attr),                                                      \
+        .print_attr = print_unary,                                                            \
         .prepare = prepare_elementwise,                                                       \
-        .run = run_##op_##_grad,                                                             \
+        .run = run_##op_##_grad,                                                              \
         .flops = flops_unary_grad,                                                            \
     };
 #define STG_BINARY(op_, expr)

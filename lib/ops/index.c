@@ -7,9 +7,22 @@
  * An index out of range fails the step (STG_INDEX) and reads nothing; the
  * gradient adds in one fixed order (thread 0), so it is deterministic.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "../internal.h"
+
+/* The axis indexed, and what an index is, for messages (a static string,
+ * e.g. "softmax_cross_entropy: label"). */
+typedef struct gather_attr {
+    int axis;
+    const char *what;
+} gather_attr;
+
+static void print_gather(const void *attr, char *buf, size_t len)
+{
+    snprintf(buf, len, "axis=%d", ((const gather_attr *)attr)->axis);
+}
 
 /* Strides of 'x' over idx's index space, with 'axis' left out (0). */
 typedef struct gather_desc {
@@ -40,7 +53,7 @@ STG_API stg_tensor stg_gather(stg_graph *g, stg_tensor a, int axis, stg_tensor i
                              "gather: a %s and idx %s: idx's dim %d (%lld) exceeds a's (%lld)", ba,
                              bi, i, (long long)si->d[i], (long long)sa->d[i]);
     int32_t in[2] = {a.id, idx.id};
-    stg_attr attr = {.axis = ax, .what = "gather: index"};
+    gather_attr attr = {ax, "gather: index"};
     stg_shape out = *si;
     return stgG_add(g, &stg_op_gather, 2, in, &out, &attr);
 }
@@ -51,7 +64,7 @@ stg_tensor stgK_gather_labelled(stg_graph *g, stg_tensor a, int axis, stg_tensor
 {
     stg_tensor t = stg_gather(g, a, axis, idx);
     if (t.id >= 0)
-        stgG_node(g, t)->attr.what = what;
+        ((gather_attr *)stgG_node(g, t)->attr)->what = what;
     return t;
 }
 
@@ -61,7 +74,7 @@ static void backward_gather(stg_ad *ad, int32_t id, stg_tensor gout)
     int32_t x = n->in[0], in[2] = {gout.id, n->in[1]};
     if (!stgD_needs(ad, x) || gout.id < 0)
         return;
-    stg_attr attr = n->attr;
+    gather_attr attr = *(const gather_attr *)n->attr;
     stg_shape s = ad->g->nodes[x].shape;
     stgD_accumulate(ad, x, stgG_add(ad->g, &stg_op_gather_grad, 2, in, &s, &attr));
 }
@@ -74,7 +87,7 @@ static stg_status prepare(stg_prep *cx, stg_pnode *pn, const stg_node *x, const 
     gather_desc *d = stgP_opdata(cx, pn, sizeof *d);
     if (!d)
         return STG_NOMEM;
-    int ax = pn->node->attr.axis;
+    int ax = ((const gather_attr *)pn->node->attr)->axis;
     int64_t st[STG_LOOP_OPS][STG_MAX_DIMS] = {{0}};
     stg_layout out, xl = x->lay;
     stgS_contiguous(x_is_out ? &x->shape : &idx->shape, &out);
@@ -118,7 +131,7 @@ static void bad_index(const stg_pnode *pn, const stg_step *sx, int32_t j, int64_
                       int64_t size)
 {
     stgR_fail(sx, STG_INDEX, "%s %d at position %lld is out of range [0, %lld)",
-              pn->node->attr.what ? pn->node->attr.what : "gather: index", (int)j, (long long)at,
+              ((const gather_attr *)pn->node->attr)->what, (int)j, (long long)at,
               (long long)size);
 }
 
@@ -169,6 +182,8 @@ static double flops_gather_grad(const stg_graph *g, const stg_node *n)
 
 const stg_op stg_op_gather = {
     .name = "gather",
+    .attr_size = sizeof(gather_attr),
+    .print_attr = print_gather,
     .prepare = prepare_gather,
     .run = run_gather,
     .backward = backward_gather,
@@ -176,6 +191,8 @@ const stg_op stg_op_gather = {
 const stg_op stg_op_gather_grad = {
     .name = "gather_grad",
     .flags = STG_OPF_SERIAL,
+    .attr_size = sizeof(gather_attr),
+    .print_attr = print_gather,
     .prepare = prepare_gather_grad,
     .run = run_gather_grad,
     .flops = flops_gather_grad,

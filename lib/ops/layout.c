@@ -16,6 +16,30 @@
 
 #define MAX_CONCAT STG_MAX_INPUTS /* wider concats are built as trees */
 
+/* slice and its gradient, embed: where along 'axis' the slice lies. */
+typedef struct slice_attr {
+    int axis;
+    int64_t start, step;
+} slice_attr;
+
+static void print_slice(const void *attr, char *buf, size_t len)
+{
+    const slice_attr *at = attr;
+    snprintf(buf, len, "axis=%d start=%lld step=%lld", at->axis, (long long)at->start,
+             (long long)at->step);
+}
+
+/* pad: the fill value, and where x goes in the result. */
+typedef struct pad_attr {
+    float value;
+    int64_t origin[STG_MAX_DIMS];
+} pad_attr;
+
+static void print_pad(const void *attr, char *buf, size_t len)
+{
+    snprintf(buf, len, "value=%g", (double)((const pad_attr *)attr)->value);
+}
+
 /* ---- slice and flip (views) ---------------------------------------------- */
 
 STG_API stg_tensor stg_slice(stg_graph *g, stg_tensor a, int axis, int64_t start, int64_t stop,
@@ -46,7 +70,7 @@ STG_API stg_tensor stg_slice(stg_graph *g, stg_tensor a, int axis, int64_t start
     lay.off += start * x->lay.st[ax];
     if (s.d[ax] > 1) /* then step < size, so the product stays small */
         lay.st[ax] *= step;
-    stg_attr attr = {.axis = ax, .start = start, .step = step};
+    slice_attr attr = {ax, start, step};
     return stgG_add_view(g, &stg_op_slice, a.id, &s, &lay, &attr);
 }
 
@@ -63,7 +87,7 @@ STG_API stg_tensor stg_flip(stg_graph *g, stg_tensor a, int axis)
     stg_layout lay = x->lay;
     lay.off += (x->shape.d[ax] - 1) * lay.st[ax];
     lay.st[ax] = -lay.st[ax];
-    stg_attr attr = {.axis = ax};
+    stg_axis_attr attr = {ax};
     stg_shape s = x->shape;
     return stgG_add_view(g, &stg_op_flip, a.id, &s, &lay, &attr);
 }
@@ -72,7 +96,7 @@ static void backward_flip(stg_ad *ad, int32_t id, stg_tensor gout)
 {
     const stg_node *n = &ad->g->nodes[id];
     int32_t x = n->in[0];
-    int axis = n->attr.axis;
+    int axis = ((const stg_axis_attr *)n->attr)->axis;
     stgD_accumulate(ad, x, stg_flip(ad->g, gout, axis));
 }
 
@@ -82,13 +106,13 @@ static void backward_slice(stg_ad *ad, int32_t id, stg_tensor gout)
     int32_t x = n->in[0];
     if (!stgD_needs(ad, x) || gout.id < 0)
         return;
-    stg_attr attr = n->attr;
+    slice_attr attr = *(const slice_attr *)n->attr;
     stg_shape s = ad->g->nodes[x].shape;
     stgD_accumulate(ad, x, stgG_add(ad->g, &stg_op_embed, 1, &gout.id, &s, &attr));
 }
 
 /* Where a slice (axis, start, step) of a contiguous 'shape' lies, as a view. */
-static stg_layout slice_view(const stg_shape *shape, const stg_attr *at)
+static stg_layout slice_view(const stg_shape *shape, const slice_attr *at)
 {
     stg_layout lay;
     stgS_contiguous(shape, &lay);
@@ -103,7 +127,7 @@ static stg_status prepare_embed(stg_prep *cx, stg_pnode *pn)
     if (!c)
         return STG_NOMEM;
     const stg_node *gn = pn->innode[0];
-    stg_layout dst = slice_view(&pn->node->shape, &pn->node->attr), src = gn->lay;
+    stg_layout dst = slice_view(&pn->node->shape, pn->node->attr), src = gn->lay;
     src.off = 0;
     stgK_copy_init(c, &dst, &src, &gn->shape);
     return STG_OK;
@@ -133,7 +157,7 @@ STG_API stg_tensor stg_pad(stg_graph *g, stg_tensor a, const int64_t *before,
     if (x->shape.nd > 0 && (!before || !after))
         return stgG_fail(g, STG_INVALID, "pad: a %s: 'before' and 'after' must not be NULL", b);
     stg_shape s = x->shape;
-    stg_attr attr = {.f = value};
+    pad_attr attr = {.value = value};
     for (int i = 0; i < s.nd; i++) {
         if (before[i] < 0 || after[i] < 0 || before[i] > STG_MAX_NUMEL || after[i] > STG_MAX_NUMEL)
             return stgG_fail(g, STG_SHAPE, "pad: a %s: axis %d pads (%lld, %lld); pads must be "
@@ -152,7 +176,7 @@ static void backward_pad(stg_ad *ad, int32_t id, stg_tensor gout)
     int32_t x = n->in[0];
     stg_shape xs = ad->g->nodes[x].shape;
     int64_t origin[STG_MAX_DIMS];
-    memcpy(origin, n->attr.origin, sizeof origin);
+    memcpy(origin, ((const pad_attr *)n->attr)->origin, sizeof origin);
     stg_tensor t = gout;
     for (int i = 0; i < xs.nd; i++)
         if (ad->g->nodes[id].shape.d[i] != xs.d[i])
@@ -169,7 +193,7 @@ static stg_status prepare_pad(stg_prep *cx, stg_pnode *pn)
     stg_layout dst, src = x->lay;
     stgS_contiguous(&n->shape, &dst);
     for (int i = 0; i < n->shape.nd; i++)
-        dst.off += n->attr.origin[i] * dst.st[i];
+        dst.off += ((const pad_attr *)n->attr)->origin[i] * dst.st[i];
     src.off = 0;
     stgK_copy_init(c, &dst, &src, &x->shape);
     return STG_OK;
@@ -182,7 +206,7 @@ static void run_pad(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
     if (tid != 0)
         return;
     int64_t total = stgS_numel(&pn->node->shape);
-    float value = pn->node->attr.f;
+    float value = ((const pad_attr *)pn->node->attr)->value;
     for (int64_t i = 0; i < total; i++)
         pn->out[i] = value;
     stgK_copy(c, pn->out, pn->in[0], 0, c->loop.total);
@@ -199,7 +223,7 @@ static stg_tensor concat_group(stg_graph *g, int n, const stg_tensor *xs, int ax
         in[i] = xs[i].id;
         s.d[ax] += stgG_node(g, xs[i])->shape.d[ax];
     }
-    stg_attr attr = {.axis = ax};
+    stg_axis_attr attr = {ax};
     return stgG_add(g, &stg_op_concat, n, in, &s, &attr);
 }
 
@@ -241,7 +265,7 @@ STG_API stg_tensor stg_concat(stg_graph *g, int n, const stg_tensor *xs, int axi
 static void backward_concat(stg_ad *ad, int32_t id, stg_tensor gout)
 {
     const stg_node *n = &ad->g->nodes[id];
-    int ax = n->attr.axis, nin = n->nin;
+    int ax = ((const stg_axis_attr *)n->attr)->axis, nin = n->nin;
     int32_t in[MAX_CONCAT];
     memcpy(in, n->in, sizeof(int32_t) * (size_t)nin);
     int64_t at = 0;
@@ -261,7 +285,7 @@ static stg_status prepare_concat(stg_prep *cx, stg_pnode *pn)
         return STG_NOMEM;
     stg_layout dst;
     stgS_contiguous(&n->shape, &dst);
-    int ax = n->attr.axis;
+    int ax = ((const stg_axis_attr *)n->attr)->axis;
     int64_t at = 0;
     for (int i = 0; i < n->nin; i++) {
         const stg_node *x = pn->innode[i];
@@ -357,28 +381,38 @@ STG_API stg_status stg_split(stg_graph *g, stg_tensor a, int axis, int n, const 
 const stg_op stg_op_slice = {
     .name = "slice",
     .flags = STG_OPF_VIEW,
+    .attr_size = sizeof(slice_attr),
+    .print_attr = print_slice,
     .backward = backward_slice,
 };
 const stg_op stg_op_flip = {
     .name = "flip",
     .flags = STG_OPF_VIEW,
+    .attr_size = sizeof(stg_axis_attr),
+    .print_attr = stgO_print_axis,
     .backward = backward_flip,
 };
 const stg_op stg_op_embed = {
     .name = "embed",
     .flags = STG_OPF_SERIAL,
+    .attr_size = sizeof(slice_attr),
+    .print_attr = print_slice,
     .prepare = prepare_embed,
     .run = run_embed,
 };
 const stg_op stg_op_pad = {
     .name = "pad",
     .flags = STG_OPF_SERIAL,
+    .attr_size = sizeof(pad_attr),
+    .print_attr = print_pad,
     .prepare = prepare_pad,
     .run = run_pad,
     .backward = backward_pad,
 };
 const stg_op stg_op_concat = {
     .name = "concat",
+    .attr_size = sizeof(stg_axis_attr),
+    .print_attr = stgO_print_axis,
     .prepare = prepare_concat,
     .run = run_concat,
     .backward = backward_concat,

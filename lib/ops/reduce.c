@@ -11,10 +11,29 @@
  * over the reduced axes, starting from 0), whatever the thread count.
  */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "../internal.h"
 
+/* Reduced input axes (bit i: axis i), and whether they stay as size 1. */
+typedef struct reduce_attr {
+    uint32_t axes;
+    bool keepdims;
+} reduce_attr;
+
+static void print_reduce(const void *attr, char *buf, size_t len)
+{
+    const reduce_attr *at = attr;
+    size_t used = (size_t)snprintf(buf, len, "axes=");
+    for (int i = 0, first = 1; i < STG_MAX_DIMS && used < len; i++)
+        if (at->axes & (1u << i)) {
+            used += (size_t)snprintf(buf + used, len - used, "%s%d", first ? "" : ",", i);
+            first = 0;
+        }
+    if (at->keepdims && used < len)
+        snprintf(buf + used, len - used, " keepdims");
+}
 
 typedef struct reduce_desc {
     stg_loop keep;   /* op 0: output (contiguous), op 1: input strides of kept dims */
@@ -60,7 +79,7 @@ static stg_tensor reduce(stg_graph *g, const stg_op *op, const char *opname, stg
             s.d[s.nd++] = x->shape.d[i];
         }
     }
-    stg_attr attr = {.axes = mask, .keepdims = keepdims != 0};
+    reduce_attr attr = {.axes = mask, .keepdims = keepdims != 0};
     stg_tensor y = stgG_add(g, op, 1, &a.id, &s, &attr);
     return mean ? stg_scale(g, y, 1.0f / (float)count) : y;
 }
@@ -118,7 +137,7 @@ STG_API stg_tensor stg_logsumexp(stg_graph *g, stg_tensor a, int naxes, const in
     stg_tensor m = reduce(g, &stg_op_amax, "logsumexp", a, naxes, axes, 1, false);
     if (m.id < 0)
         return m;
-    uint32_t mask = stgG_node(g, m)->attr.axes;
+    uint32_t mask = ((const reduce_attr *)stgG_node(g, m)->attr)->axes;
     m = stg_detach(g, m);
     stg_tensor s = reduce(g, &stg_op_sum, "logsumexp", stg_exp(g, stg_sub(g, a, m)), naxes, axes,
                           1, false);
@@ -139,7 +158,7 @@ static stg_tensor spread(stg_ad *ad, int32_t id, stg_tensor t)
     const stg_shape xs = ad->g->nodes[n->in[0]].shape;
     stg_shape kept = xs;
     for (int i = 0; i < xs.nd; i++)
-        if (n->attr.axes & (1u << i))
+        if (((const reduce_attr *)n->attr)->axes & (1u << i))
             kept.d[i] = 1;
     stg_tensor r = stg_reshape(ad->g, t, kept.nd, kept.d);
     return stg_broadcast_to(ad->g, r, xs.nd, xs.d);
@@ -156,7 +175,7 @@ static void backward_extreme(stg_ad *ad, int32_t id, stg_tensor gout)
 {
     stg_graph *g = ad->g;
     int32_t x = g->nodes[id].in[0];
-    uint32_t axes = g->nodes[id].attr.axes;
+    uint32_t axes = ((const reduce_attr *)g->nodes[id].attr)->axes;
     int ax[STG_MAX_DIMS], nax = 0;
     for (int i = 0; i < g->nodes[x].shape.nd; i++)
         if (axes & (1u << i))
@@ -185,7 +204,7 @@ static stg_status prepare_sum(stg_prep *cx, stg_pnode *pn)
     stg_shape ks = {0}, rs = {0};
     int64_t kst[STG_LOOP_OPS][STG_MAX_DIMS] = {{0}}, rst[STG_LOOP_OPS][STG_MAX_DIMS] = {{0}};
     for (int i = 0; i < x->shape.nd; i++) {
-        if (n->attr.axes & (1u << i)) {
+        if (((const reduce_attr *)n->attr)->axes & (1u << i)) {
             rst[0][rs.nd] = x->lay.st[i];
             rs.d[rs.nd++] = x->shape.d[i];
         } else {
@@ -286,6 +305,8 @@ static double flops_sum(const stg_graph *g, const stg_node *n)
 
 const stg_op stg_op_sum = {
     .name = "sum",
+    .attr_size = sizeof(reduce_attr),
+    .print_attr = print_reduce,
     .prepare = prepare_sum,
     .run = run_sum,
     .backward = backward_sum,
@@ -293,6 +314,8 @@ const stg_op stg_op_sum = {
 };
 const stg_op stg_op_amax = {
     .name = "max",
+    .attr_size = sizeof(reduce_attr),
+    .print_attr = print_reduce,
     .prepare = prepare_sum,
     .run = run_amax,
     .backward = backward_extreme,
@@ -300,6 +323,8 @@ const stg_op stg_op_amax = {
 };
 const stg_op stg_op_amin = {
     .name = "min",
+    .attr_size = sizeof(reduce_attr),
+    .print_attr = print_reduce,
     .prepare = prepare_sum,
     .run = run_amin,
     .backward = backward_extreme,
@@ -307,6 +332,8 @@ const stg_op stg_op_amin = {
 };
 const stg_op stg_op_norm2 = {
     .name = "norm2",
+    .attr_size = sizeof(reduce_attr),
+    .print_attr = print_reduce,
     .prepare = prepare_sum,
     .run = run_norm2,
     .backward = backward_norm2,

@@ -31,7 +31,7 @@ static stg_tensor build(stg_graph *g, const stg_op *op, stg_tensor a, int axis)
         return stgG_fail(g, STG_SHAPE, "%s: a %s: axis %d out of range [%d, %d]%s", op->name,
                          stgS_str(s, b, sizeof b), axis, -s->nd, s->nd - 1,
                          s->nd == 0 ? " (a scalar has no axis)" : "");
-    stg_attr attr = {.axis = ax};
+    stg_axis_attr attr = {ax};
     stg_shape out = *s;
     return stgG_add(g, op, 1, &a.id, &out, &attr);
 }
@@ -50,7 +50,7 @@ static void backward_softmax(stg_ad *ad, int32_t id, stg_tensor gout)
 {
     stg_graph *g = ad->g;
     int32_t x = g->nodes[id].in[0];
-    int axis = g->nodes[id].attr.axis;
+    int axis = ((const stg_axis_attr *)g->nodes[id].attr)->axis;
     stg_tensor y = stgG_t(id);
     stg_tensor s = stg_sum(g, stg_mul(g, gout, y), 1, &axis, 1);
     stgD_accumulate(ad, x, stg_mul(g, y, stg_sub(g, gout, s)));
@@ -60,7 +60,7 @@ static void backward_log_softmax(stg_ad *ad, int32_t id, stg_tensor gout)
 {
     stg_graph *g = ad->g;
     int32_t x = g->nodes[id].in[0];
-    int axis = g->nodes[id].attr.axis;
+    int axis = ((const stg_axis_attr *)g->nodes[id].attr)->axis;
     stg_tensor s = stg_sum(g, gout, 1, &axis, 1);
     stgD_accumulate(ad, x, stg_sub(g, gout, stg_mul(g, stg_exp(g, stgG_t(id)), s)));
 }
@@ -71,7 +71,7 @@ static stg_status prepare_softmax(stg_prep *cx, stg_pnode *pn)
     if (!d)
         return STG_NOMEM;
     const stg_node *n = pn->node, *x = pn->innode[0];
-    int ax = n->attr.axis;
+    int ax = ((const stg_axis_attr *)n->attr)->axis;
     stg_shape rs = n->shape;
     rs.d[ax] = 1;
     stg_layout out;
@@ -134,6 +134,8 @@ static double flops_softmax(const stg_graph *g, const stg_node *n)
 
 const stg_op stg_op_softmax = {
     .name = "softmax",
+    .attr_size = sizeof(stg_axis_attr),
+    .print_attr = stgO_print_axis,
     .prepare = prepare_softmax,
     .run = run_softmax,
     .backward = backward_softmax,
@@ -141,6 +143,8 @@ const stg_op stg_op_softmax = {
 };
 const stg_op stg_op_log_softmax = {
     .name = "log_softmax",
+    .attr_size = sizeof(stg_axis_attr),
+    .print_attr = stgO_print_axis,
     .prepare = prepare_softmax,
     .run = run_log_softmax,
     .backward = backward_log_softmax,

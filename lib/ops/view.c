@@ -48,6 +48,20 @@ STG_API stg_tensor stg_reshape(stg_graph *g, stg_tensor a, int ndim, const int64
     return stgG_add_view(g, &stg_op_reshape, a.id, &s, &lay, NULL);
 }
 
+/* The input axis each output axis reads. */
+typedef struct transpose_attr {
+    int nd;
+    int perm[STG_MAX_DIMS];
+} transpose_attr;
+
+static void print_transpose(const void *attr, char *buf, size_t len)
+{
+    const transpose_attr *at = attr;
+    size_t used = (size_t)snprintf(buf, len, "perm=");
+    for (int i = 0; i < at->nd && used < len; i++)
+        used += (size_t)snprintf(buf + used, len - used, "%s%d", i ? "," : "", at->perm[i]);
+}
+
 STG_API stg_tensor stg_transpose(stg_graph *g, stg_tensor a, const int *perm)
 {
     if (!stgG_ok(g) || !stgG_check_tensor(g, "transpose", a))
@@ -67,7 +81,7 @@ STG_API stg_tensor stg_transpose(stg_graph *g, stg_tensor a, const int *perm)
     }
     stg_shape s = {.nd = nd};
     stg_layout lay = {.off = x->lay.off};
-    stg_attr attr = {0};
+    transpose_attr attr = {.nd = nd};
     for (int i = 0; i < nd; i++) {
         s.d[i] = x->shape.d[perm[i]];
         lay.st[i] = x->lay.st[perm[i]];
@@ -142,7 +156,7 @@ static void backward_transpose(stg_ad *ad, int32_t id, stg_tensor g)
     int inv[STG_MAX_DIMS];
     int32_t x = n->in[0];
     for (int i = 0; i < n->shape.nd; i++)
-        inv[n->attr.perm[i]] = i;
+        inv[((const transpose_attr *)n->attr)->perm[i]] = i;
     stgD_accumulate(ad, x, stg_transpose(ad->g, g, inv));
 }
 
@@ -226,6 +240,8 @@ const stg_op stg_op_reshape = {
 const stg_op stg_op_transpose = {
     .name = "transpose",
     .flags = STG_OPF_VIEW,
+    .attr_size = sizeof(transpose_attr),
+    .print_attr = print_transpose,
     .backward = backward_transpose,
 };
 const stg_op stg_op_broadcast_to = {
