@@ -354,9 +354,12 @@ void *stgP_opdata(stg_prep *cx, stg_pnode *pn, size_t bytes);
  * after), one block per thread if 'per_thread', else one for all.  Each
  * block starts on a cache line. */
 void stgP_scratch(stg_prep *cx, stg_pnode *pn, size_t bytes, bool per_thread);
-/* Thread tid's scratch block of a node (the only block if not per thread). */
+/* Thread tid's scratch block of a node (the only block if not per
+ * thread); NULL for a node that asked for none. */
 static inline void *stgR_scratch(const stg_pnode *pn, int tid)
 {
+    if (!pn->scratch)
+        return NULL;
     size_t stride = (pn->scratch_bytes + STG_ALIGN - 1) / STG_ALIGN * STG_ALIGN;
     return pn->scratch + (pn->scratch_per_thread ? (size_t)tid * stride : 0);
 }
