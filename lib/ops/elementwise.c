@@ -17,7 +17,7 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "../internal.h"
+#include "../op.h"
 
 /* Marks a unit-stride loop as free of dependencies between iterations.  The
  * compiler cannot prove it: the output may be an input (in-place ops), but

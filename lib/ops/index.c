@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../internal.h"
+#include "../op.h"
 
 /* The axis indexed, and what an index is, for messages (a static string,
  * e.g. "softmax_cross_entropy: label"). */

@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../internal.h"
+#include "../op.h"
 
 #define MAX_CONCAT STG_MAX_INPUTS /* wider concats are built as trees */
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../internal.h"
+#include "../op.h"
 
 static stg_tensor leaf(stg_graph *g, const stg_op *op, stg_role role, const char *name, int ndim,
                        const int64_t *dims, const float *data)

@@ -9,7 +9,7 @@
  */
 #include <stdio.h>
 
-#include "../internal.h"
+#include "../op.h"
 
 STG_API stg_tensor stg_mse_loss(stg_graph *g, stg_tensor pred, stg_tensor target)
 {

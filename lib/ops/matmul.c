@@ -19,7 +19,7 @@
  */
 #include <string.h>
 
-#include "../internal.h"
+#include "../op.h"
 
 /* ---- builders ----------------------------------------------------------- */
 

@@ -14,7 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../internal.h"
+#include "../op.h"
 
 /* Reduced input axes (bit i: axis i), and whether they stay as size 1. */
 typedef struct reduce_attr {

@@ -11,7 +11,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "../internal.h"
+#include "../op.h"
 
 #define ROWS_GRAIN 4096 /* elements below which one thread does it all (exp is costly) */
 

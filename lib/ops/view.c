@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../internal.h"
+#include "../op.h"
 
 static stg_tensor copy(stg_graph *g, stg_tensor a)
 {
