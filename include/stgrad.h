@@ -114,6 +114,47 @@ STG_API stg_tensor stg_input_i32(stg_graph *g, const char *name, int ndim, const
 STG_API stg_tensor stg_matmul(stg_graph *g, stg_tensor a, stg_tensor b);
 STG_API stg_tensor stg_outer(stg_graph *g, stg_tensor a, stg_tensor b);
 
+/* Convolutions and pooling, as PyTorch's torch.nn.functional, in NCHW.
+ * Parameters come in (H, W) pairs; the 1-d forms read element 0 of each
+ * pair, and a zero means the default (stride 1, dilation 1, groups 1,
+ * padding 0), so {0} is a plain convolution. */
+typedef struct stg_conv_params {
+    int64_t stride[2];
+    int64_t padding[2];   /* zeros on both sides */
+    int64_t dilation[2];
+    int64_t groups;
+} stg_conv_params;
+/* conv2d: x (N, C, H, W), w (O, C/groups, KH, KW), bias b (O) or an invalid
+ * tensor ({-1}) for none -> (N, O, OH, OW), OH = (H + 2 padding - dilation
+ * (KH - 1) - 1) / stride + 1.  'p' may be NULL.  Lowered to im2col and a
+ * matmul (see README.md); a kernel that reaches past the padded input is a
+ * shape error. */
+STG_API stg_tensor stg_conv2d(stg_graph *g, stg_tensor x, stg_tensor w, stg_tensor b,
+                              const stg_conv_params *p);
+/* conv1d: x (N, C, L), w (O, C/groups, K), b (O) or {-1} -> (N, O, L_out). */
+STG_API stg_tensor stg_conv1d(stg_graph *g, stg_tensor x, stg_tensor w, stg_tensor b,
+                              const stg_conv_params *p);
+
+typedef struct stg_pool_params {
+    int64_t kernel[2];
+    int64_t stride[2];    /* 0: the kernel size, as PyTorch's default */
+    int64_t padding[2];   /* at most half the kernel, as PyTorch requires */
+} stg_pool_params;
+/* max_pool2d: (N, C, H, W) -> (N, C, OH, OW), OH = (H + 2 padding - KH) /
+ * stride + 1; padding counts as -inf.  The gradient goes to the arg-max of
+ * each window, the first in row-major order (the last NaN where there are
+ * NaNs), as PyTorch's CPU kernel chooses. */
+STG_API stg_tensor stg_max_pool2d(stg_graph *g, stg_tensor x, const stg_pool_params *p);
+/* avg_pool2d: the mean of each window, padding counted as zeros in it
+ * (PyTorch's count_include_pad=True, ceil_mode=False). */
+STG_API stg_tensor stg_avg_pool2d(stg_graph *g, stg_tensor x, const stg_pool_params *p);
+/* The 1-d forms: (N, C, L) -> (N, C, L_out). */
+STG_API stg_tensor stg_max_pool1d(stg_graph *g, stg_tensor x, const stg_pool_params *p);
+STG_API stg_tensor stg_avg_pool1d(stg_graph *g, stg_tensor x, const stg_pool_params *p);
+/* The mean over every axis after the first two, kept as size 1: (N, C, H, W)
+ * -> (N, C, 1, 1), as adaptive_avg_pool2d(x, 1); (N, C, L) -> (N, C, 1). */
+STG_API stg_tensor stg_global_avg_pool(stg_graph *g, stg_tensor x);
+
 /* Elementwise arithmetic with NumPy broadcasting. */
 STG_API stg_tensor stg_add(stg_graph *g, stg_tensor a, stg_tensor b);
 STG_API stg_tensor stg_sub(stg_graph *g, stg_tensor a, stg_tensor b);

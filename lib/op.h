@@ -257,4 +257,23 @@ void stgK_copy_init(stg_copy *c, const stg_layout *dlay, const stg_layout *slay,
 /* Copies elements [lo, hi) (row-major order over the shape). */
 void stgK_copy(const stg_copy *c, float *dst, const float *src, int64_t lo, int64_t hi);
 
+/* The geometry of one convolution or pooling window over an H x W plane
+ * (conv1d and the 1-d pools use H = 1). */
+typedef struct window_attr {
+    int64_t c, h, w; /* input channels and plane */
+    int64_t kh, kw;  /* kernel */
+    int64_t sh, sw;  /* stride */
+    int64_t ph, pw;  /* padding */
+    int64_t dh, dw;  /* dilation */
+    int64_t oh, ow;  /* output plane */
+} window_attr;
+/* The window of a convolution or pooling of x4 (N, C, H, W) by k, given as
+ * (h, w) pairs; false after recording a message naming 'op' and the user's
+ * x (shown, of 'dims' spatial axes: a 1-d one is called L) when a value is
+ * out of range or the kernel reaches past the padded input. */
+bool stgK_window(stg_graph *g, const char *op, const stg_shape *shown, int dims,
+                 const stg_shape *x4, const int64_t k[2], const int64_t stride[2],
+                 const int64_t pad[2], const int64_t dil[2], window_attr *a);
+void stgK_print_window(const void *attr, char *buf, size_t len);
+
 #endif /* STG_OP_H */

@@ -44,6 +44,59 @@ static stg_tensor f_neg(stg_graph *g, const stg_tensor *x) { return stg_neg(g, x
 static stg_tensor f_scale(stg_graph *g, const stg_tensor *x) { return stg_scale(g, x[0], -2.5f); }
 static stg_tensor f_mse(stg_graph *g, const stg_tensor *x) { return stg_mse_loss(g, x[0], x[1]); }
 
+static stg_tensor f_conv2d(stg_graph *g, const stg_tensor *x)
+{
+    stg_conv_params p = {{2, 1}, {1, 0}, {1, 2}, 1};
+    return stg_conv2d(g, x[0], x[1], x[2], &p);
+}
+
+static stg_tensor f_conv2d_groups(stg_graph *g, const stg_tensor *x)
+{
+    stg_conv_params p = {{1, 1}, {1, 1}, {1, 1}, 2};
+    return stg_conv2d(g, x[0], x[1], (stg_tensor){-1}, &p);
+}
+
+/* 1x1, stride 1, no padding: the product reads x directly */
+static stg_tensor f_conv2d_1x1(stg_graph *g, const stg_tensor *x)
+{
+    return stg_conv2d(g, x[0], x[1], (stg_tensor){-1}, NULL);
+}
+
+static stg_tensor f_conv1d(stg_graph *g, const stg_tensor *x)
+{
+    stg_conv_params p = {{2}, {1}, {1}, 1};
+    return stg_conv1d(g, x[0], x[1], x[2], &p);
+}
+
+static stg_tensor f_max_pool2d(stg_graph *g, const stg_tensor *x)
+{
+    stg_pool_params p = {{3, 3}, {2, 2}, {1, 1}};
+    return stg_max_pool2d(g, x[0], &p);
+}
+
+static stg_tensor f_avg_pool2d(stg_graph *g, const stg_tensor *x)
+{
+    stg_pool_params p = {{2, 3}, {1, 2}, {1, 1}};
+    return stg_avg_pool2d(g, x[0], &p);
+}
+
+static stg_tensor f_max_pool1d(stg_graph *g, const stg_tensor *x)
+{
+    stg_pool_params p = {{2}, {0}, {0}};
+    return stg_max_pool1d(g, x[0], &p);
+}
+
+static stg_tensor f_avg_pool1d(stg_graph *g, const stg_tensor *x)
+{
+    stg_pool_params p = {{3}, {1}, {1}};
+    return stg_avg_pool1d(g, x[0], &p);
+}
+
+static stg_tensor f_global_avg_pool(stg_graph *g, const stg_tensor *x)
+{
+    return stg_global_avg_pool(g, x[0]);
+}
+
 static stg_tensor f_sum_axes(stg_graph *g, const stg_tensor *x)
 {
     int ax[2] = {0, -1};
@@ -217,6 +270,16 @@ static const fd_case cases[] = {
     {"stack", 2, {2, 2}, {D(2, 3), D(2, 3)}, f_stack, -1, 1},
     {"split", 1, {2}, {D(5, 2)}, f_split, -1, 1},
     {"linear_chain", 3, {2, 2, 1}, {D(4, 3), D(3, 2), D(2)}, f_linear_chain, -1, 1},
+    {"conv2d", 3, {4, 4, 1}, {D(2, 2, 5, 5), D(3, 2, 3, 2), D(3)}, f_conv2d, -1, 1},
+    {"conv2d_groups", 2, {4, 4}, {D(1, 4, 4, 4), D(4, 2, 2, 2)}, f_conv2d_groups, -1, 1},
+    {"conv2d_1x1", 2, {4, 4}, {D(2, 3, 3, 3), D(2, 3, 1, 1)}, f_conv2d_1x1, -1, 1},
+    {"conv1d", 3, {3, 3, 1}, {D(2, 2, 7), D(3, 2, 3), D(3)}, f_conv1d, -1, 1},
+    /* wide range: no two values of a window within the step of each other */
+    {"max_pool2d", 1, {4}, {D(1, 2, 5, 5)}, f_max_pool2d, -10, 10},
+    {"avg_pool2d", 1, {4}, {D(2, 1, 5, 4)}, f_avg_pool2d, -1, 1},
+    {"max_pool1d", 1, {3}, {D(2, 2, 6)}, f_max_pool1d, -10, 10},
+    {"avg_pool1d", 1, {3}, {D(1, 2, 5)}, f_avg_pool1d, -1, 1},
+    {"global_avg_pool", 1, {4}, {D(2, 3, 2, 2)}, f_global_avg_pool, -1, 1},
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 

@@ -1546,6 +1546,89 @@ static void test_plan_ok_after_failure(void **state)
     stg_graph_free(g);
 }
 
+/* A fresh graph with x of the given shape and w of the given shape. */
+static stg_graph *conv_graph(int nx, const int64_t *xd, int nw, const int64_t *wd, stg_tensor *x,
+                             stg_tensor *w)
+{
+    stg_graph *g = stg_graph_new();
+    *x = stg_input(g, "x", nx, xd);
+    *w = stg_param(g, "w", nw, wd);
+    return g;
+}
+
+static void test_conv_and_pool_shapes(void **state)
+{
+    (void)state;
+    stg_tensor x, w;
+    /* results: PyTorch's output sizes */
+    stg_graph *g = conv_graph(4, (int64_t[]){2, 4, 9, 8}, 4, (int64_t[]){6, 2, 3, 2}, &x, &w);
+    stg_conv_params p = {{2, 1}, {1, 0}, {1, 2}, 2};
+    EXPECT_SHAPE(g, stg_conv2d(g, x, w, NEG_ID, &p), 2, 6, 5, 6);
+    stg_pool_params pp = {{3, 2}, {2, 1}, {1, 1}};
+    EXPECT_SHAPE(g, stg_max_pool2d(g, x, &pp), 2, 4, 5, 9);
+    EXPECT_SHAPE(g, stg_global_avg_pool(g, x), 2, 4, 1, 1);
+    stg_graph_free(g);
+
+    /* the kernel reaches past the padded input */
+    g = conv_graph(4, (int64_t[]){1, 3, 4, 4}, 4, (int64_t[]){8, 3, 5, 5}, &x, &w);
+    EXPECT_ERROR(g, stg_conv2d(g, x, w, NEG_ID, NULL), STG_SHAPE, "conv2d", "x (1,3,4,4)",
+                 "reaches 5 along H", "padded input is 4");
+    stg_graph_free(g);
+    g = conv_graph(4, (int64_t[]){1, 3, 4, 4}, 4, (int64_t[]){8, 3, 3, 3}, &x, &w);
+    stg_conv_params dil = {{1, 1}, {0, 0}, {1, 2}, 1};
+    EXPECT_ERROR(g, stg_conv2d(g, x, w, NEG_ID, &dil), STG_SHAPE, "conv2d", "reaches 5 along W");
+    stg_graph_free(g);
+    /* channels and groups */
+    g = conv_graph(4, (int64_t[]){1, 3, 4, 4}, 4, (int64_t[]){8, 2, 3, 3}, &x, &w);
+    EXPECT_ERROR(g, stg_conv2d(g, x, w, NEG_ID, NULL), STG_SHAPE, "conv2d", "w (8,2,3,3)",
+                 "groups 1", "channels / groups");
+    stg_graph_free(g);
+    g = conv_graph(4, (int64_t[]){1, 4, 4, 4}, 4, (int64_t[]){6, 1, 3, 3}, &x, &w);
+    stg_conv_params four = {.groups = 4};
+    EXPECT_ERROR(g, stg_conv2d(g, x, w, NEG_ID, &four), STG_SHAPE, "conv2d", "groups 4",
+                 "must divide by groups");
+    stg_graph_free(g);
+    /* ranks, bias, negative values */
+    g = conv_graph(3, (int64_t[]){1, 3, 4}, 4, (int64_t[]){8, 3, 3, 3}, &x, &w);
+    EXPECT_ERROR(g, stg_conv2d(g, x, w, NEG_ID, NULL), STG_SHAPE, "conv2d", "x (1,3,4)",
+                 "must both have 4 dims");
+    stg_graph_free(g);
+    g = conv_graph(4, (int64_t[]){1, 3, 4, 4}, 4, (int64_t[]){8, 3, 3, 3}, &x, &w);
+    stg_tensor b = stg_param(g, "b", 1, (int64_t[]){7});
+    EXPECT_ERROR(g, stg_conv2d(g, x, w, b, NULL), STG_SHAPE, "conv2d", "bias (7,)", "(8,)");
+    stg_graph_free(g);
+    g = conv_graph(4, (int64_t[]){1, 3, 4, 4}, 4, (int64_t[]){8, 3, 3, 3}, &x, &w);
+    stg_conv_params neg = {.padding = {-1, 0}};
+    EXPECT_ERROR(g, stg_conv2d(g, x, w, NEG_ID, &neg), STG_INVALID, "conv2d", "padding -1",
+                 "along H");
+    stg_graph_free(g);
+    g = conv_graph(3, (int64_t[]){2, 3, 4}, 3, (int64_t[]){5, 3, 6}, &x, &w);
+    EXPECT_ERROR(g, stg_conv1d(g, x, w, NEG_ID, NULL), STG_SHAPE, "conv1d", "x (2,3,4)",
+                 "reaches 6 along L");
+    stg_graph_free(g);
+    /* pooling */
+    g = conv_graph(4, (int64_t[]){1, 3, 4, 4}, 1, (int64_t[]){1}, &x, &w);
+    EXPECT_ERROR(g, stg_max_pool2d(g, x, NULL), STG_INVALID, "max_pool2d", "NULL");
+    stg_graph_free(g);
+    g = conv_graph(4, (int64_t[]){1, 3, 4, 4}, 1, (int64_t[]){1}, &x, &w);
+    stg_pool_params half = {{2, 2}, {0, 0}, {2, 0}};
+    EXPECT_ERROR(g, stg_avg_pool2d(g, x, &half), STG_INVALID, "avg_pool2d", "padding 2",
+                 "half the kernel 2");
+    stg_graph_free(g);
+    g = conv_graph(4, (int64_t[]){1, 3, 4, 4}, 1, (int64_t[]){1}, &x, &w);
+    stg_pool_params big = {{5, 1}, {0, 0}, {0, 0}};
+    EXPECT_ERROR(g, stg_max_pool2d(g, x, &big), STG_SHAPE, "max_pool2d", "reaches 5 along H");
+    stg_graph_free(g);
+    g = conv_graph(2, (int64_t[]){3, 4}, 1, (int64_t[]){1}, &x, &w);
+    EXPECT_ERROR(g, stg_max_pool1d(g, x, &big), STG_SHAPE, "max_pool1d", "x (3,4)",
+                 "must have 3 dims");
+    stg_graph_free(g);
+    g = conv_graph(2, (int64_t[]){3, 4}, 1, (int64_t[]){1}, &x, &w);
+    EXPECT_ERROR(g, stg_global_avg_pool(g, x), STG_SHAPE, "global_avg_pool", "x (3,4)",
+                 "at least 3 dims");
+    stg_graph_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1606,6 +1689,7 @@ int main(void)
         cmocka_unit_test(test_slice_huge_step),
         cmocka_unit_test(test_plan_null_out),
         cmocka_unit_test(test_plan_ok_after_failure),
+        cmocka_unit_test(test_conv_and_pool_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

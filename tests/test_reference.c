@@ -116,6 +116,34 @@ static stg_tensor build_op(stg_graph *g, const tu_case *c, const stg_tensor *in)
     }
     if (!strcmp(op, "swapaxes"))
         return stg_swapaxes(g, in[0], (int)a[0], (int)a[1]);
+    if (!strcmp(op, "conv2d")) {
+        stg_conv_params p = {{(int64_t)a[0], (int64_t)a[1]}, {(int64_t)a[2], (int64_t)a[3]},
+                             {(int64_t)a[4], (int64_t)a[5]}, (int64_t)a[6]};
+        return stg_conv2d(g, in[0], in[1], a[7] ? in[2] : (stg_tensor){-1}, &p);
+    }
+    if (!strcmp(op, "conv1d")) {
+        stg_conv_params p = {{(int64_t)a[0]}, {(int64_t)a[1]}, {(int64_t)a[2]}, (int64_t)a[3]};
+        return stg_conv1d(g, in[0], in[1], a[4] ? in[2] : (stg_tensor){-1}, &p);
+    }
+    static const struct {
+        const char *name;
+        stg_tensor (*fn)(stg_graph *, stg_tensor, const stg_pool_params *);
+        int dims;
+    } pools[] = {{"max_pool2d", stg_max_pool2d, 2}, {"avg_pool2d", stg_avg_pool2d, 2},
+                 {"max_pool1d", stg_max_pool1d, 1}, {"avg_pool1d", stg_avg_pool1d, 1}};
+    for (size_t k = 0; k < sizeof pools / sizeof pools[0]; k++)
+        if (!strcmp(op, pools[k].name)) {
+            int n = pools[k].dims;
+            stg_pool_params p = {{0}};
+            for (int d = 0; d < n; d++) {
+                p.kernel[d] = (int64_t)a[d];
+                p.stride[d] = (int64_t)a[n + d];
+                p.padding[d] = (int64_t)a[2 * n + d];
+            }
+            return pools[k].fn(g, in[0], &p);
+        }
+    if (!strcmp(op, "global_avg_pool"))
+        return stg_global_avg_pool(g, in[0]);
     fail_msg("%s: unknown op %s in reference file", c->name, op);
     return (stg_tensor){-1};
 }
@@ -138,8 +166,10 @@ static float *transposed_copy(const tu_tensor *t)
     return v;
 }
 
+#define MAX_IN 3 /* conv2d: x, w, bias */
+
 typedef struct result {
-    float *out, *grad[2];
+    float *out, *grad[MAX_IN];
 } result;
 
 /* Builds and runs one case; returns the output and input gradients. */
@@ -149,10 +179,11 @@ static result run_case(const tu_case *c, int threads, bool views, bool nonfinite
     const tu_tensor *seed = tu_find(c, "seed"), *out = tu_find(c, "out");
     assert_non_null(seed);
     assert_non_null(out);
-    stg_tensor leaf[2], in[2];
-    float *data[2];
+    stg_tensor leaf[MAX_IN], in[MAX_IN];
+    float *data[MAX_IN];
+    static const char *const role[MAX_IN] = {"in0", "in1", "in2"};
     int nin = 0;
-    for (const tu_tensor *t; nin < 2 && (t = tu_find(c, nin ? "in1" : "in0")); nin++) {
+    for (const tu_tensor *t; nin < MAX_IN && (t = tu_find(c, role[nin])); nin++) {
         bool tr = views && t->nd >= 2;
         int64_t d[STG_MAX_DIMS];
         memcpy(d, t->d, sizeof d);
@@ -263,11 +294,12 @@ static void check_case(const tu_case *c, bool views, bool nonfinite)
         fail_msg("%s%s: output off by %.3g tolerances", c->name, views ? " (views)" : "", e);
     if (memcmp(r1.out, r2.out, (size_t)out->n * sizeof(float)) != 0)
         fail_msg("%s: output differs between 1 and 2 threads", c->name);
-    for (int i = 0; i < 2; i++) {
-        const tu_tensor *gt = tu_find(c, i ? "grad1" : "grad0");
+    static const char *const grad[MAX_IN] = {"grad0", "grad1", "grad2"};
+    for (int i = 0; i < MAX_IN; i++) {
+        const tu_tensor *gt = tu_find(c, grad[i]);
         if (!gt)
             continue;
-        e = err_of(nonfinite, r1.grad[i], gt->v, gt->n, c->name, i ? "grad1" : "grad0");
+        e = err_of(nonfinite, r1.grad[i], gt->v, gt->n, c->name, grad[i]);
         if (e > 1.0)
             fail_msg("%s%s: grad of input %d off by %.3g tolerances", c->name,
                      views ? " (views)" : "", i, e);
@@ -318,6 +350,14 @@ static void test_ops_reference(void **state)
     print_message("%d op cases match PyTorch\n", n);
 }
 
+static void test_conv_reference(void **state)
+{
+    (void)state;
+    int n = run_file("conv_ref.txt", false);
+    assert_true(n >= 20);
+    print_message("%d convolution and pooling cases match PyTorch\n", n);
+}
+
 /* NaN, +inf and -inf through every op, forward and backward, as PyTorch
  * gives them: a NaN in stays a NaN out (relu, clamp and max included). */
 static void test_nonfinite_reference(void **state)
@@ -334,6 +374,7 @@ int main(void)
         cmocka_unit_test(test_matmul_reference),
         cmocka_unit_test(test_matmul_reference_transposed_views),
         cmocka_unit_test(test_ops_reference),
+        cmocka_unit_test(test_conv_reference),
         cmocka_unit_test(test_nonfinite_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

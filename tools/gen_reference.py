@@ -7,6 +7,8 @@ Writes two files into tests/data/ (relative to the repository root):
                   broadcasting pattern of the batch dimensions, and a range
                   of matrix sizes (1, 3, 7, 17 and a few larger shapes).
   ops_ref.txt     elementwise, reduction, shape and loss ops.
+  conv_ref.txt    conv1d/conv2d (stride, padding, dilation, groups, bias)
+                  and max/avg pooling, 1-d and 2-d, and the global average.
   nonfinite_ref.txt  one case of every op of the two files above (every
                   operand rank pair for matmul) with NaN, +inf and -inf
                   in the first positions of each float input: PyTorch's
@@ -677,6 +679,78 @@ def optim_cases():
 
 # ---------------------------------------------------------------- main
 
+# ---------------------------------------------------------------- conv, pool
+
+# conv2d: (x shape, w shape, stride, padding, dilation, groups, bias)
+CONV2D = (
+    ((2, 3, 7, 6), (4, 3, 3, 3), (1, 1), (0, 0), (1, 1), 1, 1),
+    ((1, 1, 5, 5), (2, 1, 3, 3), (1, 1), (1, 1), (1, 1), 1, 0),
+    ((2, 4, 9, 8), (6, 2, 3, 2), (2, 1), (1, 0), (1, 2), 2, 1),
+    ((3, 2, 6, 7), (3, 2, 1, 1), (1, 1), (0, 0), (1, 1), 1, 1),   # 1x1: no im2col
+    ((1, 6, 5, 5), (6, 1, 3, 3), (1, 1), (1, 1), (1, 1), 6, 0),   # depthwise
+    ((2, 3, 8, 8), (5, 3, 5, 5), (3, 3), (2, 2), (1, 1), 1, 1),
+    ((1, 2, 4, 4), (3, 2, 4, 4), (1, 1), (0, 0), (1, 1), 1, 1),   # one output position
+    ((4, 1, 28, 28), (16, 1, 3, 3), (1, 1), (1, 1), (1, 1), 1, 1),  # lenet's first
+    ((2, 16, 14, 14), (32, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1, 1),  # lenet's second
+    ((2, 3, 5, 7), (2, 3, 2, 3), (1, 2), (0, 1), (2, 1), 1, 1),
+)
+# conv1d: (x, w, stride, padding, dilation, groups, bias)
+CONV1D = (
+    ((2, 3, 11), (4, 3, 3), 1, 0, 1, 1, 1),
+    ((1, 4, 9), (4, 2, 2), 2, 1, 2, 2, 0),
+    ((3, 2, 5), (2, 2, 1), 1, 0, 1, 1, 1),
+)
+# pools: (op, x shape, kernel, stride, padding)
+POOLS = (
+    ("max_pool2d", (2, 3, 6, 6), (2, 2), (2, 2), (0, 0)),
+    ("max_pool2d", (1, 2, 7, 5), (3, 2), (2, 1), (1, 1)),
+    ("max_pool2d", (2, 1, 5, 5), (3, 3), (1, 1), (1, 0)),
+    ("avg_pool2d", (2, 3, 6, 6), (2, 2), (2, 2), (0, 0)),
+    ("avg_pool2d", (1, 2, 7, 5), (3, 2), (2, 1), (1, 1)),
+    ("max_pool1d", (2, 3, 9), (3,), (2,), (1,)),
+    ("avg_pool1d", (2, 3, 9), (3,), (2,), (1,)),
+    ("avg_pool1d", (1, 1, 4), (4,), (1,), (0,)),
+)
+
+
+def conv_cases():
+    cases = []
+    for xs, ws, st, pd, dl, gr, bias in CONV2D:
+        name = "conv2d_%s_%s_s%d%d_p%d%d_d%d%d_g%d_b%d" % (fmt_shape(xs), fmt_shape(ws), st[0],
+                                                          st[1], pd[0], pd[1], dl[0], dl[1], gr,
+                                                          bias)
+        shapes = [xs, ws] + ([(ws[0],)] if bias else [])
+        f = (lambda st, pd, dl, gr: lambda x, w, b=None: F.conv2d(x, w, b, st, pd, dl, gr))(
+            st, pd, dl, gr)
+        cases.append(simple_case(name, "conv2d", list(st) + list(pd) + list(dl) + [gr, bias],
+                                 f, shapes))
+    for xs, ws, st, pd, dl, gr, bias in CONV1D:
+        name = "conv1d_%s_%s_s%d_p%d_d%d_g%d_b%d" % (fmt_shape(xs), fmt_shape(ws), st, pd, dl, gr,
+                                                    bias)
+        shapes = [xs, ws] + ([(ws[0],)] if bias else [])
+        f = (lambda st, pd, dl, gr: lambda x, w, b=None: F.conv1d(x, w, b, st, pd, dl, gr))(
+            st, pd, dl, gr)
+        cases.append(simple_case(name, "conv1d", [st, pd, dl, gr, bias], f, shapes))
+    for op, xs, k, st, pd in POOLS:
+        name = "%s_%s_k%s_s%s_p%s" % (op, fmt_shape(xs), fmt_shape(k), fmt_shape(st),
+                                      fmt_shape(pd))
+        fn = getattr(F, op)
+        f = (lambda fn, k, st, pd: lambda x: fn(x, k, st, pd))(fn, k, st, pd)
+        cases.append(simple_case(name, op, list(k) + list(st) + list(pd), f, [xs]))
+    # max pooling over ties: the gradient goes to the first maximum
+    name = "max_pool2d_ties_2x2x4x4_k2x2_s1x1_p0x0"
+    g = generator_for(name + "/inputs")
+    x = torch.round(uniform(g, (2, 2, 4, 4), -1, 1))
+    f = lambda x: F.max_pool2d(x, (2, 2), (1, 1), (0, 0))
+    cases.append(make_case(name, "max_pool2d", [2, 2, 1, 1, 0, 0], f, [x]))
+    for xs in ((2, 3, 4, 5), (3, 2, 7)):
+        name = "global_avg_pool_%s" % fmt_shape(xs)
+        nd = len(xs)
+        f = (lambda nd: lambda x: x.mean(dim=list(range(2, nd)), keepdim=True))(nd)
+        cases.append(simple_case(name, "global_avg_pool", [], f, [xs]))
+    return cases
+
+
 def nonfinite_cases():
     """The first case of every op of ops_ref.txt and of every operand rank
     pair of matmul_ref.txt, with NaN, +inf and -inf in each float input."""
@@ -684,7 +758,7 @@ def nonfinite_cases():
     INJECT_SPECIALS = True
     try:
         cases, seen = [], set()
-        for text in ops_cases() + matmul_cases():
+        for text in ops_cases() + matmul_cases() + conv_cases():
             op = text.split(None, 3)[2]
             shapes = tuple(line for line in text.splitlines() if line.startswith("tensor in"))
             key = op if op != "matmul" else (op, tuple(len(s.split()) for s in shapes))
@@ -707,6 +781,8 @@ def main():
                "reduction, shape and loss ops", ops_cases())
     write_file(os.path.join(out_dir, "optim_ref.txt"), "optimizers: "
                "parameters after each of %d steps" % OPTIM_STEPS, optim_cases())
+    write_file(os.path.join(out_dir, "conv_ref.txt"), "convolutions and pooling",
+               conv_cases())
     write_file(os.path.join(out_dir, "nonfinite_ref.txt"), "every op with NaN, +inf "
                "and -inf in its inputs", nonfinite_cases())
 

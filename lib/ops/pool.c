@@ -1,0 +1,273 @@
+/*
+ * Pooling, as PyTorch's max_pool1d/2d and avg_pool1d/2d (ceil_mode off,
+ * avg with count_include_pad on), over (N, C, H, W) planes (the 1-d forms
+ * with H = 1):
+ *
+ *   y = max_pool(x)   dx = max_pool_grad(g, x): g added at each window's arg-max
+ *   y = avg_pool(x)   dx = avg_pool_grad(g):    g / window size added over the window
+ *
+ * The arg-max is found again in the backward pass, by the same scan as the
+ * forward one, rather than kept: an index tensor would cost more arena than
+ * the rescan costs time.  Both gradients give each thread whole (n, c)
+ * planes of dx and add in one fixed order, so they are deterministic.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../op.h"
+
+/* The window of output (oh, ow), clipped to the plane: rows [h0, h1),
+ * columns [w0, w1); and its size before clipping to the plane but after
+ * clipping to the padded plane, which is avg_pool's divisor. */
+typedef struct span {
+    int64_t h0, h1, w0, w1, size;
+} span;
+
+static span window_at(const window_attr *a, int64_t oh, int64_t ow)
+{
+    int64_t h0 = oh * a->sh - a->ph, w0 = ow * a->sw - a->pw;
+    int64_t h1 = h0 + a->kh, w1 = w0 + a->kw;
+    int64_t hp = h1 < a->h + a->ph ? h1 : a->h + a->ph, wp = w1 < a->w + a->pw ? w1 : a->w + a->pw;
+    span s = {h0 < 0 ? 0 : h0, h1 < a->h ? h1 : a->h, w0 < 0 ? 0 : w0, w1 < a->w ? w1 : a->w,
+              (hp - h0) * (wp - w0)};
+    return s;
+}
+
+/* The arg-max of one window of plane x (row stride xs2, column stride xs3)
+ * as PyTorch's CPU kernel finds it: the first greatest value in row-major
+ * order, or the last NaN; the window's first element if all are -inf. */
+static int64_t argmax(const float *x, int64_t xs2, int64_t xs3, int64_t w, span s, float *max)
+{
+    int64_t best = s.h0 * w + s.w0;
+    float m = -INFINITY;
+    for (int64_t h = s.h0; h < s.h1; h++)
+        for (int64_t c = s.w0; c < s.w1; c++) {
+            float v = x[h * xs2 + c * xs3];
+            if (v > m || isnan(v)) {
+                m = v;
+                best = h * w + c;
+            }
+        }
+    *max = m;
+    return best;
+}
+
+/* Thread shares are (n, c) planes; x may be a strided view. */
+static void run_max_pool(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
+{
+    const window_attr *a = pn->node->attr;
+    const int64_t *xs = pn->innode[0]->lay.st;
+    int64_t lo, hi;
+    (void)sx;
+    stgR_share(pn, pn->node->shape.d[0] * a->c, tid, nt, &lo, &hi);
+    for (int64_t q = lo; q < hi; q++) {
+        const float *x = pn->in[0] + q / a->c * xs[0] + q % a->c * xs[1];
+        float *y = pn->out + q * a->oh * a->ow;
+        for (int64_t oh = 0; oh < a->oh; oh++)
+            for (int64_t ow = 0; ow < a->ow; ow++)
+                argmax(x, xs[2], xs[3], a->w, window_at(a, oh, ow), &y[oh * a->ow + ow]);
+    }
+}
+
+static void run_max_pool_grad(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
+{
+    const window_attr *a = pn->node->attr;
+    const int64_t *gs = pn->innode[0]->lay.st, *xs = pn->innode[1]->lay.st;
+    int64_t lo, hi;
+    (void)sx;
+    stgR_share(pn, pn->node->shape.d[0] * a->c, tid, nt, &lo, &hi);
+    for (int64_t q = lo; q < hi; q++) {
+        int64_t n = q / a->c, c = q % a->c;
+        const float *g = pn->in[0] + n * gs[0] + c * gs[1];
+        const float *x = pn->in[1] + n * xs[0] + c * xs[1];
+        float *dx = pn->out + q * a->h * a->w, m;
+        memset(dx, 0, (size_t)(a->h * a->w) * sizeof(float));
+        for (int64_t oh = 0; oh < a->oh; oh++)
+            for (int64_t ow = 0; ow < a->ow; ow++)
+                dx[argmax(x, xs[2], xs[3], a->w, window_at(a, oh, ow), &m)] +=
+                    g[oh * gs[2] + ow * gs[3]];
+    }
+}
+
+static void run_avg_pool(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
+{
+    const window_attr *a = pn->node->attr;
+    const int64_t *xs = pn->innode[0]->lay.st;
+    int64_t lo, hi;
+    (void)sx;
+    stgR_share(pn, pn->node->shape.d[0] * a->c, tid, nt, &lo, &hi);
+    for (int64_t q = lo; q < hi; q++) {
+        const float *x = pn->in[0] + q / a->c * xs[0] + q % a->c * xs[1];
+        float *y = pn->out + q * a->oh * a->ow;
+        for (int64_t oh = 0; oh < a->oh; oh++)
+            for (int64_t ow = 0; ow < a->ow; ow++) {
+                span s = window_at(a, oh, ow);
+                float sum = 0.0f;
+                for (int64_t h = s.h0; h < s.h1; h++)
+                    for (int64_t w = s.w0; w < s.w1; w++)
+                        sum += x[h * xs[2] + w * xs[3]];
+                y[oh * a->ow + ow] = sum / (float)s.size;
+            }
+    }
+}
+
+static void run_avg_pool_grad(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
+{
+    const window_attr *a = pn->node->attr;
+    const int64_t *gs = pn->innode[0]->lay.st;
+    int64_t lo, hi;
+    (void)sx;
+    stgR_share(pn, pn->node->shape.d[0] * a->c, tid, nt, &lo, &hi);
+    for (int64_t q = lo; q < hi; q++) {
+        const float *g = pn->in[0] + q / a->c * gs[0] + q % a->c * gs[1];
+        float *dx = pn->out + q * a->h * a->w;
+        memset(dx, 0, (size_t)(a->h * a->w) * sizeof(float));
+        for (int64_t oh = 0; oh < a->oh; oh++)
+            for (int64_t ow = 0; ow < a->ow; ow++) {
+                span s = window_at(a, oh, ow);
+                float share = g[oh * gs[2] + ow * gs[3]] / (float)s.size;
+                for (int64_t h = s.h0; h < s.h1; h++)
+                    for (int64_t w = s.w0; w < s.w1; w++)
+                        dx[h * a->w + w] += share;
+            }
+    }
+}
+
+/* ---- backward rules and builders ------------------------------------------ */
+
+static stg_shape plane_shape(const stg_graph *g, int32_t x, const window_attr *a)
+{
+    return (stg_shape){4, {g->nodes[x].shape.d[0], a->c, a->h, a->w}};
+}
+
+static void backward_max_pool(stg_ad *ad, int32_t id, stg_tensor gout)
+{
+    const stg_node *n = &ad->g->nodes[id];
+    int32_t x = n->in[0], in[2] = {gout.id, x};
+    window_attr a = *(const window_attr *)n->attr;
+    if (!stgD_needs(ad, x) || gout.id < 0)
+        return;
+    stg_shape s = plane_shape(ad->g, x, &a);
+    stgD_accumulate(ad, x, stgG_add(ad->g, &stg_op_max_pool_grad, 2, in, &s, &a));
+}
+
+static void backward_avg_pool(stg_ad *ad, int32_t id, stg_tensor gout)
+{
+    const stg_node *n = &ad->g->nodes[id];
+    int32_t x = n->in[0];
+    window_attr a = *(const window_attr *)n->attr;
+    if (!stgD_needs(ad, x) || gout.id < 0)
+        return;
+    stg_shape s = plane_shape(ad->g, x, &a);
+    stgD_accumulate(ad, x, stgG_add(ad->g, &stg_op_avg_pool_grad, 1, &gout.id, &s, &a));
+}
+
+static double flops_window(const stg_graph *g, const stg_node *n)
+{
+    const window_attr *a = n->attr;
+    (void)g; /* one operation per tap of every window */
+    return (double)(n->shape.d[0] * a->c) * (double)(a->oh * a->ow) * (double)(a->kh * a->kw);
+}
+
+static stg_tensor pool(stg_graph *g, const stg_op *op, const char *name, int dims, stg_tensor x,
+                       const stg_pool_params *p)
+{
+    if (!stgG_ok(g) || !stgG_check_tensor(g, name, x))
+        return stgG_t(-1);
+    const stg_shape xs = stgG_node(g, x)->shape;
+    char bx[96];
+    stgS_str(&xs, bx, sizeof bx);
+    if (!p)
+        return stgG_fail(g, STG_INVALID, "%s: x %s: the parameters are NULL (a kernel size is "
+                         "needed)", name, bx);
+    if (xs.nd != dims + 2)
+        return stgG_fail(g, STG_SHAPE, "%s: x %s must have %d dims (N, C, %s)", name, bx,
+                         dims + 2, dims == 2 ? "H, W" : "L");
+    int64_t k[2], stride[2], pad[2], dil[2] = {1, 1};
+    for (int d = 0; d < 2; d++) {
+        int from = dims == 1 ? 0 : d;
+        bool used = dims == 2 || d == 1;
+        k[d] = used ? p->kernel[from] : 1;
+        stride[d] = used ? (p->stride[from] ? p->stride[from] : k[d]) : 1;
+        pad[d] = used ? p->padding[from] : 0;
+        if (used && k[d] >= 1 && pad[d] > k[d] / 2)
+            return stgG_fail(g, STG_INVALID, "%s: x %s: padding %lld is more than half the kernel "
+                             "%lld", name, bx, (long long)pad[d], (long long)k[d]);
+    }
+    stg_shape x4 = dims == 2 ? xs : (stg_shape){4, {xs.d[0], xs.d[1], 1, xs.d[2]}};
+    window_attr a;
+    if (!stgK_window(g, name, &xs, dims, &x4, k, stride, pad, dil, &a))
+        return stgG_t(-1);
+    stg_tensor x4t = dims == 2 ? x : stg_reshape(g, x, 4, x4.d);
+    stg_shape ys = {4, {xs.d[0], xs.d[1], a.oh, a.ow}};
+    stg_tensor y = stgG_add(g, op, 1, &x4t.id, &ys, &a);
+    return dims == 2 ? y : stg_reshape(g, y, 3, (int64_t[]){xs.d[0], xs.d[1], a.ow});
+}
+
+STG_API stg_tensor stg_max_pool2d(stg_graph *g, stg_tensor x, const stg_pool_params *p)
+{
+    return pool(g, &stg_op_max_pool, "max_pool2d", 2, x, p);
+}
+
+STG_API stg_tensor stg_avg_pool2d(stg_graph *g, stg_tensor x, const stg_pool_params *p)
+{
+    return pool(g, &stg_op_avg_pool, "avg_pool2d", 2, x, p);
+}
+
+STG_API stg_tensor stg_max_pool1d(stg_graph *g, stg_tensor x, const stg_pool_params *p)
+{
+    return pool(g, &stg_op_max_pool, "max_pool1d", 1, x, p);
+}
+
+STG_API stg_tensor stg_avg_pool1d(stg_graph *g, stg_tensor x, const stg_pool_params *p)
+{
+    return pool(g, &stg_op_avg_pool, "avg_pool1d", 1, x, p);
+}
+
+STG_API stg_tensor stg_global_avg_pool(stg_graph *g, stg_tensor x)
+{
+    if (!stgG_ok(g) || !stgG_check_tensor(g, "global_avg_pool", x))
+        return stgG_t(-1);
+    const stg_shape *xs = &stgG_node(g, x)->shape;
+    if (xs->nd < 3) {
+        char bx[96];
+        return stgG_fail(g, STG_SHAPE, "global_avg_pool: x %s must have at least 3 dims (N, C, "
+                         "then the axes averaged)", stgS_str(xs, bx, sizeof bx));
+    }
+    int axes[STG_MAX_DIMS], n = 0;
+    for (int i = 2; i < xs->nd; i++)
+        axes[n++] = i;
+    return stg_mean(g, x, n, axes, 1);
+}
+
+const stg_op stg_op_max_pool = {
+    .name = "max_pool",
+    .attr_size = sizeof(window_attr),
+    .print_attr = stgK_print_window,
+    .run = run_max_pool,
+    .backward = backward_max_pool,
+    .flops = flops_window,
+};
+const stg_op stg_op_max_pool_grad = {
+    .name = "max_pool_grad",
+    .attr_size = sizeof(window_attr),
+    .print_attr = stgK_print_window,
+    .run = run_max_pool_grad,
+    .flops = flops_window,
+};
+const stg_op stg_op_avg_pool = {
+    .name = "avg_pool",
+    .attr_size = sizeof(window_attr),
+    .print_attr = stgK_print_window,
+    .run = run_avg_pool,
+    .backward = backward_avg_pool,
+    .flops = flops_window,
+};
+const stg_op stg_op_avg_pool_grad = {
+    .name = "avg_pool_grad",
+    .attr_size = sizeof(window_attr),
+    .print_attr = stgK_print_window,
+    .run = run_avg_pool_grad,
+    .flops = flops_window,
+};
