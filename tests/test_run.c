@@ -116,6 +116,83 @@ static float *train(int threads, int steps, size_t *len)
     return out;
 }
 
+/* BENCH.md's lenet at a small batch: conv 16 3x3 pad 1 -> max pool 2 ->
+ * relu -> conv 32 3x3 pad 1 -> max pool 2 -> relu -> 1568-128 -> relu -> 10. */
+typedef struct lenet {
+    stg_graph *g;
+    stg_tensor x, y, w[4], b[4], loss;
+} lenet;
+
+static lenet make_lenet(int batch)
+{
+    lenet n = {.g = stg_graph_new()};
+    stg_graph *g = n.g;
+    n.x = stg_input(g, "x", 4, (int64_t[]){batch, 1, 28, 28});
+    n.y = stg_input_i32(g, "y", 1, (int64_t[]){batch});
+    n.w[0] = stg_param(g, "c1", 4, (int64_t[]){16, 1, 3, 3});
+    n.w[1] = stg_param(g, "c2", 4, (int64_t[]){32, 16, 3, 3});
+    n.w[2] = stg_param(g, "f1", 2, (int64_t[]){1568, 128});
+    n.w[3] = stg_param(g, "f2", 2, (int64_t[]){128, 10});
+    int64_t bd[4] = {16, 32, 128, 10};
+    for (int l = 0; l < 4; l++)
+        n.b[l] = stg_param(g, "b", 1, &bd[l]);
+    stg_conv_params same = {.padding = {1, 1}};
+    stg_pool_params two = {{2, 2}, {0, 0}, {0, 0}};
+    stg_tensor h = stg_relu(g, stg_max_pool2d(g, stg_conv2d(g, n.x, n.w[0], n.b[0], &same), &two));
+    h = stg_relu(g, stg_max_pool2d(g, stg_conv2d(g, h, n.w[1], n.b[1], &same), &two));
+    h = stg_reshape(g, h, 2, (int64_t[]){batch, 1568});
+    h = stg_relu(g, stg_add(g, stg_matmul(g, h, n.w[2]), n.b[2]));
+    h = stg_add(g, stg_matmul(g, h, n.w[3]), n.b[3]);
+    n.loss = stg_softmax_cross_entropy(g, h, n.y, STG_REDUCE_MEAN);
+    assert_int_equal(stg_graph_status(g), STG_OK);
+    return n;
+}
+
+static void fill_lenet(stg_plan *p, const lenet *n, int batch)
+{
+    tu_fill(stg_plan_data(p, n->x), (int64_t)batch * 784, 1, 0, 1);
+    int32_t *y = stg_plan_data_i32(p, n->y);
+    for (int i = 0; i < batch; i++)
+        y[i] = (i * 7) % 10;
+    for (int l = 0; l < 4; l++) {
+        tu_fill(stg_plan_data(p, n->w[l]), stg_tensor_numel(n->g, n->w[l]), 40 + l, -0.1f, 0.1f);
+        tu_fill(stg_plan_data(p, n->b[l]), stg_tensor_numel(n->g, n->b[l]), 50 + l, -0.1f, 0.1f);
+    }
+}
+
+/* Convolution steps allocate nothing and give the same bits at 1 and 2
+ * threads, as the MLP's do. */
+static void test_lenet_steps(void **state)
+{
+    (void)state;
+    float *params[2] = {NULL, NULL};
+    size_t bytes = 0;
+    for (int threads = 1; threads <= 2; threads++) {
+        lenet n = make_lenet(8);
+        stg_plan *p = tu_plan(n.g, n.loss, threads, STG_OPTIM_SGD);
+        fill_lenet(p, &n, 8);
+        assert_int_equal(stg_plan_step(p), STG_OK);
+        long before = allochook_calls();
+        for (int i = 0; i < 5; i++)
+            assert_int_equal(stg_plan_step(p), STG_OK);
+        long calls = allochook_calls() - before;
+        if (allochook_works()) {
+            print_message("lenet, %d thread(s): %ld allocator calls in 5 steps\n", threads, calls);
+            assert_int_equal(calls, 0);
+        }
+        bytes = (size_t)stg_tensor_numel(n.g, n.w[1]) * sizeof(float);
+        params[threads - 1] = malloc(bytes + sizeof(float));
+        memcpy(params[threads - 1], stg_plan_data(p, n.w[1]), bytes);
+        params[threads - 1][bytes / sizeof(float)] = stg_plan_loss(p);
+        assert_true(stg_plan_loss(p) > 0 && stg_plan_loss(p) < 5);
+        stg_plan_free(p);
+        stg_graph_free(n.g);
+    }
+    assert_memory_equal(params[0], params[1], bytes + sizeof(float));
+    free(params[0]);
+    free(params[1]);
+}
+
 static void test_bitwise_reproducible(void **state)
 {
     (void)state;
@@ -392,6 +469,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_steps_allocate_nothing),
         cmocka_unit_test(test_bitwise_reproducible),
+        cmocka_unit_test(test_lenet_steps),
         cmocka_unit_test(test_loss_falls),
         cmocka_unit_test(test_sgd_update_and_grad_persistence),
         cmocka_unit_test(test_kept_values_are_forward_values),
