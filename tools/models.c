@@ -1,6 +1,7 @@
 /*
  * The tools' models (see models.h).
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,63 @@ static stg_plan *fail(stg_graph *g, char *err, size_t errlen)
                                                                 : stg_plan_last_message());
     stg_graph_free(g);
     return NULL;
+}
+
+stg_plan *lenet_plan(int batch, stg_plan_options *opts, char *err, size_t errlen)
+{
+    stg_graph *g = stg_graph_new();
+    if (!g) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    stg_tensor x = stg_input(g, "x", 4, (int64_t[]){batch, 1, 28, 28});
+    stg_tensor y = stg_input_i32(g, "y", 1, (int64_t[]){batch});
+    static const char *const names[4][2] = {{"conv1.w", "conv1.b"}, {"conv2.w", "conv2.b"},
+                                            {"fc1.w", "fc1.b"}, {"fc2.w", "fc2.b"}};
+    static const int64_t wd[4][4] = {{16, 1, 3, 3}, {32, 16, 3, 3}, {1568, 128}, {128, 10}};
+    static const int wnd[4] = {4, 4, 2, 2};
+    /* PyTorch's default init: kaiming_uniform(a = sqrt(5)) of fan_in, and a
+     * bias uniform in +-1/sqrt(fan_in) */
+    static const double fan_in[4] = {9, 144, 1568, 128};
+    stg_tensor w[4], b[4];
+    for (int l = 0; l < 4; l++) {
+        w[l] = stg_param(g, names[l][0], wnd[l], wd[l]);
+        b[l] = stg_param(g, names[l][1], 1, (int64_t[]){l < 2 ? wd[l][0] : wd[l][1]});
+    }
+    stg_conv_params same = {.padding = {1, 1}};
+    stg_pool_params two = {{2, 2}, {0, 0}, {0, 0}};
+    stg_tensor h = stg_relu(g, stg_max_pool2d(g, stg_conv2d(g, x, w[0], b[0], &same), &two));
+    h = stg_relu(g, stg_max_pool2d(g, stg_conv2d(g, h, w[1], b[1], &same), &two));
+    h = stg_reshape(g, h, 2, (int64_t[]){batch, 1568});
+    h = stg_relu(g, stg_add(g, stg_matmul(g, h, w[2]), b[2]));
+    h = stg_add(g, stg_matmul(g, h, w[3]), b[3]);
+    stg_tensor loss = stg_softmax_cross_entropy(g, h, y, STG_REDUCE_MEAN);
+    opts->optimizer = STG_OPTIM_SGD;
+    opts->lr = 0.05f;
+    opts->momentum = 0.9f;
+    stg_plan *p = NULL;
+    if (stg_graph_status(g) != STG_OK || stg_plan_create(g, loss, opts, &p) != STG_OK)
+        return fail(g, err, errlen);
+    for (int l = 0; l < 4; l++) {
+        float bound = (float)(1.0 / sqrt(fan_in[l]));
+        stg_plan_init(p, w[l], STG_INIT_UNIFORM, -bound, bound, 10 + (uint64_t)l);
+        stg_plan_init(p, b[l], STG_INIT_UNIFORM, -bound, bound, 20 + (uint64_t)l);
+    }
+    stg_plan_init(p, x, STG_INIT_UNIFORM, 0.0f, 1.0f, 1);
+    int32_t *labels = stg_plan_data_i32(p, y);
+    for (int i = 0; i < batch; i++)
+        labels[i] = (int32_t)((i * 7) % 10);
+    stg_graph_free(g);
+    return p;
+}
+
+double lenet_flops(int batch)
+{
+    /* per sample: conv1 16x9 taps over 28x28, conv2 32x144 over 14x14, fc
+     * 1568x128 and 128x10; three products each (forward, weight and input
+     * gradients) but conv1's input gradient */
+    double conv1 = 2.0 * 16 * 9 * 784, conv2 = 2.0 * 32 * 144 * 196, fc = 2.0 * (1568 * 128 + 128 * 10);
+    return (double)batch * (2 * conv1 + 3 * conv2 + 3 * fc);
 }
 
 stg_plan *mlp_plan(const mlp_spec *spec, stg_plan_options *opts, char *err, size_t errlen)

@@ -57,4 +57,13 @@ double matmul_case_flops(const matmul_case *mc, bool backward);
 double matmul_case_bytes(const matmul_case *mc, bool backward);
 double mlp_flops(const mlp_spec *spec);
 
+/* BENCH.md's lenet training step at 'batch' (1x28x28 -> conv 16 3x3 pad 1 ->
+ * max pool 2 -> relu -> conv 32 3x3 pad 1 -> max pool 2 -> relu -> 1568-128 ->
+ * relu -> 128-10, softmax cross-entropy, SGD lr 0.05 momentum 0.9), random
+ * inputs and labels; errors as mlp_plan. */
+stg_plan *lenet_plan(int batch, stg_plan_options *opts, char *err, size_t errlen);
+/* FLOPs of the lenet step's convolutions and products (2 per multiply-add;
+ * forward, both gradients, but not the first convolution's input gradient). */
+double lenet_flops(int batch);
+
 #endif

@@ -28,7 +28,8 @@ static const char *const mode_names[] = {"fwd", "fwd+bwd", "step"};
 
 /* One timed configuration and what its rounds measured. */
 typedef struct config {
-    const matmul_case *mc; /* NULL for the mlp step */
+    const matmul_case *mc; /* NULL for the training steps */
+    bool lenet;            /* the lenet step rather than the mlp one */
     bench_mode mode;
     int batch, threads;
     stg_guard guard;           /* what a step checks (--guard-loss) */
@@ -153,12 +154,15 @@ static stg_plan *build_plan(config *c)
     stg_plan *p;
     if (c->mc) {
         p = matmul_plan(c->mc, c->mode == MODE_FWDBWD, &o, err, sizeof err);
+    } else if (c->lenet) {
+        p = lenet_plan(c->batch, &o, err, sizeof err);
     } else {
         mlp_spec spec = bench_mlp(c->batch);
         p = mlp_plan(&spec, &o, err, sizeof err);
     }
     if (!p)
-        fprintf(stderr, "stg-bench: %s: %s\n", c->mc ? c->mc->name : "mlp", err);
+        fprintf(stderr, "stg-bench: %s: %s\n", c->mc ? c->mc->name : c->lenet ? "lenet" : "mlp",
+                err);
     return p;
 }
 
@@ -203,7 +207,7 @@ static double min_of(const double *v, int n)
 
 static const char *case_name(const config *c)
 {
-    return c->mc ? c->mc->name : "mlp";
+    return c->mc ? c->mc->name : c->lenet ? "lenet" : "mlp";
 }
 
 /* The same case at one thread, for the scaling column. */
@@ -211,7 +215,7 @@ static const config *one_thread(const config *cs, int n, const config *c)
 {
     for (int i = 0; i < n; i++)
         if (cs[i].threads == 1 && cs[i].mc == c->mc && cs[i].mode == c->mode &&
-            cs[i].batch == c->batch)
+            cs[i].batch == c->batch && cs[i].lenet == c->lenet)
             return &cs[i];
     return NULL;
 }
@@ -238,7 +242,7 @@ static void print_tables(const config *cs, int n, int rounds, bool blis)
                 snprintf(batch, sizeof batch, "%d", c->batch);
             else
                 snprintf(gbs, sizeof gbs, "%.1f", c->bytes / med * 1e-3);
-            if (blis) {
+            if (blis && c->blis) {
                 double b = median_of(c->blis_med, rounds);
                 snprintf(bl, sizeof bl, "%.1f", b);
                 snprintf(ratio, sizeof ratio, "%.3f", c->mc ? b / med : med / b);
@@ -305,7 +309,7 @@ static bool write_json(const char *path, const stg_gemm_info *gemm, const config
                 i ? "," : "", case_name(c), mode_names[c->mode], batch, c->threads, c->flops,
                 med, min_of(c->p10, rounds), median_of(c->p99, rounds), c->flops / med * 1e-3,
                 c->peak > 0 ? c->flops / med * 1e-3 / c->peak : 0.0, gbs);
-        if (blis) {
+        if (blis && c->blis) {
             double b = median_of(c->blis_med, rounds);
             fprintf(f, "\"blis_us\": %.3f, \"%s\": %.4f}", b, c->mc ? "blis_ratio" : "overhead",
                     c->mc ? b / med : med / b);
@@ -353,7 +357,7 @@ int main(int argc, char **argv)
     const char *cases[32], *json = NULL, *only = NULL;
     int batches[MAX_LIST] = {1, 16, 64, 256}, nbatches = 4, threads[MAX_LIST] = {1, 2};
     int nthreads = 2, rounds = 3;
-    bool modes[2] = {true, true}, blis = true, lenet = false, one_batch_set = false,
+    bool modes[2] = {true, true}, blis = true, one_batch_set = false,
          one_mode_set = false;
     double min_time = 0.2;
     long lat_steps = 0, steps = 0, warmup = 0, one_batch = 64;
@@ -479,12 +483,8 @@ int main(int argc, char **argv)
             wanted |= !strcmp(cases[i], name);
         if (!wanted)
             continue;
-        if (k == nmc + 1) {
-            lenet = true;
-            continue;
-        }
         for (int t = 0; t < nthreads; t++) {
-            int variants = k < nmc ? 2 : nbatches;
+            int variants = k < nmc ? 2 : k == nmc ? nbatches : 1;
             for (int v = 0; v < variants; v++) {
                 if (k < nmc && !modes[v])
                     continue;
@@ -500,6 +500,11 @@ int main(int argc, char **argv)
                     c->mode = v ? MODE_FWDBWD : MODE_FWD;
                     c->flops = matmul_case_flops(mc, v == 1);
                     c->bytes = matmul_case_bytes(mc, v == 1);
+                } else if (k == nmc + 1) { /* BENCH.md: lenet at batch 64 */
+                    c->lenet = true;
+                    c->mode = MODE_STEP;
+                    c->batch = 64;
+                    c->flops = lenet_flops(64);
                 } else {
                     mlp_spec spec = bench_mlp(batches[v]);
                     c->mode = MODE_STEP;
@@ -530,8 +535,6 @@ int main(int argc, char **argv)
         for (int t = 0; t < nthreads; t++)
             if (threads[t] == cs[i].threads)
                 cs[i].peak = peak[t];
-    if (lenet)
-        printf("lenet: skipped: stgrad has no convolution or pooling op yet\n");
     fflush(stdout);
 
     for (int i = 0; i < n; i++) {
@@ -543,7 +546,7 @@ int main(int argc, char **argv)
             printf("%s\n", gemm.why);
             fflush(stdout);
         }
-        if (blis) {
+        if (blis && !cs[i].lenet) { /* no BLIS-alone baseline for convolutions */
             if (cs[i].mc) {
                 cs[i].blis = blis_matmul_job(cs[i].mc, cs[i].mode == MODE_FWDBWD);
             } else {
@@ -572,7 +575,7 @@ int main(int argc, char **argv)
             c->med[r] = quantile(t, k, 0.5);
             c->p10[r] = quantile(t, k, 0.1);
             c->p99[r] = quantile(t, k, 0.99);
-            if (blis) {
+            if (c->blis) {
                 k = time_runs(c, true, min_time * 1e6, t);
                 c->blis_med[r] = quantile(t, k, 0.5);
             }

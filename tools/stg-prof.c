@@ -113,20 +113,20 @@ int main(int argc, char **argv)
     } else {
         const matmul_case *mc = matmul_case_find(model);
         if (!mc && !strcmp(model, "lenet")) {
-            fprintf(stderr, "stg-prof: model 'lenet' (BENCH.md) needs convolution and pooling, "
-                            "which stgrad does not have yet\n");
-            return 2;
-        }
-        if (!mc) {
+            snprintf(title, sizeof title, "lenet, batch %ld, %.1f MFLOP of convolutions and "
+                     "products", batch, lenet_flops((int)batch) / 1e6);
+            p = lenet_plan((int)batch, &o, err, sizeof err);
+        } else if (!mc) {
             fprintf(stderr, "stg-prof: unknown model '%s' (mlp or a matmul case; see --help)\n",
                     model);
             return 2;
+        } else {
+            bool backward = !strcmp(mode, "fwd+bwd");
+            is_step = backward;
+            snprintf(title, sizeof title, "%s %s, %.1f MFLOP", mc->name, mode,
+                     matmul_case_flops(mc, backward) / 1e6);
+            p = matmul_plan(mc, backward, &o, err, sizeof err);
         }
-        bool backward = !strcmp(mode, "fwd+bwd");
-        is_step = backward;
-        snprintf(title, sizeof title, "%s %s, %.1f MFLOP", mc->name, mode,
-                 matmul_case_flops(mc, backward) / 1e6);
-        p = matmul_plan(mc, backward, &o, err, sizeof err);
     }
     if (!p) {
         fprintf(stderr, "stg-prof: building the plan failed: %s\n", err);
