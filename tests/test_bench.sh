@@ -33,7 +33,7 @@ blis=${HAVE_BLIS:-yes} baseline="blis/stg"
 [ "$blis" = no ] && baseline="no BLIS-alone baseline"
 expect 0 "gemm: " -- $quick --cases dot,mm_batched,mlp,lenet --batches 2,3 --threads 1,2 \
     --latency 20 --json "$tmp/b.json"
-for word in "FMA peak" "$baseline" "lenet: skipped" "p99/p50"; do
+for word in "FMA peak" "$baseline" "p99/p50"; do
     grep -q -- "$word" "$tmp/out" || { echo "FAIL: no '$word' in the output"; fails=$((fails + 1)); }
 done
 # 2 matmul cases x 2 modes x 2 thread counts, and the mlp at 2 batches x 2
@@ -41,6 +41,9 @@ done
     { echo "FAIL: expected 8 matmul rows"; cat "$tmp/out"; fails=$((fails + 1)); }
 [ "$(grep -c -E '^mlp ' "$tmp/out")" = 4 ] ||
     { echo "FAIL: expected 4 mlp rows"; cat "$tmp/out"; fails=$((fails + 1)); }
+# lenet at its one batch (64) x 2 thread counts
+[ "$(grep -c -E '^lenet +step +64 ' "$tmp/out")" = 2 ] ||
+    { echo "FAIL: expected 2 lenet rows"; cat "$tmp/out"; fails=$((fails + 1)); }
 if command -v python3 >/dev/null 2>&1; then
     python3 - "$tmp/b.json" "$blis" <<'PY' || fails=$((fails + 1))
 import json, sys
@@ -48,15 +51,16 @@ d = json.load(open(sys.argv[1]))
 blis = sys.argv[2] == "yes"
 assert d["gemm"].startswith("gemm: ") and d["gemm_kernel"] in ("blis", "avx512", "avx2", "portable"), d
 rows = d["results"]
-assert len(rows) == 12, len(rows)
+assert len(rows) == 14, len(rows)
 assert len(d["latency"]) == 2 and all(r["p50_us"] <= r["p99_us"] <= r["max_us"] for r in d["latency"])
 for r in rows:
     assert 0 < r["p10_us"] <= r["median_us"] <= r["p99_us"], r
     assert r["flops"] > 0, r
-    assert (r["blis_us"] > 0) if blis else (r["blis_us"] is None), r
-    assert ("blis_ratio" in r) == (r["case"] != "mlp"), r
-    assert (r["batch"] is None) == (r["case"] != "mlp"), r
-    assert (r["gbs"] is None) == (r["case"] == "mlp"), r
+    step = r["case"] in ("mlp", "lenet")
+    assert (r["blis_us"] > 0) if blis and r["case"] != "lenet" else (r["blis_us"] is None), r
+    assert ("blis_ratio" in r) == (not step), r
+    assert (r["batch"] is None) == (not step), r
+    assert (r["gbs"] is None) == step, r
 assert set(d["peak_gflops"]) == {"1", "2"}
 PY
 fi

@@ -1,6 +1,6 @@
 #!/bin/sh
 # stg-prof end to end: option errors (status and message), an unwritable
-# trace path, and short runs of an MLP and a matmul case that print the
+# trace path, and short runs of an MLP, lenet and a matmul case that print the
 # table and write a trace and a DOT file.
 set -u
 tool=${PROF:-./stg-prof}
@@ -9,7 +9,6 @@ tool=${PROF:-./stg-prof}
 expect 0 "usage: stg-prof" -- --help
 expect 2 "unknown option '--bogus'" -- --bogus
 expect 2 "unknown model 'resnet'" -- --model resnet
-expect 2 "needs convolution" -- --model lenet
 expect 2 "layer sizes '784,,10'" -- --layers 784,,10
 expect 2 "layer sizes '5'" -- --layers 5
 expect 2 "--batch" -- --batch 0
@@ -23,6 +22,10 @@ expect 0 "step time: median" -- $small --threads 2 --memory --trace "$tmp/t.json
 for word in "mlp 20-10-3, batch 4" "matmul (w1)" "sgd (w2)" "barrier waits" "reuse ratio" \
             "optimizer state"; do
     grep -q -- "$word" "$tmp/out" || { echo "FAIL: no '$word' in the output"; fails=$((fails + 1)); }
+done
+expect 0 "lenet, batch 2" -- --model lenet --batch 2 --steps 2 --warmup 1 --threads 2
+for word in "im2col (x)" "matmul (conv2.w)" "max_pool_grad" "col2im" "sgd (fc1.w)"; do
+    grep -q -- "$word" "$tmp/out" || { echo "FAIL: no '$word' in the lenet profile"; fails=$((fails + 1)); }
 done
 head -c 40 "$tmp/t.json" | grep -q '^{"displayTimeUnit":"ns","traceEvents":\[' ||
     { echo "FAIL: $tmp/t.json is not a trace"; fails=$((fails + 1)); }
