@@ -32,12 +32,24 @@ void stgK_print_window(const void *attr, char *buf, size_t len)
 
 /* ---- im2col ---------------------------------------------------------------- */
 
+/* The output columns [*lo, *hi) of a row of 'ow' whose tap (offset 'at'
+ * from the window's start, stride 's') lands inside [0, w): the others read
+ * padding. */
+static inline void inside(int64_t ow, int64_t s, int64_t at, int64_t w, int64_t *lo, int64_t *hi)
+{
+    /* iw = o s + at in [0, w)  <=>  o in [ceil(-at / s), ceil((w - at) / s)) */
+    int64_t a = at >= 0 ? 0 : (-at + s - 1) / s, b = w - at <= 0 ? 0 : (w - at + s - 1) / s;
+    *lo = a < ow ? a : ow;
+    *hi = b < ow ? b : ow;
+    if (*hi < *lo)
+        *hi = *lo;
+}
+
 /* Thread shares are rows (n, c, kh, kw) of col; x may be a strided view. */
 static void run_im2col(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
 {
     const window_attr *a = pn->node->attr;
-    const stg_node *xn = pn->innode[0];
-    const int64_t *xs = xn->lay.st;
+    const int64_t *xs = pn->innode[0]->lay.st;
     int64_t rows_per_n = a->c * a->kh * a->kw, plane = a->oh * a->ow, lo, hi;
     (void)sx;
     stgR_share(pn, pn->node->shape.d[0] * rows_per_n, tid, nt, &lo, &hi);
@@ -46,6 +58,8 @@ static void run_im2col(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
         int64_t c = k / (a->kh * a->kw), i = k / a->kw % a->kh, j = k % a->kw;
         const float *x = pn->in[0] + n * xs[0] + c * xs[1];
         float *out = pn->out + r * plane;
+        int64_t at = j * a->dw - a->pw, o0, o1;
+        inside(a->ow, a->sw, at, a->w, &o0, &o1);
         for (int64_t oh = 0; oh < a->oh; oh++) {
             int64_t ih = oh * a->sh - a->ph + i * a->dh;
             float *o = out + oh * a->ow;
@@ -53,11 +67,17 @@ static void run_im2col(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
                 memset(o, 0, (size_t)a->ow * sizeof(float));
                 continue;
             }
-            const float *xr = x + ih * xs[2];
-            for (int64_t ow = 0; ow < a->ow; ow++) {
-                int64_t iw = ow * a->sw - a->pw + j * a->dw;
-                o[ow] = iw >= 0 && iw < a->w ? xr[iw * xs[3]] : 0.0f;
-            }
+            const float *xr = x + ih * xs[2] + at * xs[3];
+            int64_t step = a->sw * xs[3];
+            for (int64_t ow = 0; ow < o0; ow++)
+                o[ow] = 0.0f;
+            if (step == 1)
+                memcpy(o + o0, xr + o0, (size_t)(o1 - o0) * sizeof(float));
+            else
+                for (int64_t ow = o0; ow < o1; ow++)
+                    o[ow] = xr[ow * step];
+            for (int64_t ow = o1; ow < a->ow; ow++)
+                o[ow] = 0.0f;
         }
     }
 }
@@ -76,17 +96,21 @@ static void run_col2im(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
         memset(dx, 0, (size_t)(a->h * a->w) * sizeof(float));
         for (int64_t i = 0; i < a->kh; i++)
             for (int64_t j = 0; j < a->kw; j++) {
-                int64_t row = (c * a->kh + i) * a->kw + j;
+                int64_t row = (c * a->kh + i) * a->kw + j, at = j * a->dw - a->pw, o0, o1;
                 const float *g = pn->in[0] + n * gs[0] + row * gs[1];
+                inside(a->ow, a->sw, at, a->w, &o0, &o1);
                 for (int64_t oh = 0; oh < a->oh; oh++) {
                     int64_t ih = oh * a->sh - a->ph + i * a->dh;
                     if (ih < 0 || ih >= a->h)
                         continue;
-                    for (int64_t ow = 0; ow < a->ow; ow++) {
-                        int64_t iw = ow * a->sw - a->pw + j * a->dw;
-                        if (iw >= 0 && iw < a->w)
-                            dx[ih * a->w + iw] += g[(oh * a->ow + ow) * gs[2]];
-                    }
+                    float *d = dx + ih * a->w + at;
+                    const float *gr = g + oh * a->ow * gs[2];
+                    if (a->sw == 1 && gs[2] == 1)
+                        for (int64_t ow = o0; ow < o1; ow++)
+                            d[ow] += gr[ow];
+                    else
+                        for (int64_t ow = o0; ow < o1; ow++)
+                            d[ow * a->sw] += gr[ow * gs[2]];
                 }
             }
     }

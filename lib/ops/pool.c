@@ -36,21 +36,58 @@ static span window_at(const window_attr *a, int64_t oh, int64_t ow)
 
 /* The arg-max of one window of plane x (row stride xs2, column stride xs3)
  * as PyTorch's CPU kernel finds it: the first greatest value in row-major
- * order, or the last NaN; the window's first element if all are -inf. */
-static int64_t argmax(const float *x, int64_t xs2, int64_t xs3, int64_t w, span s, float *max)
+ * order, or the last NaN; the window's first element if all are -inf.
+ * Written with selects and masks, not branches: which value wins is as
+ * random as the data, and mispredicted branches cost more than the loads. */
+static inline int64_t argmax(const float *x, int64_t xs2, int64_t xs3, int64_t w, span s,
+                             float *max)
 {
-    int64_t best = s.h0 * w + s.w0;
+    if (s.h1 - s.h0 == 2 && s.w1 - s.w0 == 2) { /* the common window, unrolled */
+        const float *p = x + s.h0 * xs2 + s.w0 * xs3;
+        float v[4] = {p[0], p[xs3], p[xs2], p[xs2 + xs3]}, m = v[0];
+        int k = 0;
+        for (int i = 1; i < 4; i++) {
+            k = v[i] > m ? i : k;
+            m = v[i] > m ? v[i] : m;
+        }
+        int nan = v[3] != v[3] ? 3 : v[2] != v[2] ? 2 : v[1] != v[1] ? 1 : v[0] != v[0] ? 0 : -1;
+        *max = nan >= 0 ? NAN : m;
+        k = nan >= 0 ? nan : k;
+        return (s.h0 + k / 2) * w + s.w0 + k % 2;
+    }
+    int64_t best = s.h0 * w + s.w0, nan_at = 0, any_nan = 0;
     float m = -INFINITY;
     for (int64_t h = s.h0; h < s.h1; h++)
         for (int64_t c = s.w0; c < s.w1; c++) {
             float v = x[h * xs2 + c * xs3];
-            if (v > m || isnan(v)) {
-                m = v;
-                best = h * w + c;
-            }
+            int64_t idx = h * w + c, more = -(int64_t)(v > m), nan = -(int64_t)(v != v);
+            m = v > m ? v : m;
+            best = (best & ~more) | (idx & more);
+            nan_at = (nan_at & ~nan) | (idx & nan);
+            any_nan |= nan;
         }
-    *max = m;
-    return best;
+    *max = any_nan ? NAN : m;
+    return any_nan ? nan_at : best;
+}
+
+/* The greatest value of one window, NaN if it holds one. */
+static inline float window_max(const float *x, int64_t xs2, int64_t xs3, span s)
+{
+    if (s.h1 - s.h0 == 2 && s.w1 - s.w0 == 2) { /* the common window, unrolled */
+        const float *p = x + s.h0 * xs2 + s.w0 * xs3;
+        float v0 = p[0], v1 = p[xs3], v2 = p[xs2], v3 = p[xs2 + xs3];
+        float m01 = v1 > v0 ? v1 : v0, m23 = v3 > v2 ? v3 : v2, m = m23 > m01 ? m23 : m01;
+        return (v0 != v0) | (v1 != v1) | (v2 != v2) | (v3 != v3) ? NAN : m;
+    }
+    float m = -INFINITY;
+    int any_nan = 0;
+    for (int64_t h = s.h0; h < s.h1; h++)
+        for (int64_t c = s.w0; c < s.w1; c++) {
+            float v = x[h * xs2 + c * xs3];
+            m = v > m ? v : m;
+            any_nan |= v != v;
+        }
+    return any_nan ? NAN : m;
 }
 
 /* Thread shares are (n, c) planes; x may be a strided view. */
@@ -66,7 +103,7 @@ static void run_max_pool(const stg_pnode *pn, const stg_step *sx, int tid, int n
         float *y = pn->out + q * a->oh * a->ow;
         for (int64_t oh = 0; oh < a->oh; oh++)
             for (int64_t ow = 0; ow < a->ow; ow++)
-                argmax(x, xs[2], xs[3], a->w, window_at(a, oh, ow), &y[oh * a->ow + ow]);
+                y[oh * a->ow + ow] = window_max(x, xs[2], xs[3], window_at(a, oh, ow));
     }
 }
 
