@@ -4,7 +4,7 @@
 Run it from the build directory (where stg-bench is) with /usr/bin/python3,
 the interpreter with Debian's torch.  --cases takes names from dot mv
 mv_batched vm mm_square mm_batched mm_bcast_right mm_bcast_both mlp_layer
-mlp (default: all); the matmul cases run in modes 'fwd' and 'fwd+bwd', mlp
+mlp lenet (default: all); the matmul cases run in modes 'fwd' and 'fwd+bwd', mlp
 runs its training 'step' at each of --batches.
 
 PyTorch at its best (BENCH.md): Debian's torch does its GEMMs through
@@ -66,7 +66,7 @@ MATMUL_CASES = {
     "mm_bcast_both": ((8, 1, 64, 128), (1, 16, 128, 64)),
     "mlp_layer": ((256, 784), (784, 512)),
 }
-ALL_CASES = list(MATMUL_CASES) + ["mlp"]
+ALL_CASES = list(MATMUL_CASES) + ["mlp", "lenet"]
 MATMUL_MODES = ("fwd", "fwd+bwd")
 SEED = 0
 
@@ -153,6 +153,27 @@ def mlp_step_fn(batch):
     return step
 
 
+def lenet_step_fn(batch):
+    """The BENCH.md lenet training step (oneDNN does the convolutions)."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    torch.manual_seed(SEED)
+    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
+                          nn.Conv2d(16, 32, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(1568, 128), nn.ReLU(), nn.Linear(128, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    x = torch.rand(batch, 1, 28, 28, dtype=torch.float32)
+    y = torch.randint(0, 10, (batch,), dtype=torch.int64)
+
+    def step():
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return step
+
+
 def mapped_files():
     """(start, end, path) of every file mapped into this process."""
     out = []
@@ -212,6 +233,8 @@ def worker(args):
     for case in args.cases:
         if case == "mlp":
             jobs = [("step", b, mlp_step_fn(b)) for b in args.batches]
+        elif case == "lenet":
+            jobs = [("step", 64, lenet_step_fn(64))]    # BENCH.md: batch 64 only
         else:
             jobs = [(m, 0, matmul_fn(case, m)) for m in MATMUL_MODES]
         for mode, batch, fn in jobs:
