@@ -470,9 +470,11 @@ STG_API int64_t stg_plan_steps(const stg_plan *p);
 
 /* Initialisers.  Values come from a counter-based generator: value i of a
  * tensor depends only on (seed, i), so results do not depend on threads or
- * on the order tensors are initialised in.  For fans, the last dim is
- * fan_out and the product of the others fan_in (a (fan_in, fan_out) matrix,
- * as in x @ W); a vector has fan_in = fan_out = its size.
+ * on the order tensors are initialised in.  For fans, a matrix is
+ * (fan_in, fan_out), as in x @ W; a tensor of 3 or more dims is a
+ * convolution's weight (O, C/groups, K...), with PyTorch's fans: fan_in =
+ * C/groups x prod(K), fan_out = O x prod(K); a vector has fan_in = fan_out =
+ * its size.
  *   ZEROS, ONES, CONSTANT (a)       the value
  *   UNIFORM (a, b)                  uniform in [a, b)
  *   NORMAL (a, b)                   mean a, standard deviation b

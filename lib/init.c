@@ -36,6 +36,12 @@ static void fans(const stg_shape *s, double *fan_in, double *fan_out)
         *fan_in = *fan_out = 1.0;
         return;
     }
+    if (s->nd >= 3) { /* a convolution's weight (out, in/groups, kernel...), as PyTorch reads it */
+        double field = (double)stgS_numel(s) / (double)(s->d[0] * s->d[1]);
+        *fan_in = (double)s->d[1] * field;
+        *fan_out = (double)s->d[0] * field;
+        return;
+    }
     *fan_out = (double)s->d[s->nd - 1];
     *fan_in = s->nd == 1 ? *fan_out : (double)stgS_numel(s) / *fan_out;
 }

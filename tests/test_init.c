@@ -94,6 +94,24 @@ static void test_distributions(void **state)
     stg_graph_free(f.g);
 }
 
+/* A convolution's weight (O, C, KH, KW) has PyTorch's fans: fan_in = C KH KW
+ * (400 here), fan_out = O KH KW (5000), not those of a (O C KH, KW) matrix. */
+static void test_conv_weight_fans(void **state)
+{
+    (void)state;
+    stg_graph *g = stg_graph_new();
+    stg_tensor w4 = stg_param(g, "w", 4, (int64_t[]){500, 40, 10, 1});
+    stg_tensor loss = stg_sum(g, w4, 0, NULL, 0);
+    stg_plan *p = tu_plan(g, loss, 1, STG_OPTIM_NONE);
+    const float *w = stg_plan_data(p, w4);
+    assert_int_equal(stg_plan_init(p, w4, STG_INIT_KAIMING_UNIFORM, sqrtf(5.0f), 0, 8), STG_OK);
+    check_uniform(w, -1.0 / sqrt(400.0), 1.0 / sqrt(400.0));
+    assert_int_equal(stg_plan_init(p, w4, STG_INIT_XAVIER_UNIFORM, 0, 0, 9), STG_OK);
+    check_uniform(w, -sqrt(6.0 / 5400.0), sqrt(6.0 / 5400.0));
+    stg_plan_free(p);
+    stg_graph_free(g);
+}
+
 static void test_constants_and_seeds(void **state)
 {
     (void)state;
@@ -138,6 +156,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_distributions),
         cmocka_unit_test(test_constants_and_seeds),
+        cmocka_unit_test(test_conv_weight_fans),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
