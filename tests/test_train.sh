@@ -51,6 +51,36 @@ gzip -dc "$data/t10k-labels-idx1-ubyte.gz" >"$tmp/labels" &&
 expect 1 "label 200 at position 1234 is not below the class count 10" -- --data "$tmp/lab" \
     --epochs 1 --quiet
 expect 2 "--classes" -- --classes 1
+expect 2 "--layers and --activation apply to --model mlp only" -- --model lenet --layers 64
+expect 2 "--model" -- --model resnet
+
+# lenet on the first 640 training and 200 test images (an IDX file's count is
+# a big-endian 32-bit number after the 4-byte magic)
+be32() {
+    for shift in 24 16 8 0; do
+        printf "\\$(printf '%03o' $(($1 >> shift & 255)))"
+    done
+}
+subset() { # source, destination, count, header bytes, bytes per record
+    gzip -dc "$1" >"$tmp/raw" &&
+        { head -c 4 "$tmp/raw"; be32 "$3"; tail -c +9 "$tmp/raw" | head -c $(($4 - 8));
+          tail -c +$(($4 + 1)) "$tmp/raw" | head -c $(($3 * $5)); } | gzip -c >"$2"
+}
+mkdir "$tmp/small"
+subset "$data/train-images-idx3-ubyte.gz" "$tmp/small/train-images-idx3-ubyte.gz" 640 16 784 &&
+subset "$data/train-labels-idx1-ubyte.gz" "$tmp/small/train-labels-idx1-ubyte.gz" 640 8 1 &&
+subset "$data/t10k-images-idx3-ubyte.gz" "$tmp/small/t10k-images-idx3-ubyte.gz" 200 16 784 &&
+subset "$data/t10k-labels-idx1-ubyte.gz" "$tmp/small/t10k-labels-idx1-ubyte.gz" 200 8 1 ||
+    { echo "FAIL: could not write the small data set"; fails=$((fails + 1)); }
+lenet="--model lenet --data $tmp/small --epochs 2 --threads 2 --quiet"
+"$tool" $lenet --save "$tmp/lenet.ck" >"$tmp/lenet.out" 2>&1 || fails=$((fails + 1))
+"$tool" $lenet --stop-after 1 --save "$tmp/lenet1.ck" >/dev/null 2>&1 || fails=$((fails + 1))
+"$tool" $lenet --resume "$tmp/lenet1.ck" --save "$tmp/lenet1.ck" >/dev/null 2>&1 ||
+    fails=$((fails + 1))
+grep -q "epoch 2/2 .*test_acc" "$tmp/lenet.out" ||
+    { echo "FAIL: lenet: no epoch line in '$(cat "$tmp/lenet.out")'"; fails=$((fails + 1)); }
+cmp -s "$tmp/lenet.ck" "$tmp/lenet1.ck" ||
+    { echo "FAIL: lenet: the resumed checkpoint differs from the straight run's"; fails=$((fails + 1)); }
 
 # two epochs straight vs one + save + resume: the same checkpoint, byte for byte
 small="--layers 64 --epochs 2 --threads 2 --quiet"

@@ -107,17 +107,20 @@ enum { MAX_LAYERS = 32, MAX_WIDTH = 1 << 20, EVAL_BATCH = 1000, MAX_THREADS = 10
 
 static const char usage_text[] =
     "usage: " PROG " [options]\n"
-    "Trains an MLP classifier on Fashion-MNIST (or MNIST) IDX files with stgrad.\n"
+    "Trains a classifier on Fashion-MNIST (or MNIST) IDX files with stgrad.\n"
     "\n"
     "  --data DIR          data directory with train-*/t10k-*-idx?-ubyte.gz\n"
     "                      (default " DEFAULT_DATA ")\n"
     "  --classes K         classes; every label must be below K (default 10)\n"
-    "  --layers L          hidden sizes, comma-separated (default 512,256;\n"
+    "  --model M           mlp|lenet (default mlp); lenet: conv 16 3x3 pad 1 -> max\n"
+    "                      pool 2 -> relu -> conv 32 3x3 pad 1 -> max pool 2 -> relu\n"
+    "                      -> linear 128 -> relu -> linear, 10 epochs by default\n"
+    "  --layers L          mlp: hidden sizes, comma-separated (default 512,256;\n"
     "                      \"none\" for a linear classifier)\n"
     "  --activation A      relu|tanh|sigmoid|gelu|leaky_relu|elu (default relu)\n"
     "  --batch B           batch size (default 64); the last partial batch of\n"
     "                      each epoch is dropped\n"
-    "  --epochs N          epochs (default 15)\n"
+    "  --epochs N          epochs (default 15; 10 for lenet)\n"
     "  --optimizer O       sgd|adam|adamw (default sgd)\n"
     "  --lr LR             learning rate (default 0.05 for sgd, 0.001 for adam/adamw)\n"
     "  --momentum M        SGD momentum (default 0.9)\n"
@@ -194,8 +197,13 @@ typedef enum act_kind {
 static const char *const act_names[] = {"relu", "tanh", "sigmoid", "gelu", "leaky_relu", "elu"};
 #define NACT ((int)(sizeof act_names / sizeof act_names[0]))
 
+typedef enum model_kind { MODEL_MLP, MODEL_LENET } model_kind;
+
 typedef struct options {
     const char *data;
+    model_kind model;
+    int64_t img_rows, img_cols; /* of the data, for --model lenet */
+    int layers_set, act_set, epochs_set;
     int nlayers;
     int64_t layers[MAX_LAYERS];
     act_kind act;
@@ -321,7 +329,7 @@ static void parse_options(options *o, int argc, char **argv)
             continue;
         }
         static const char *const with_value[] = {
-            "--data", "--layers", "--activation", "--batch", "--epochs", "--optimizer",
+            "--data", "--model", "--layers", "--activation", "--batch", "--epochs", "--optimizer",
             "--lr", "--momentum", "--weight-decay", "--clip-norm", "--schedule",
             "--step-epochs", "--gamma", "--threads", "--seed", "--save", "--resume", "--eval",
             "--stop-after", "--classes"};
@@ -347,16 +355,22 @@ static void parse_options(options *o, int argc, char **argv)
             if (val[0] == '\0')
                 usage_error("--data: empty directory name");
             o->data = val;
+        } else if (!strcmp(name, "--model")) {
+            static const char *const names[] = {"mlp", "lenet"};
+            o->model = (model_kind)choose("--model", val, names, 2);
         } else if (!strcmp(name, "--layers")) {
             parse_layers(o, val);
+            o->layers_set = 1;
         } else if (!strcmp(name, "--activation")) {
             o->act = (act_kind)choose(name, val, act_names, NACT);
+            o->act_set = 1;
         } else if (!strcmp(name, "--classes")) {
             o->classes = (int)parse_int(name, val, 2, 256);
         } else if (!strcmp(name, "--batch")) {
             o->batch = parse_int(name, val, 1, 1 << 20);
         } else if (!strcmp(name, "--epochs")) {
             o->epochs = (int)parse_int(name, val, 1, 1000000);
+            o->epochs_set = 1;
         } else if (!strcmp(name, "--optimizer")) {
             static const char *const names[] = {"sgd", "adam", "adamw"};
             static const stg_optimizer kinds[] = {STG_OPTIM_SGD, STG_OPTIM_ADAM, STG_OPTIM_ADAMW};
@@ -410,6 +424,17 @@ static void parse_options(options *o, int argc, char **argv)
         }
     }
 
+    if (o->model == MODEL_LENET && (o->layers_set || o->act_set))
+        usage_error("--layers and --activation apply to --model mlp only");
+    if (o->model == MODEL_LENET) { /* its classifier: 128 hidden, relu */
+        o->nlayers = 1;
+        o->layers[0] = 128;
+        o->act = ACT_RELU;
+        if (!o->epochs_set)
+            o->epochs = 10;
+    }
+    if (o->stop_after > o->epochs)
+        usage_error("--stop-after: %d is more than --epochs %d", o->stop_after, o->epochs);
     if (!o->lr_set)
         o->lr = o->optimizer == STG_OPTIM_SGD ? 0.05f : 0.001f;
     if (!o->wd_set)
@@ -418,8 +443,6 @@ static void parse_options(options *o, int argc, char **argv)
         usage_error("--momentum and --nesterov apply to --optimizer sgd only");
     if (o->nesterov && o->momentum <= 0.0f)
         usage_error("--nesterov needs --momentum > 0");
-    if (o->stop_after > o->epochs)
-        usage_error("--stop-after: %d is more than --epochs %d", o->stop_after, o->epochs);
     if (o->eval && (o->resume || o->save))
         usage_error("--eval cannot be combined with --resume or --save");
 }
@@ -500,7 +523,46 @@ static stg_tensor activate(stg_graph *g, stg_tensor h, act_kind a)
     return stg_relu(g, h);
 }
 
-/* Builds the MLP for 'batch' rows.  A training plan ('train') minimises the
+/* Adds parameter k of 'm' (named, with its fan-in for initialisation). */
+static stg_tensor add_param(model *m, stg_graph *g, const char *name, int nd, const int64_t *d,
+                            int64_t fan_in)
+{
+    int k = m->nparams++;
+    snprintf(m->names[k], sizeof m->names[k], "%s", name);
+    m->params[k] = stg_param(g, m->names[k], nd, d);
+    m->fan_in[k] = fan_in;
+    m->numel[k] = 1;
+    for (int i = 0; i < nd; i++)
+        m->numel[k] *= d[i];
+    return m->params[k];
+}
+
+/* lenet's convolutional part, from flat images of o->img_rows x
+ * o->img_cols pixels: conv 16 3x3 pad 1 -> max pool 2 -> relu -> conv 32
+ * 3x3 pad 1 -> max pool 2 -> relu, flattened; *width gets its size. */
+static stg_tensor lenet_features(model *m, stg_graph *g, const options *o, int64_t batch,
+                                 int64_t *width)
+{
+    int64_t rows = o->img_rows, cols = o->img_cols;
+    stg_tensor h = stg_reshape(g, m->x, 4, (int64_t[]){batch, 1, rows, cols});
+    stg_conv_params same = {.padding = {1, 1}};
+    stg_pool_params two = {{2, 2}, {0, 0}, {0, 0}};
+    static const int64_t ch[3] = {1, 16, 32};
+    for (int l = 0; l < 2; l++) {
+        char wn[24], bn[24];
+        snprintf(wn, sizeof wn, "conv%d.weight", l + 1);
+        snprintf(bn, sizeof bn, "conv%d.bias", l + 1);
+        stg_tensor w = add_param(m, g, wn, 4, (int64_t[]){ch[l + 1], ch[l], 3, 3}, ch[l] * 9);
+        stg_tensor b = add_param(m, g, bn, 1, &ch[l + 1], ch[l] * 9);
+        h = stg_relu(g, stg_max_pool2d(g, stg_conv2d(g, h, w, b, &same), &two));
+        rows /= 2;
+        cols /= 2;
+    }
+    *width = 32 * rows * cols;
+    return stg_reshape(g, h, 2, (int64_t[]){batch, *width});
+}
+
+/* Builds the model for 'batch' rows.  A training plan ('train') minimises the
  * loss with the optimizer 'optim' of 'o'; otherwise the plan is forward-only
  * and keeps the logits and the loss.  Returns 0, or -1 with a message in
  * 'msg'. */
@@ -521,6 +583,8 @@ static int model_build(model *m, const options *o, int64_t batch, int64_t in, in
     m->labels = stg_input_i32(g, "labels", 1, ld);
     stg_tensor h = m->x;
     int64_t width = in;
+    if (o->model == MODEL_LENET)
+        h = lenet_features(m, g, o, batch, &width);
     for (int l = 0; l <= o->nlayers; l++) {
         int64_t out = l < o->nlayers ? o->layers[l] : classes;
         int64_t wd[2] = {width, out}, bd[1] = {out};
@@ -711,6 +775,12 @@ static double now_seconds(void)
 
 static void describe(char *buf, size_t len, const options *o, int64_t in, int64_t classes)
 {
+    if (o->model == MODEL_LENET) {
+        snprintf(buf, len, "lenet %lldx%lld: conv 16 3x3 -> pool 2 -> conv 32 3x3 -> pool 2 -> "
+                 "%lld-128-%lld relu", (long long)o->img_rows, (long long)o->img_cols,
+                 (long long)(32 * (o->img_rows / 4) * (o->img_cols / 4)), (long long)classes);
+        return;
+    }
     size_t used = (size_t)snprintf(buf, len, "%lld", (long long)in);
     for (int l = 0; l < o->nlayers && used < len; l++)
         used += (size_t)snprintf(buf + used, len - used, "-%lld", (long long)o->layers[l]);
@@ -807,10 +877,21 @@ static void progress(int epoch, int epochs, int64_t i, int64_t n, double rate, d
 /* Main                                                                      */
 /* ------------------------------------------------------------------------ */
 
-static int run_eval(const options *o)
+/* lenet's geometry: the images' size, which the two poolings halve twice. */
+static void set_geometry(options *o, const idx_split *s)
+{
+    o->img_rows = s->rows;
+    o->img_cols = s->cols;
+    if (o->model == MODEL_LENET && (s->rows < 4 || s->cols < 4))
+        die(1, "--model lenet needs images of at least 4 x 4 pixels; these are %lld x %lld",
+            (long long)s->rows, (long long)s->cols);
+}
+
+static int run_eval(options *o)
 {
     idx_split test = {0};
     load_split(o->data, "t10k", o->classes, &test);
+    set_geometry(o, &test);
     int64_t classes = o->classes;
     model m;
     load_for_eval(&m, o, test.features, classes);
@@ -846,6 +927,7 @@ int main(int argc, char **argv)
     if (o.batch > train.n)
         die(2, "--batch: %lld is more than the %lld training images", (long long)o.batch,
             (long long)train.n);
+    set_geometry(&o, &train);
     load_split(o.data, "train", o.classes, &train);
     load_split(o.data, "t10k", o.classes, &test);
     int64_t classes = o.classes;
