@@ -90,85 +90,103 @@ static inline float window_max(const float *x, int64_t xs2, int64_t xs3, span s)
     return any_nan ? NAN : m;
 }
 
-/* Thread shares are (n, c) planes; x may be a strided view. */
-static void run_max_pool(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
+/* One (n, c) plane of a pooling kernel: in[j] is input j's plane, read
+ * with its row and column strides st[j][0], st[j][1]; out is the node's
+ * (contiguous) plane. */
+typedef void plane_fn(const window_attr *a, const float *const *in, const int64_t (*st)[2],
+                      float *out);
+
+/* Runs 'fn' on this thread's share of the node's (n, c) planes; inputs may
+ * be strided views. */
+static void each_plane(const stg_pnode *pn, int tid, int nt, plane_fn *fn)
 {
     const window_attr *a = pn->node->attr;
-    const int64_t *xs = pn->innode[0]->lay.st;
-    int64_t lo, hi;
-    (void)sx;
+    int nin = pn->node->nin;
+    int64_t st[2][2], plane = pn->node->shape.d[2] * pn->node->shape.d[3], lo, hi;
+    for (int j = 0; j < nin; j++) {
+        st[j][0] = pn->innode[j]->lay.st[2];
+        st[j][1] = pn->innode[j]->lay.st[3];
+    }
     stgR_share(pn, pn->node->shape.d[0] * a->c, tid, nt, &lo, &hi);
     for (int64_t q = lo; q < hi; q++) {
-        const float *x = pn->in[0] + q / a->c * xs[0] + q % a->c * xs[1];
-        float *y = pn->out + q * a->oh * a->ow;
-        for (int64_t oh = 0; oh < a->oh; oh++)
-            for (int64_t ow = 0; ow < a->ow; ow++)
-                y[oh * a->ow + ow] = window_max(x, xs[2], xs[3], window_at(a, oh, ow));
+        const float *in[2];
+        for (int j = 0; j < nin; j++)
+            in[j] = pn->in[j] + q / a->c * pn->innode[j]->lay.st[0] +
+                    q % a->c * pn->innode[j]->lay.st[1];
+        fn(a, in, (const int64_t(*)[2])st, pn->out + q * plane);
     }
+}
+
+static void max_plane(const window_attr *a, const float *const *in, const int64_t (*st)[2],
+                      float *y)
+{
+    for (int64_t oh = 0; oh < a->oh; oh++)
+        for (int64_t ow = 0; ow < a->ow; ow++)
+            y[oh * a->ow + ow] = window_max(in[0], st[0][0], st[0][1], window_at(a, oh, ow));
+}
+
+/* inputs: g (the output's gradient), x */
+static void max_grad_plane(const window_attr *a, const float *const *in, const int64_t (*st)[2],
+                           float *dx)
+{
+    float m;
+    memset(dx, 0, (size_t)(a->h * a->w) * sizeof(float));
+    for (int64_t oh = 0; oh < a->oh; oh++)
+        for (int64_t ow = 0; ow < a->ow; ow++)
+            dx[argmax(in[1], st[1][0], st[1][1], a->w, window_at(a, oh, ow), &m)] +=
+                in[0][oh * st[0][0] + ow * st[0][1]];
+}
+
+static void avg_plane(const window_attr *a, const float *const *in, const int64_t (*st)[2],
+                      float *y)
+{
+    for (int64_t oh = 0; oh < a->oh; oh++)
+        for (int64_t ow = 0; ow < a->ow; ow++) {
+            span s = window_at(a, oh, ow);
+            float sum = 0.0f;
+            for (int64_t h = s.h0; h < s.h1; h++)
+                for (int64_t w = s.w0; w < s.w1; w++)
+                    sum += in[0][h * st[0][0] + w * st[0][1]];
+            y[oh * a->ow + ow] = sum / (float)s.size;
+        }
+}
+
+static void avg_grad_plane(const window_attr *a, const float *const *in, const int64_t (*st)[2],
+                           float *dx)
+{
+    memset(dx, 0, (size_t)(a->h * a->w) * sizeof(float));
+    for (int64_t oh = 0; oh < a->oh; oh++)
+        for (int64_t ow = 0; ow < a->ow; ow++) {
+            span s = window_at(a, oh, ow);
+            float share = in[0][oh * st[0][0] + ow * st[0][1]] / (float)s.size;
+            for (int64_t h = s.h0; h < s.h1; h++)
+                for (int64_t w = s.w0; w < s.w1; w++)
+                    dx[h * a->w + w] += share;
+        }
+}
+
+static void run_max_pool(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
+{
+    (void)sx;
+    each_plane(pn, tid, nt, max_plane);
 }
 
 static void run_max_pool_grad(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
 {
-    const window_attr *a = pn->node->attr;
-    const int64_t *gs = pn->innode[0]->lay.st, *xs = pn->innode[1]->lay.st;
-    int64_t lo, hi;
     (void)sx;
-    stgR_share(pn, pn->node->shape.d[0] * a->c, tid, nt, &lo, &hi);
-    for (int64_t q = lo; q < hi; q++) {
-        int64_t n = q / a->c, c = q % a->c;
-        const float *g = pn->in[0] + n * gs[0] + c * gs[1];
-        const float *x = pn->in[1] + n * xs[0] + c * xs[1];
-        float *dx = pn->out + q * a->h * a->w, m;
-        memset(dx, 0, (size_t)(a->h * a->w) * sizeof(float));
-        for (int64_t oh = 0; oh < a->oh; oh++)
-            for (int64_t ow = 0; ow < a->ow; ow++)
-                dx[argmax(x, xs[2], xs[3], a->w, window_at(a, oh, ow), &m)] +=
-                    g[oh * gs[2] + ow * gs[3]];
-    }
+    each_plane(pn, tid, nt, max_grad_plane);
 }
 
 static void run_avg_pool(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
 {
-    const window_attr *a = pn->node->attr;
-    const int64_t *xs = pn->innode[0]->lay.st;
-    int64_t lo, hi;
     (void)sx;
-    stgR_share(pn, pn->node->shape.d[0] * a->c, tid, nt, &lo, &hi);
-    for (int64_t q = lo; q < hi; q++) {
-        const float *x = pn->in[0] + q / a->c * xs[0] + q % a->c * xs[1];
-        float *y = pn->out + q * a->oh * a->ow;
-        for (int64_t oh = 0; oh < a->oh; oh++)
-            for (int64_t ow = 0; ow < a->ow; ow++) {
-                span s = window_at(a, oh, ow);
-                float sum = 0.0f;
-                for (int64_t h = s.h0; h < s.h1; h++)
-                    for (int64_t w = s.w0; w < s.w1; w++)
-                        sum += x[h * xs[2] + w * xs[3]];
-                y[oh * a->ow + ow] = sum / (float)s.size;
-            }
-    }
+    each_plane(pn, tid, nt, avg_plane);
 }
 
 static void run_avg_pool_grad(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
 {
-    const window_attr *a = pn->node->attr;
-    const int64_t *gs = pn->innode[0]->lay.st;
-    int64_t lo, hi;
     (void)sx;
-    stgR_share(pn, pn->node->shape.d[0] * a->c, tid, nt, &lo, &hi);
-    for (int64_t q = lo; q < hi; q++) {
-        const float *g = pn->in[0] + q / a->c * gs[0] + q % a->c * gs[1];
-        float *dx = pn->out + q * a->h * a->w;
-        memset(dx, 0, (size_t)(a->h * a->w) * sizeof(float));
-        for (int64_t oh = 0; oh < a->oh; oh++)
-            for (int64_t ow = 0; ow < a->ow; ow++) {
-                span s = window_at(a, oh, ow);
-                float share = g[oh * gs[2] + ow * gs[3]] / (float)s.size;
-                for (int64_t h = s.h0; h < s.h1; h++)
-                    for (int64_t w = s.w0; w < s.w1; w++)
-                        dx[h * a->w + w] += share;
-            }
-    }
+    each_plane(pn, tid, nt, avg_grad_plane);
 }
 
 /* ---- backward rules and builders ------------------------------------------ */
