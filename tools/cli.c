@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 
@@ -18,4 +19,19 @@ long cli_number(const char *prog, const char *opt, const char *v, long lo, long 
         exit(2);
     }
     return x;
+}
+
+bool cli_wait(const char *v, stg_wait *out)
+{
+    static const struct {
+        const char *name;
+        stg_wait wait;
+    } names[] = {{"yield", STG_WAIT_SPIN_YIELD}, {"spin", STG_WAIT_SPIN},
+                 {"passive", STG_WAIT_PASSIVE}};
+    for (size_t i = 0; v && i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(v, names[i].name)) {
+            *out = names[i].wait;
+            return true;
+        }
+    return false;
 }

@@ -443,13 +443,7 @@ int main(int argc, char **argv)
             one_batch = cli_number("stg-bench", o, v, 1, 100000);
             one_batch_set = true;
         } else if (!strcmp(o, "--wait")) {
-            if (!strcmp(v, "yield"))
-                wait = STG_WAIT_SPIN_YIELD;
-            else if (!strcmp(v, "spin"))
-                wait = STG_WAIT_SPIN;
-            else if (!strcmp(v, "passive"))
-                wait = STG_WAIT_PASSIVE;
-            else
+            if (!cli_wait(v, &wait))
                 die_usage("--wait: expected yield, spin or passive (got '%s')", v);
         } else if (!strcmp(o, "--mode")) {
             if (strcmp(v, "fwd") && strcmp(v, "fwd+bwd"))

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "stgrad.h"
 
 enum { BATCH = 64, IN = 16, HIDDEN = 32, OUT = 4 };
@@ -27,7 +28,8 @@ static void fill(float *x, int n, float scale, unsigned long long *s)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: stg-demo [--steps N] [--threads T] [--lr LR] [--wait yield|spin|passive]\n");
+    fprintf(stderr,
+            "usage: stg-demo [--steps N] [--threads T] [--lr LR] [--wait yield|spin|passive]\n");
     return 2;
 }
 
@@ -42,14 +44,7 @@ int main(int argc, char **argv)
         else if (i + 1 < argc && !strcmp(argv[i], "--threads"))
             threads = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--wait")) {
-            const char *v = argv[++i];
-            if (!strcmp(v, "yield"))
-                wait = STG_WAIT_SPIN_YIELD;
-            else if (!strcmp(v, "spin"))
-                wait = STG_WAIT_SPIN;
-            else if (!strcmp(v, "passive"))
-                wait = STG_WAIT_PASSIVE;
-            else
+            if (!cli_wait(argv[++i], &wait))
                 return usage();
         } else if (i + 1 < argc && !strcmp(argv[i], "--lr"))
             lr = (float)atof(argv[++i]);
