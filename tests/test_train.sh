@@ -73,12 +73,17 @@ subset "$data/t10k-images-idx3-ubyte.gz" "$tmp/small/t10k-images-idx3-ubyte.gz" 
 subset "$data/t10k-labels-idx1-ubyte.gz" "$tmp/small/t10k-labels-idx1-ubyte.gz" 200 8 1 ||
     { echo "FAIL: could not write the small data set"; fails=$((fails + 1)); }
 lenet="--model lenet --data $tmp/small --epochs 2 --threads 2 --quiet"
-"$tool" $lenet --save "$tmp/lenet.ck" >"$tmp/lenet.out" 2>&1 || fails=$((fails + 1))
+"$tool" $lenet --save "$tmp/lenet.ck" --csv "$tmp/lenet.csv" >"$tmp/lenet.out" 2>&1 ||
+    fails=$((fails + 1))
 "$tool" $lenet --stop-after 1 --save "$tmp/lenet1.ck" >/dev/null 2>&1 || fails=$((fails + 1))
 "$tool" $lenet --resume "$tmp/lenet1.ck" --save "$tmp/lenet1.ck" >/dev/null 2>&1 ||
     fails=$((fails + 1))
 grep -q "epoch 2/2 .*test_acc" "$tmp/lenet.out" ||
     { echo "FAIL: lenet: no epoch line in '$(cat "$tmp/lenet.out")'"; fails=$((fails + 1)); }
+[ "$(head -n 1 "$tmp/lenet.csv")" = "epoch,train_loss,test_loss,test_acc,seconds,steps_per_s" ] &&
+    [ "$(grep -c '^[12],[0-9.]*,[0-9.]*,[0-9.]*,[0-9.]*,[0-9.]*$' "$tmp/lenet.csv")" = 2 ] ||
+    { echo "FAIL: --csv wrote '$(cat "$tmp/lenet.csv")'"; fails=$((fails + 1)); }
+expect 1 "--csv: cannot create '$tmp/nowhere/x.csv'" -- $lenet --csv "$tmp/nowhere/x.csv"
 cmp -s "$tmp/lenet.ck" "$tmp/lenet1.ck" ||
     { echo "FAIL: lenet: the resumed checkpoint differs from the straight run's"; fails=$((fails + 1)); }
 

@@ -137,6 +137,8 @@ static const char usage_text[] =
     "  --resume FILE       load a checkpoint and continue up to --epochs\n"
     "  --eval FILE         print test loss and accuracy of a checkpoint, exit\n"
     "                      (give the --layers and --activation it was trained with)\n"
+    "  --csv FILE          also write each epoch's figures to FILE (created anew):\n"
+    "                      epoch,train_loss,test_loss,test_acc,seconds,steps_per_s\n"
     "  --quiet             no header or progress bar, epoch lines only\n"
     "  --help              this text\n"
     "\n"
@@ -216,7 +218,7 @@ typedef struct options {
     int step_epochs;
     int threads, classes;
     uint64_t seed;
-    const char *save, *resume, *eval;
+    const char *save, *resume, *eval, *csv;
     int quiet;
 } options;
 
@@ -331,7 +333,7 @@ static void parse_options(options *o, int argc, char **argv)
         static const char *const with_value[] = {
             "--data", "--model", "--layers", "--activation", "--batch", "--epochs", "--optimizer",
             "--lr", "--momentum", "--weight-decay", "--clip-norm", "--schedule",
-            "--step-epochs", "--gamma", "--threads", "--seed", "--save", "--resume", "--eval",
+            "--step-epochs", "--gamma", "--threads", "--seed", "--save", "--resume", "--eval", "--csv",
             "--stop-after", "--classes"};
         const char *name = NULL, *val = NULL;
         size_t nlen = strcspn(arg, "=");
@@ -417,6 +419,10 @@ static void parse_options(options *o, int argc, char **argv)
             if (val[0] == '\0')
                 usage_error("--resume: empty file name");
             o->resume = val;
+        } else if (!strcmp(name, "--csv")) {
+            if (!*val)
+                usage_error("--csv: empty file name");
+            o->csv = val;
         } else if (!strcmp(name, "--eval")) {
             if (val[0] == '\0')
                 usage_error("--eval: empty file name");
@@ -443,8 +449,8 @@ static void parse_options(options *o, int argc, char **argv)
         usage_error("--momentum and --nesterov apply to --optimizer sgd only");
     if (o->nesterov && o->momentum <= 0.0f)
         usage_error("--nesterov needs --momentum > 0");
-    if (o->eval && (o->resume || o->save))
-        usage_error("--eval cannot be combined with --resume or --save");
+    if (o->eval && (o->resume || o->save || o->csv))
+        usage_error("--eval cannot be combined with --resume, --save or --csv");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1011,6 +1017,12 @@ int main(int argc, char **argv)
     const int64_t F = train.features;
     double total_seconds = 0.0;
     double last_loss = 0.0, last_acc = 0.0;
+    FILE *csv = NULL;
+    if (o.csv) {
+        if (!(csv = fopen(o.csv, "w")))
+            die(1, "--csv: cannot create '%s': %s", o.csv, strerror(errno));
+        fprintf(csv, "epoch,train_loss,test_loss,test_acc,seconds,steps_per_s\n");
+    }
 
     for (int epoch = start_epoch; epoch < end_epoch; epoch++) {
         epoch_order(perm, train.n, o.seed, epoch);
@@ -1049,6 +1061,13 @@ int main(int argc, char **argv)
                epoch + 1, o.epochs, done ? loss_sum / (double)done : 0.0, last_loss, last_acc,
                seconds, seconds > 0 ? (double)done / seconds : 0.0);
         fflush(stdout);
+        if (csv) {
+            fprintf(csv, "%d,%.6f,%.6f,%.4f,%.4f,%.3f\n", epoch + 1,
+                    done ? loss_sum / (double)done : 0.0, last_loss, last_acc, seconds,
+                    seconds > 0 ? (double)done / seconds : 0.0);
+            if (fflush(csv) || ferror(csv))
+                die(1, "--csv: writing '%s' failed: %s", o.csv, strerror(errno));
+        }
         if (o.save) {
             st = stg_plan_save(m.plan, o.save);
             if (st != STG_OK)
@@ -1063,6 +1082,8 @@ int main(int argc, char **argv)
     free(perm);
     evaluator_free(&ev);
     model_free(&m);
+    if (csv && fclose(csv))
+        die(1, "--csv: writing '%s' failed: %s", o.csv, strerror(errno));
     idx_split_free(&train);
     idx_split_free(&test);
     return 0;

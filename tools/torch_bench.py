@@ -156,13 +156,11 @@ def mlp_step_fn(batch):
 def lenet_step_fn(batch):
     """The BENCH.md lenet training step (oneDNN does the convolutions)."""
     import torch
-    import torch.nn as nn
     import torch.nn.functional as F
+    from torch_peer import make_lenet
 
     torch.manual_seed(SEED)
-    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
-                          nn.Conv2d(16, 32, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
-                          nn.Flatten(), nn.Linear(1568, 128), nn.ReLU(), nn.Linear(128, 10))
+    model = make_lenet()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     x = torch.rand(batch, 1, 28, 28, dtype=torch.float32)
     y = torch.randint(0, 10, (batch,), dtype=torch.int64)

@@ -1,16 +1,22 @@
 #!/usr/bin/python3
-"""PyTorch run of the BENCH.md main job: the mlp model on Fashion-MNIST.
+"""PyTorch run of the BENCH.md main job (the mlp model) or of lenet on Fashion-MNIST.
 
 Fashion-MNIST is read from the gzip'ed IDX files (train-images-idx3-ubyte.gz,
 train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz,
 t10k-labels-idx1-ubyte.gz) in /usr/share/datasets/fashion-mnist (Debian
 `dataset-fashion-mnist`; --data DIR to override) with gzip + numpy, pixels
-scaled to [0, 1].  Model 784-512-256-10 with ReLU and default nn.Linear init,
-softmax cross-entropy (F.cross_entropy on logits, mean), SGD lr 0.05 momentum
-0.9, batch 64 (the last, partial batch of an epoch is kept), training set
-shuffled each epoch with a seeded torch.Generator.  Per epoch it prints
+scaled to [0, 1].  Model 784-512-256-10 with ReLU and default nn.Linear init
+(--model lenet: BENCH.md's lenet, tools/torch_peer.py), softmax cross-entropy
+(F.cross_entropy on logits, mean), SGD lr 0.05 momentum 0.9, batch 64 (the
+last, partial batch of an epoch is kept, unless --drop-last, as stg-train
+does), constant lr (--schedule cosine: to 0 over the run, stepped per batch,
+as stg-train's default), training set shuffled each epoch with a seeded
+torch.Generator.  Per epoch it prints
 
-    epoch E train_loss=... test_acc=...% seconds=...
+    epoch E train_loss=... test_loss=... test_acc=...% seconds=...
+
+and with --csv FILE writes the same columns as stg-train --csv
+(epoch,train_loss,test_loss,test_acc,seconds,steps_per_s).
 
 where train_loss is the mean of the per-batch losses over the epoch and
 seconds covers the training loop only (the data is already in memory as
@@ -34,7 +40,7 @@ import struct
 import sys
 import time
 
-from torch_peer import check_env, make_model
+from torch_peer import check_env, make_lenet, make_model
 
 import numpy as np
 import torch
@@ -80,11 +86,14 @@ def load_split(data_dir, prefix):
 
 @torch.no_grad()
 def evaluate(model, x, y, batch=1000):
-    correct = 0
-    for i in range(0, x.shape[0], batch):
-        pred = model(x[i:i + batch]).argmax(dim=1)
-        correct += int((pred == y[i:i + batch]).sum())
-    return 100.0 * correct / x.shape[0]
+    """(mean test loss, accuracy in %)."""
+    correct, loss_sum = 0, 0.0
+    with torch.no_grad():
+        for i in range(0, x.shape[0], batch):
+            logits = model(x[i:i + batch])
+            loss_sum += float(F.cross_entropy(logits, y[i:i + batch], reduction="sum"))
+            correct += int((logits.argmax(dim=1) == y[i:i + batch]).sum())
+    return loss_sum / x.shape[0], 100.0 * correct / x.shape[0]
 
 
 def main():
@@ -101,6 +110,11 @@ def main():
                          "and OMP_NUM_THREADS to T in the environment")
     ap.add_argument("--seed", type=int, default=0,
                     help="seeds the init (torch.manual_seed) and the shuffle")
+    ap.add_argument("--model", choices=("mlp", "lenet"), default="mlp")
+    ap.add_argument("--schedule", choices=("constant", "cosine"), default="constant")
+    ap.add_argument("--drop-last", action="store_true",
+                    help="drop each epoch's last partial batch (as stg-train)")
+    ap.add_argument("--csv", help="also write the per-epoch figures to this CSV file")
     args = ap.parse_args()
     if args.threads < 1 or args.epochs < 1 or args.batch < 1:
         ap.error("--threads, --epochs and --batch must be >= 1")
@@ -111,15 +125,26 @@ def main():
     x_train, y_train = load_split(args.data, "train")
     x_test, y_test = load_split(args.data, "t10k")
 
+    if args.model == "lenet":
+        x_train = x_train.reshape(-1, 1, 28, 28)
+        x_test = x_test.reshape(-1, 1, 28, 28)
     torch.manual_seed(args.seed)
-    model = make_model()
+    model = make_lenet() if args.model == "lenet" else make_model()
     opt = torch.optim.SGD(model.parameters(), lr=args.lr,
                           momentum=args.momentum)
     gen = torch.Generator().manual_seed(args.seed)
     n = x_train.shape[0]
+    per_epoch = n // args.batch if args.drop_last else (n + args.batch - 1) // args.batch
+    sched = None
+    if args.schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=per_epoch * args.epochs)
+    csv = open(args.csv, "w") if args.csv else None
+    if csv:
+        print("epoch,train_loss,test_loss,test_acc,seconds,steps_per_s", file=csv, flush=True)
 
-    print("torch fashion-mnist mlp threads=%d batch=%d train=%d test=%d"
-          % (args.threads, args.batch, n, x_test.shape[0]), flush=True)
+    print("torch fashion-mnist %s threads=%d batch=%d train=%d test=%d schedule=%s"
+          % (args.model, args.threads, args.batch, n, x_test.shape[0], args.schedule),
+          flush=True)
 
     for epoch in range(1, args.epochs + 1):
         model.train()
@@ -127,7 +152,7 @@ def main():
         perm = torch.randperm(n, generator=gen)
         loss_sum = torch.zeros((), dtype=torch.float64)
         nbatches = 0
-        for i in range(0, n, args.batch):
+        for i in range(0, per_epoch * args.batch, args.batch):
             idx = perm[i:i + args.batch]
             xb = x_train[idx]
             yb = y_train[idx]
@@ -135,14 +160,22 @@ def main():
             loss = F.cross_entropy(model(xb), yb)
             loss.backward()
             opt.step()
+            if sched:
+                sched.step()
             loss_sum += loss.detach()
             nbatches += 1
         seconds = time.perf_counter() - t0
 
         model.eval()
-        acc = evaluate(model, x_test, y_test)
-        print("epoch %d train_loss=%.4f test_acc=%.2f%% seconds=%.3f"
-              % (epoch, float(loss_sum) / nbatches, acc, seconds), flush=True)
+        test_loss, acc = evaluate(model, x_test, y_test)
+        train_loss = float(loss_sum) / nbatches
+        print("epoch %d train_loss=%.4f test_loss=%.4f test_acc=%.2f%% seconds=%.3f"
+              % (epoch, train_loss, test_loss, acc, seconds), flush=True)
+        if csv:
+            print("%d,%.6f,%.6f,%.4f,%.4f,%.3f" % (epoch, train_loss, test_loss, acc, seconds,
+                                                   nbatches / seconds), file=csv, flush=True)
+    if csv:
+        csv.close()
 
 
 if __name__ == "__main__":

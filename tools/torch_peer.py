@@ -78,3 +78,16 @@ def make_model():
         nn.Linear(512, 256), nn.ReLU(),
         nn.Linear(256, 10),
     )
+
+
+def make_lenet():
+    """BENCH.md's lenet: conv 16 3x3 pad 1 -> max pool 2 -> ReLU -> conv 32 3x3
+    pad 1 -> max pool 2 -> ReLU -> 1568-128 -> ReLU -> 128-10, PyTorch's
+    default init; it takes (N, 1, 28, 28)."""
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
+        nn.Flatten(), nn.Linear(1568, 128), nn.ReLU(), nn.Linear(128, 10),
+    )
