@@ -135,6 +135,13 @@ STG_API stg_tensor stg_conv2d(stg_graph *g, stg_tensor x, stg_tensor w, stg_tens
 STG_API stg_tensor stg_conv1d(stg_graph *g, stg_tensor x, stg_tensor w, stg_tensor b,
                               const stg_conv_params *p);
 
+/* dropout: in a training plan each element is zeroed with probability p
+ * and the others scaled by 1/(1-p), as torch.nn.functional.dropout; in an
+ * inference plan (opts.inference) the identity.  The mask of element i is a
+ * pure function of (opts.seed, the step number, this node, i): the same at
+ * any thread count and after a resume; not PyTorch's generator.  0 <= p <= 1. */
+STG_API stg_tensor stg_dropout(stg_graph *g, stg_tensor x, float p);
+
 typedef struct stg_pool_params {
     int64_t kernel[2];
     int64_t stride[2];    /* 0: the kernel size, as PyTorch's default */
@@ -370,6 +377,12 @@ typedef struct stg_plan_options {
                                 scheduling policy and priority, which are
                                 otherwise the creating thread's */
     void *worker_arg;        /* passed to worker_start */
+    uint64_t seed;           /* the key of dropout's masks (default 0); a run
+                                resumed from a checkpoint draws the masks of
+                                the straight run when it keeps the seed */
+    int inference;           /* 1: an inference plan, for a forward pass with
+                                no loss (pass {-1} and keep the tensors to
+                                read): dropout is the identity */
 } stg_plan_options;
 
 /* Fills 'opts' with the defaults. */

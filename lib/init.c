@@ -10,18 +10,23 @@
 
 #include "internal.h"
 
-static uint64_t mix(uint64_t z)
+uint64_t stgK_mix(uint64_t z)
 {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
 
-/* Uniform in [0, 1) from counter 'i' of stream 'seed'. */
+float stgK_unit(uint64_t seed, uint64_t i)
+{
+    uint64_t bits = stgK_mix(stgK_mix(seed + 0x9E3779B97F4A7C15ull) ^
+                             (i * 0xD1B54A32D192ED03ull + 1));
+    return (float)(bits >> 40) / (float)(1ull << 24);
+}
+
 static double unit(uint64_t seed, uint64_t i)
 {
-    uint64_t bits = mix(mix(seed + 0x9E3779B97F4A7C15ull) ^ (i * 0xD1B54A32D192ED03ull + 1));
-    return (double)(bits >> 40) / (double)(1ull << 24);
+    return (double)stgK_unit(seed, i);
 }
 
 static double normal(uint64_t seed, uint64_t i)

@@ -35,6 +35,7 @@ enum {
 typedef struct stg_prep {
     int threads;               /* threads of the plan's steps */
     const stg_plan_options *opt; /* the plan's options (optimizer hyper-parameters) */
+    bool inference;            /* an inference plan (opts.inference) */
     const stgK_kernel *kern;   /* the GEMM micro-kernel and its blocks */
 } stg_prep;
 
@@ -52,6 +53,7 @@ typedef struct stg_step {
     int64_t number;       /* 1 for the plan's first training step */
     float lr;             /* learning rate of this step (schedule applied) */
     float bias1, bias2;   /* Adam's 1 - beta1^t and 1 - beta2^t */
+    uint64_t seed;        /* opts.seed: the key of random masks */
     stg_fault *fault;
 } stg_step;
 
@@ -256,6 +258,11 @@ void stgK_copy_init(stg_copy *c, const stg_layout *dlay, const stg_layout *slay,
                     const stg_shape *s);
 /* Copies elements [lo, hi) (row-major order over the shape). */
 void stgK_copy(const stg_copy *c, float *dst, const float *src, int64_t lo, int64_t hi);
+
+/* The counter-based generator of init.c: a SplitMix64 finaliser, and
+ * uniform value i (24 bits, in [0, 1)) of stream 'seed'. */
+uint64_t stgK_mix(uint64_t z);
+float stgK_unit(uint64_t seed, uint64_t i);
 
 /* The geometry of one convolution or pooling window over an H x W plane
  * (conv1d and the 1-d pools use H = 1). */

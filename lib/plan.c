@@ -371,7 +371,8 @@ static stg_status mark_barriers(stg_plan *p)
  * buffers are assigned, so that scratch is placed like any buffer. */
 static stg_status prepare_nodes(stg_plan *p)
 {
-    stg_prep cx = {.threads = p->threads, .opt = &p->opt, .kern = &p->kern};
+    stg_prep cx = {.threads = p->threads, .opt = &p->opt, .kern = &p->kern,
+                   .inference = p->opt.inference != 0};
     for (int32_t i = 0; i < p->nsched; i++) {
         stg_pnode *pn = &p->sched[i];
         for (int j = 0; j < pn->node->nin; j++)
@@ -434,6 +435,9 @@ static stg_status validate(const stg_graph *g, stg_tensor loss, stg_tensor seed,
     } else if (loss.id >= 0 && g->nodes[loss.id].shape.nd != 0)
         return fail(STG_INVALID, "plan: loss %s must be a scalar (0 dims)",
                     stgS_str(&g->nodes[loss.id].shape, b, sizeof b));
+    if (o->inference && loss.id >= 0)
+        return fail(STG_INVALID, "plan: an inference plan has no loss (pass an invalid tensor, "
+                    "{-1}, and keep the tensors to read with stg_graph_keep)");
     if (o->threads < 0 || o->threads > 1024)
         return fail(STG_INVALID, "plan: threads = %d (need 0 to 1024)", o->threads);
     if (o->profile < 0 || o->profile > 1000000)

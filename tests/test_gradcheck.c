@@ -92,6 +92,14 @@ static stg_tensor f_avg_pool1d(stg_graph *g, const stg_tensor *x)
     return stg_avg_pool1d(g, x[0], &p);
 }
 
+/* p = 0: every mask keeps every element, so finite differences (which run
+ * at other step numbers than the gradient) see the same function; masks at
+ * p > 0 are checked against the gradient's identity in test_run */
+static stg_tensor f_dropout0(stg_graph *g, const stg_tensor *x)
+{
+    return stg_dropout(g, stg_mul(g, x[0], x[0]), 0.0f);
+}
+
 static stg_tensor f_global_avg_pool(stg_graph *g, const stg_tensor *x)
 {
     return stg_global_avg_pool(g, x[0]);
@@ -280,6 +288,7 @@ static const fd_case cases[] = {
     {"max_pool1d", 1, {3}, {D(2, 2, 6)}, f_max_pool1d, -10, 10},
     {"avg_pool1d", 1, {3}, {D(1, 2, 5)}, f_avg_pool1d, -1, 1},
     {"global_avg_pool", 1, {4}, {D(2, 3, 2, 2)}, f_global_avg_pool, -1, 1},
+    {"dropout_p0", 1, {2}, {D(3, 5)}, f_dropout0, -1, 1},
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 

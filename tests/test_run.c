@@ -11,7 +11,9 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -191,6 +193,111 @@ static void test_lenet_steps(void **state)
     assert_memory_equal(params[0], params[1], bytes + sizeof(float));
     free(params[0]);
     free(params[1]);
+}
+
+/* Dropout: y = x m / (1 - p) with P(m = 0) = p, its gradient g m / (1 - p)
+ * (checked as g y / x), the same masks at 1 and 2 threads and after a
+ * resume, new masks each step, the identity in an inference plan. */
+typedef struct drop_run {
+    float y[2][20000], dx[20000];
+} drop_run;
+
+static void run_dropout(int threads, drop_run *r, const char *save, const char *load)
+{
+    const int64_t n = 20000;
+    const float p = 0.3f;
+    stg_graph *g = stg_graph_new();
+    stg_tensor x = stg_input(g, "x", 1, &n), s = stg_input(g, "s", 1, &n);
+    stg_graph_require_grad(g, x);
+    stg_tensor y = stg_dropout(g, x, p);
+    stg_graph_keep(g, y);
+    stg_tensor loss = stg_sum(g, stg_mul(g, y, s), 0, NULL, 0);
+    stg_plan_options o;
+    stg_plan_options_init(&o);
+    o.threads = threads;
+    o.optimizer = STG_OPTIM_NONE;
+    o.seed = 42;
+    stg_plan *pl = tu_plan_with(g, loss, &o);
+    tu_fill(stg_plan_data(pl, x), n, 1, 0.5f, 1.5f); /* away from 0: y / x is the mask */
+    tu_fill(stg_plan_data(pl, s), n, 2, -1, 1);
+    if (load)
+        assert_int_equal(stg_plan_load(pl, load), STG_OK);
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(stg_plan_step(pl), STG_OK);
+        assert_int_equal(stg_plan_get(pl, y, r->y[k], n), STG_OK);
+        if (k == 0 && save)
+            assert_int_equal(stg_plan_save(pl, save), STG_OK);
+    }
+    memcpy(r->dx, stg_plan_grad(pl, x), sizeof r->dx);
+    const float *xv = stg_plan_data(pl, x), *sv = stg_plan_data(pl, s);
+    int64_t zeros = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double want = r->y[1][i] == 0.0f ? 0.0 : (double)xv[i] / (1.0 - p);
+        assert_true(fabs(r->y[1][i] - want) <= 1e-6 * fabs(want));
+        double dwant = r->y[1][i] == 0.0f ? 0.0 : (double)sv[i] / (1.0 - p);
+        assert_true(fabs(r->dx[i] - dwant) <= 1e-6 * fabs(dwant) + 1e-12);
+        zeros += r->y[1][i] == 0.0f;
+    }
+    /* a binomial count: 5 standard deviations (about 325) either side of 6000 */
+    assert_true(llabs(zeros - 6000) < 5 * 65);
+    stg_plan_free(pl);
+    stg_graph_free(g);
+}
+
+static void test_dropout(void **state)
+{
+    (void)state;
+    static drop_run one, two, resumed;
+    char dir[] = "/tmp/stg_dropout_XXXXXX", ck[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(ck, sizeof ck, "%s/after1.ck", dir);
+    run_dropout(1, &one, ck, NULL);
+    run_dropout(2, &two, NULL, NULL);
+    assert_memory_equal(&one, &two, sizeof one); /* any thread count */
+    assert_true(memcmp(one.y[0], one.y[1], sizeof one.y[0]) != 0); /* a new mask each step */
+    /* resumed after step 1: its first step is step 2 of the straight run */
+    run_dropout(1, &resumed, NULL, ck);
+    assert_memory_equal(resumed.y[0], one.y[1], sizeof one.y[1]);
+    remove(ck);
+    rmdir(dir);
+
+    /* an inference plan: the identity */
+    const int64_t n = 100;
+    stg_graph *g = stg_graph_new();
+    stg_tensor x = stg_input(g, "x", 1, &n);
+    stg_tensor y = stg_dropout(g, x, 0.5f);
+    stg_graph_keep(g, y);
+    stg_plan_options o;
+    stg_plan_options_init(&o);
+    o.inference = 1;
+    stg_plan *pl = tu_plan_with(g, (stg_tensor){-1}, &o);
+    tu_fill(stg_plan_data(pl, x), n, 3, -1, 1);
+    assert_int_equal(stg_plan_forward(pl), STG_OK);
+    float out[100];
+    assert_int_equal(stg_plan_get(pl, y, out, n), STG_OK);
+    assert_memory_equal(out, stg_plan_data(pl, x), sizeof out);
+    stg_plan_free(pl);
+    /* in training, a NaN stays a NaN whether dropped or kept (PyTorch
+     * multiplies by the mask) */
+    stg_plan_options_init(&o);
+    pl = tu_plan_with(g, (stg_tensor){-1}, &o);
+    float *xv = stg_plan_data(pl, x);
+    for (int64_t i = 0; i < n; i++)
+        xv[i] = NAN;
+    assert_int_equal(stg_plan_forward(pl), STG_OK);
+    assert_int_equal(stg_plan_get(pl, y, out, n), STG_OK);
+    for (int64_t i = 0; i < n; i++)
+        assert_true(isnan(out[i]));
+    stg_plan_free(pl);
+    /* an inference plan with a loss is refused; p outside [0, 1] too */
+    stg_tensor l = stg_sum(g, y, 0, NULL, 0);
+    stg_plan *bad = NULL;
+    assert_int_equal(stg_plan_create(g, l, &o, &bad), STG_INVALID);
+    assert_non_null(strstr(stg_plan_last_message(), "inference plan has no loss"));
+    stg_tensor z = stg_dropout(g, x, 1.5f);
+    assert_true(z.id < 0);
+    assert_non_null(strstr(stg_graph_message(g), "dropout: p = 1.5"));
+    stg_graph_free(g);
 }
 
 static void test_bitwise_reproducible(void **state)
@@ -470,6 +577,7 @@ int main(void)
         cmocka_unit_test(test_steps_allocate_nothing),
         cmocka_unit_test(test_bitwise_reproducible),
         cmocka_unit_test(test_lenet_steps),
+        cmocka_unit_test(test_dropout),
         cmocka_unit_test(test_loss_falls),
         cmocka_unit_test(test_sgd_update_and_grad_persistence),
         cmocka_unit_test(test_kept_values_are_forward_values),
