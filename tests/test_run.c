@@ -292,6 +292,7 @@ static void test_dropout(void **state)
     /* an inference plan with a loss is refused; p outside [0, 1] too */
     stg_tensor l = stg_sum(g, y, 0, NULL, 0);
     stg_plan *bad = NULL;
+    o.inference = 1;
     assert_int_equal(stg_plan_create(g, l, &o, &bad), STG_INVALID);
     assert_non_null(strstr(stg_plan_last_message(), "inference plan has no loss"));
     stg_tensor z = stg_dropout(g, x, 1.5f);
