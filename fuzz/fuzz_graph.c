@@ -54,7 +54,7 @@ static stg_tensor one_op(stg_graph *g, program *r, const stg_tensor *t, int nt)
     int nd = stg_tensor_ndim(g, a);
     int axes[8] = {small(r, -3, 3), small(r, -3, 3)}, naxes = small(r, 0, 2), keep = byte(r) & 1;
     float f = (float)small(r, -8, 8) / 4.0f;
-    switch (byte(r) % 34) {
+    switch (byte(r) % 38) {
     case 0: return stg_add(g, a, b);
     case 1: return stg_sub(g, a, b);
     case 2: return stg_mul(g, a, b);
@@ -108,6 +108,25 @@ static stg_tensor one_op(stg_graph *g, program *r, const stg_tensor *t, int nt)
         return (byte(r) & 1) ? stg_concat(g, 2, xs, axes[0]) : stg_stack(g, 2, xs, axes[0]);
     }
     case 32: return (byte(r) & 1) ? stg_softmax(g, a, axes[0]) : stg_log_softmax(g, a, axes[0]);
+    case 33:
+    case 34: {
+        stg_conv_params cp = {{small(r, 0, 2), small(r, 0, 2)}, {small(r, 0, 1), small(r, 0, 1)},
+                              {small(r, 0, 2), small(r, 0, 2)}, small(r, 0, 2)};
+        stg_tensor bias = (byte(r) & 1) ? t[byte(r) % (unsigned)nt] : (stg_tensor){-1};
+        return (byte(r) & 1) ? stg_conv2d(g, a, b, bias, &cp) : stg_conv1d(g, a, b, bias, &cp);
+    }
+    case 35: {
+        stg_pool_params pp = {{small(r, 1, 3), small(r, 1, 3)}, {small(r, 0, 2), small(r, 0, 2)},
+                              {small(r, 0, 1), small(r, 0, 1)}};
+        switch (byte(r) % 4) {
+        case 0: return stg_max_pool2d(g, a, &pp);
+        case 1: return stg_avg_pool2d(g, a, &pp);
+        case 2: return stg_max_pool1d(g, a, &pp);
+        default: return stg_avg_pool1d(g, a, &pp);
+        }
+    }
+    case 36: return stg_dropout(g, a, (float)small(r, 0, 4) / 4.0f);
+    case 37: return stg_global_avg_pool(g, a);
     default: {
         int64_t before[8] = {0}, after[8] = {0};
         for (int i = 0; i < nd && i < 8; i++)

@@ -77,7 +77,7 @@ static inline float window_max(const float *x, int64_t xs2, int64_t xs3, span s)
         const float *p = x + s.h0 * xs2 + s.w0 * xs3;
         float v0 = p[0], v1 = p[xs3], v2 = p[xs2], v3 = p[xs2 + xs3];
         float m01 = v1 > v0 ? v1 : v0, m23 = v3 > v2 ? v3 : v2, m = m23 > m01 ? m23 : m01;
-        return (v0 != v0) | (v1 != v1) | (v2 != v2) | (v3 != v3) ? NAN : m;
+        return ((v0 != v0) | (v1 != v1) | (v2 != v2) | (v3 != v3)) ? NAN : m;
     }
     float m = -INFINITY;
     int any_nan = 0;
