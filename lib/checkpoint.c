@@ -431,6 +431,28 @@ static ck_tensor *find(const ck_set *set, const ck_entry *e)
     return NULL;
 }
 
+/* Whether an entry is optimizer state ("<param>/<suffix>" with a suffix some
+ * optimizer's update declares) of a parameter of the plan: what an
+ * inference plan, which has no optimizer, skips in a training checkpoint. */
+static bool optimizer_state_of(const ck_set *set, const ck_entry *e)
+{
+    int nops;
+    const stg_op *const *ops = stgO_all(&nops);
+    for (size_t i = 0; i < set->n; i++) {
+        size_t len = set->t[i].len;
+        if (e->len <= len + 1 || memcmp(e->name, set->t[i].name, len) || e->name[len] != '/')
+            continue;
+        for (int k = 0; k < nops; k++)
+            for (int j = 0; ops[k]->state && j < STG_MAX_INPUTS; j++) {
+                const char *suffix = ops[k]->state(j);
+                if (suffix && strlen(suffix) == e->len - len - 1 &&
+                    !memcmp(e->name + len + 1, suffix, e->len - len - 1))
+                    return true;
+            }
+    }
+    return false;
+}
+
 /* One entry against the plan's tensor of the same name; 'data' is where its
  * data must start (blocks follow the table in table order, back to back). */
 static stg_status check_entry(stg_plan *p, const char *path, const ck_set *set, const ck_entry *e,
@@ -438,6 +460,12 @@ static stg_status check_entry(stg_plan *p, const char *path, const ck_set *set, 
 {
     char nm[64], fs[160], ps[160];
     ck_tensor *t = find(set, e);
+    if (!t && p->opt.inference && optimizer_state_of(set, e)) {
+        if (e->off != data || e->bytes > data_end - data)
+            return fail(p, STG_FORMAT, "checkpoint: '%s': the data of tensor '%s' is not where "
+                        "the table says", path, shown(e->name, e->len, nm, sizeof nm));
+        return STG_OK; /* an inference plan has no optimizer state to load */
+    }
     if (!t)
         return fail(p, STG_FORMAT, "checkpoint: '%s' has tensor '%s', which this plan does not have",
                     path, shown(e->name, e->len, nm, sizeof nm));
@@ -589,7 +617,10 @@ STG_API stg_status stg_plan_load(stg_plan *p, const char *path)
     unsigned char *buf = NULL;
     size_t size = 0;
     int64_t steps = 0;
-    s = read_file(p, path, file_bytes(&set) + CK_SLACK, &buf, &size);
+    /* an inference plan reads training checkpoints: Adam keeps two tensors
+     * of state per parameter */
+    uint64_t expect = file_bytes(&set) * (p->opt.inference ? 3 : 1);
+    s = read_file(p, path, expect + CK_SLACK, &buf, &size);
     if (s == STG_OK)
         s = check_file(p, path, &set, buf, size, &steps);
     if (s == STG_OK) {

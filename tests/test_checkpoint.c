@@ -776,6 +776,67 @@ static void test_atomic_save(void **state)
 }
 
 /* A plan with no parameters still saves and loads its step count. */
+/* An inference plan of the same graph loads a training checkpoint (SGD
+ * momentum or Adam state skipped) and computes what the training plan's
+ * forward pass computes, bit for bit; a forward-only training-mode plan
+ * still refuses the optimizer state, and any other extra tensor is refused. */
+static void test_inference_plan_loads_training_checkpoint(void **state)
+{
+    (void)state;
+    for (optim o = MOMENTUM_SGD; o <= ADAM; o++) {
+        stg_plan *tp;
+        model m = trained(6, true, o, &tp, 3);
+        char path[128];
+        tpath(path, sizeof path, "train.ck");
+        expect_save(tp, path);
+        /* the training plan's forward pass on fresh inputs */
+        tu_fill(stg_plan_data(tp, m.x), 40, 99, -1.0f, 1.0f);
+        tu_fill(stg_plan_data(tp, m.t), 24, 98, -1.0f, 1.0f);
+        assert_int_equal(stg_plan_forward(tp), STG_OK);
+        float want = stg_plan_loss(tp);
+
+        stg_graph_keep(m.g, m.loss);
+        stg_plan_options opts;
+        stg_plan_options_init(&opts);
+        opts.inference = 1;
+        stg_plan *ip = tu_plan_with(m.g, (stg_tensor){-1}, &opts);
+        expect_load(ip, path);
+        tu_fill(stg_plan_data(ip, m.x), 40, 99, -1.0f, 1.0f);
+        tu_fill(stg_plan_data(ip, m.t), 24, 98, -1.0f, 1.0f);
+        assert_int_equal(stg_plan_forward(ip), STG_OK);
+        float got;
+        assert_int_equal(stg_plan_get(ip, m.loss, &got, 1), STG_OK);
+        assert_memory_equal(&got, &want, sizeof got);
+        stg_plan_free(ip);
+
+        /* a forward-only plan that is not an inference plan: refused */
+        stg_plan_options_init(&opts);
+        stg_plan *fp = tu_plan_with(m.g, (stg_tensor){-1}, &opts);
+        expect_load_fail(fp, path, STG_FORMAT, "which this plan does not have",
+                         o == ADAM ? "exp_avg" : "momentum_buffer");
+        stg_plan_free(fp);
+        stg_plan_free(tp);
+        stg_graph_free(m.g);
+    }
+    /* an extra tensor that is not optimizer state: refused by an inference plan too */
+    stg_plan *tp;
+    model big = trained(6, true, MOMENTUM_SGD, &tp, 1);
+    char path[128];
+    tpath(path, sizeof path, "big.ck");
+    expect_save(tp, path);
+    stg_plan_free(tp);
+    stg_graph_free(big.g);
+    model small = make_model(6, false, NULL);
+    stg_graph_keep(small.g, small.loss);
+    stg_plan_options opts;
+    stg_plan_options_init(&opts);
+    opts.inference = 1;
+    stg_plan *ip = tu_plan_with(small.g, (stg_tensor){-1}, &opts);
+    expect_load_fail(ip, path, STG_FORMAT, "'b2'", "which this plan does not have");
+    stg_plan_free(ip);
+    stg_graph_free(small.g);
+}
+
 static void test_no_parameters(void **state)
 {
     (void)state;
@@ -828,6 +889,7 @@ int main(void)
         cmocka_unit_test(test_duplicate_and_missing_names),
         cmocka_unit_test(test_atomic_save),
         cmocka_unit_test(test_no_parameters),
+        cmocka_unit_test(test_inference_plan_loads_training_checkpoint),
     };
     return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
 }
