@@ -632,6 +632,7 @@ static int model_build(model *m, const options *o, int64_t batch, int64_t in, in
         po.clip_norm = o->clip_norm;
     } else {
         po.optimizer = STG_OPTIM_NONE;
+        po.inference = 1; /* evaluation: dropout (and the like) in inference mode */
     }
     stg_tensor none = {-1};
     stg_status s = stg_plan_create(g, train ? m->loss : none, &po, &m->plan);
