@@ -9,15 +9,17 @@
 #include "models.h"
 
 static const matmul_case cases[] = {
-    {"dot", 1, 1, {4096}, {4096}},
-    {"mv", 2, 1, {512, 1024}, {1024}},
-    {"mv_batched", 3, 1, {32, 256, 512}, {512}},
-    {"vm", 1, 2, {1024}, {1024, 512}},
-    {"mm_square", 2, 2, {512, 512}, {512, 512}},
-    {"mm_batched", 3, 3, {64, 128, 64}, {64, 64, 128}},
-    {"mm_bcast_right", 3, 2, {32, 128, 256}, {256, 256}},
-    {"mm_bcast_both", 4, 4, {8, 1, 64, 128}, {1, 16, 128, 64}},
-    {"mlp_layer", 2, 2, {256, 784}, {784, 512}},
+    {"dot", 1, 1, {4096}, {4096}, -1},
+    {"mv", 2, 1, {512, 1024}, {1024}, -1},
+    {"mv_batched", 3, 1, {32, 256, 512}, {512}, -1},
+    {"vm", 1, 2, {1024}, {1024, 512}, -1},
+    {"mm_square", 2, 2, {512, 512}, {512, 512}, -1},
+    {"mm_batched", 3, 3, {64, 128, 64}, {64, 64, 128}, -1},
+    {"mm_bcast_right", 3, 2, {32, 128, 256}, {256, 256}, -1},
+    {"mm_bcast_both", 4, 4, {8, 1, 64, 128}, {1, 16, 128, 64}, -1},
+    {"mlp_layer", 2, 2, {256, 784}, {784, 512}, -1},
+    /* BENCH.md's "more cases": lenet's second convolution alone */
+    {"conv2", 4, 4, {64, 16, 14, 14}, {32, 16, 3, 3}, 1},
 };
 
 const matmul_case *matmul_cases(int *count)
@@ -178,7 +180,10 @@ stg_plan *matmul_plan(const matmul_case *mc, bool backward, stg_plan_options *op
         return NULL;
     }
     stg_tensor a = stg_input(g, "a", mc->nda, mc->a), b = stg_input(g, "b", mc->ndb, mc->b);
-    stg_tensor c = stg_matmul(g, a, b), gout = {-1};
+    stg_conv_params same = {.padding = {mc->pad, mc->pad}};
+    stg_tensor c = mc->pad >= 0 ? stg_conv2d(g, a, b, (stg_tensor){-1}, &same)
+                                : stg_matmul(g, a, b),
+               gout = {-1};
     opts->optimizer = STG_OPTIM_NONE;
     stg_plan *p = NULL;
     stg_status s;
@@ -205,8 +210,17 @@ stg_plan *matmul_plan(const matmul_case *mc, bool backward, stg_plan_options *op
     return p;
 }
 
+/* The output plane of a convolution case along one axis. */
+static double conv_out(const matmul_case *mc, int axis)
+{
+    return (double)(mc->a[axis] + 2 * mc->pad - mc->b[axis] + 1);
+}
+
 double matmul_case_flops(const matmul_case *mc, bool backward)
 {
+    if (mc->pad >= 0) /* 2 N O C KH KW OH OW */
+        return 2.0 * (double)(mc->a[0] * mc->b[0] * mc->b[1] * mc->b[2] * mc->b[3]) *
+               conv_out(mc, 2) * conv_out(mc, 3) * (backward ? 3.0 : 1.0);
     /* 2 M N K per product, times the broadcast batch */
     double m = mc->nda >= 2 ? (double)mc->a[mc->nda - 2] : 1.0;
     double n = mc->ndb >= 2 ? (double)mc->b[mc->ndb - 1] : 1.0;
@@ -226,7 +240,8 @@ double matmul_case_bytes(const matmul_case *mc, bool backward)
         na *= (double)mc->a[d];
     for (int d = 0; d < mc->ndb; d++)
         nb *= (double)mc->b[d];
-    double nc = matmul_case_flops(mc, false) / (2.0 * (double)mc->a[mc->nda - 1]);
+    double nc = mc->pad >= 0 ? (double)(mc->a[0] * mc->b[0]) * conv_out(mc, 2) * conv_out(mc, 3)
+                             : matmul_case_flops(mc, false) / (2.0 * (double)mc->a[mc->nda - 1]);
     return 4.0 * (na + nb + nc) * (backward ? 3.0 : 1.0);
 }
 

@@ -14,11 +14,14 @@
 
 #define MODEL_MAX_LAYERS 16
 
-/* One BENCH.md matmul case: operand shapes. */
+/* One BENCH.md matmul case: operand shapes.  A convolution case ('pad' >=
+ * 0) is conv2d of a = x (N, C, H, W) by b = w (O, C, KH, KW) with that
+ * padding on both axes, stride 1, no bias. */
 typedef struct matmul_case {
     const char *name;
     int nda, ndb;
     int64_t a[4], b[4];
+    int pad; /* -1: a product */
 } matmul_case;
 
 /* The BENCH.md matmul family, in its order; 'count' gets the number. */

@@ -540,7 +540,9 @@ int main(int argc, char **argv)
             printf("%s\n", gemm.why);
             fflush(stdout);
         }
-        if (blis && !cs[i].lenet) { /* no BLIS-alone baseline for convolutions */
+        /* no BLIS-alone baseline for convolutions: they are no single BLIS call */
+        bool conv = cs[i].lenet || (cs[i].mc && cs[i].mc->pad >= 0);
+        if (blis && !conv) {
             if (cs[i].mc) {
                 cs[i].blis = blis_matmul_job(cs[i].mc, cs[i].mode == MODE_FWDBWD);
             } else {

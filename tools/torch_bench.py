@@ -4,7 +4,7 @@
 Run it from the build directory (where stg-bench is) with /usr/bin/python3,
 the interpreter with Debian's torch.  --cases takes names from dot mv
 mv_batched vm mm_square mm_batched mm_bcast_right mm_bcast_both mlp_layer
-mlp lenet (default: all); the matmul cases run in modes 'fwd' and 'fwd+bwd', mlp
+conv2 mlp lenet (default: all); the matmul and conv2 cases run in modes 'fwd' and 'fwd+bwd', mlp
 runs its training 'step' at each of --batches.
 
 PyTorch at its best (BENCH.md): Debian's torch does its GEMMs through
@@ -66,6 +66,9 @@ MATMUL_CASES = {
     "mm_bcast_both": ((8, 1, 64, 128), (1, 16, 128, 64)),
     "mlp_layer": ((256, 784), (784, 512)),
 }
+# convolution cases, timed like the products: (x, w), conv2d with padding 1
+CONV_CASES = {"conv2": ((64, 16, 14, 14), (32, 16, 3, 3))}
+MATMUL_CASES.update(CONV_CASES)
 ALL_CASES = list(MATMUL_CASES) + ["mlp", "lenet"]
 MATMUL_MODES = ("fwd", "fwd+bwd")
 SEED = 0
@@ -112,24 +115,26 @@ def time_loop(fn, min_time):
 
 def matmul_fn(case, mode):
     import torch
+    import torch.nn.functional as F
 
     torch.manual_seed(SEED)
     sa, sb = MATMUL_CASES[case]
     a = torch.rand(sa, dtype=torch.float32) * 2 - 1
     b = torch.rand(sb, dtype=torch.float32) * 2 - 1
+    op = (lambda x, w: F.conv2d(x, w, padding=1)) if case in CONV_CASES else torch.matmul
     if mode == "fwd":
         def fwd():
             with torch.no_grad():
-                torch.matmul(a, b)
+                op(a, b)
         return fwd
     a.requires_grad_(True)
     b.requires_grad_(True)
     with torch.no_grad():
-        gout = torch.rand(torch.matmul(a, b).shape, dtype=torch.float32) * 2 - 1
+        gout = torch.rand(op(a, b).shape, dtype=torch.float32) * 2 - 1
 
     def fwd_bwd():
         a.grad = b.grad = None
-        c = torch.matmul(a, b)
+        c = op(a, b)
         c.backward(gout)
     return fwd_bwd
 
