@@ -151,6 +151,9 @@ stg_status stgD_differentiate(stg_graph *g, int32_t loss, int32_t seed, int32_t 
 #endif
 
 float stgV_dot(int64_t n, const float *x, const float *y);
+/* x[0] + ... + x[n-1], in sixteen lanes summed in a fixed tree: the order
+ * depends on n alone */
+float stgV_sum(int64_t n, const float *x);
 /* out[j] = the dot of x with row j of m (rows at stride rs), j < 4 */
 void stgV_dot4(int64_t n, const float *m, int64_t rs, const float *x, float out[4]);
 /* y += c x */

@@ -41,6 +41,23 @@ STG_CLONES float stgV_dot(int64_t n, const float *x, const float *y)
     return s;
 }
 
+STG_CLONES float stgV_sum(int64_t n, const float *x)
+{
+    v8 a = {0}, b = {0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a += LOAD(x + i);
+        b += LOAD(x + i + 8);
+    }
+    for (; i + 8 <= n; i += 8)
+        a += LOAD(x + i);
+    v8 t = a + b;
+    float s = HSUM(t);
+    for (; i < n; i++)
+        s += x[i];
+    return s;
+}
+
 STG_CLONES void stgV_dot4(int64_t n, const float *m, int64_t rs, const float *x, float out[4])
 {
     const float *r0 = m, *r1 = m + rs, *r2 = m + 2 * rs, *r3 = m + 3 * rs;
