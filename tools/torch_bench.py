@@ -139,42 +139,35 @@ def matmul_fn(case, mode):
     return fwd_bwd
 
 
-def mlp_step_fn(batch):
-    """The BENCH.md mlp training step: forward, cross-entropy, backward, SGD."""
+def training_step_fn(model_fn, input_shape):
+    """A BENCH.md training step: forward, cross-entropy, backward, SGD lr 0.05
+    momentum 0.9, on random inputs of input_shape (batch first)."""
     import torch
     import torch.nn.functional as F
-    from torch_peer import make_model
 
     torch.manual_seed(SEED)
-    model = make_model()
+    model = model_fn()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    x = torch.rand(batch, 784, dtype=torch.float32)
-    y = torch.randint(0, 10, (batch,), dtype=torch.int64)
+    x = torch.rand(*input_shape, dtype=torch.float32)
+    y = torch.randint(0, 10, (input_shape[0],), dtype=torch.int64)
 
     def step():
         opt.zero_grad()
         F.cross_entropy(model(x), y).backward()
         opt.step()
     return step
+
+
+def mlp_step_fn(batch):
+    """The BENCH.md mlp training step."""
+    from torch_peer import make_model
+    return training_step_fn(make_model, (batch, 784))
 
 
 def lenet_step_fn(batch):
     """The BENCH.md lenet training step (oneDNN does the convolutions)."""
-    import torch
-    import torch.nn.functional as F
     from torch_peer import make_lenet
-
-    torch.manual_seed(SEED)
-    model = make_lenet()
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    x = torch.rand(batch, 1, 28, 28, dtype=torch.float32)
-    y = torch.randint(0, 10, (batch,), dtype=torch.int64)
-
-    def step():
-        opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-    return step
+    return training_step_fn(make_lenet, (batch, 1, 28, 28))
 
 
 def mapped_files():
