@@ -383,6 +383,14 @@ typedef struct stg_plan_options {
     int inference;           /* 1: an inference plan, for a forward pass with
                                 no loss (pass {-1} and keep the tensors to
                                 read): dropout is the identity */
+    const struct stg_plan *share_params; /* an inference plan only: read the
+                                parameters from this plan's storage instead of
+                                holding a copy (evaluation during training,
+                                with no copy).  Both plans must come from the
+                                same graph or from graphs built alike: each
+                                parameter is matched by id, name and shape.
+                                That plan must outlive this one; this one
+                                cannot load checkpoints. */
 } stg_plan_options;
 
 /* Fills 'opts' with the defaults. */

@@ -610,6 +610,9 @@ STG_API stg_status stg_plan_load(stg_plan *p, const char *path)
         return STG_INVALID;
     if (!path || !*path)
         return fail(p, STG_INVALID, "checkpoint: load: no path given");
+    if (p->opt.share_params)
+        return fail(p, STG_INVALID, "checkpoint: load: this plan reads its parameters from "
+                    "another plan (share_params); load '%s' into that one", path);
     ck_set set = {0};
     stg_status s = collect(p, &set);
     if (s != STG_OK)

@@ -70,8 +70,8 @@ typedef struct scratch {
 float *stgP_ptr(const stg_plan *p, int32_t id)
 {
     const stg_node *n = &p->g->nodes[id];
-    int32_t b = p->bufof[n->base];
-    return (float *)(p->arena + p->bufs[b].offset) + n->lay.off;
+    const stg_buffer *b = &p->bufs[p->bufof[n->base]];
+    return (b->external ? b->external : (float *)(p->arena + b->offset)) + n->lay.off;
 }
 
 void *stgP_opdata(stg_prep *cx, stg_pnode *pn, size_t bytes)
@@ -219,6 +219,24 @@ static bool can_share(const stg_plan *p, const stg_node *n, int32_t x, int32_t p
     return true;
 }
 
+/* A parameter read from opts.share_params: matched by id, name and shape. */
+static stg_status share_param(stg_plan *p, int32_t id, stg_buffer *b)
+{
+    const stg_plan *o = p->opt.share_params;
+    const stg_node *n = &p->g->nodes[id];
+    const stg_node *m = id < o->nuser ? &o->g->nodes[id] : NULL;
+    char bn[96], bm[96];
+    if (!m || m->role != STG_ROLE_PARAM || !stgS_equal(&m->shape, &n->shape) ||
+        (n->name == NULL) != (m->name == NULL) || (n->name && strcmp(n->name, m->name)))
+        return fail(STG_INVALID, "plan: share_params: parameter %d ('%s' %s) has no twin in the "
+                    "other plan (%s there)", (int)id, n->name ? n->name : "", stgS_str(&n->shape,
+                    bn, sizeof bn), m ? (m->role == STG_ROLE_PARAM ? stgS_str(&m->shape, bm,
+                    sizeof bm) : "not a parameter") : "no such node");
+    *b = (stg_buffer){.persistent = true, .first = 0, .last = p->nsched, .owner = id,
+                      .external = stgP_ptr(o, id)};
+    return STG_OK;
+}
+
 /* Step 4: buffers and lifetimes, with in-place sharing. */
 static stg_status assign_buffers(stg_plan *p, scratch *s)
 {
@@ -248,6 +266,13 @@ static stg_status assign_buffers(stg_plan *p, scratch *s)
                 continue;
         }
         stg_buffer *b = &p->bufs[p->nbufs];
+        if (n->role == STG_ROLE_PARAM && p->opt.share_params) {
+            stg_status st = share_param(p, i, b);
+            if (st != STG_OK)
+                return st;
+            p->bufof[i] = p->nbufs++;
+            continue;
+        }
         b->bytes = (size_t)stgS_numel(&n->shape) * sizeof(float);
         b->persistent = s->persistent[i];
         b->first = b->persistent ? 0 : pos;
@@ -435,6 +460,8 @@ static stg_status validate(const stg_graph *g, stg_tensor loss, stg_tensor seed,
     } else if (loss.id >= 0 && g->nodes[loss.id].shape.nd != 0)
         return fail(STG_INVALID, "plan: loss %s must be a scalar (0 dims)",
                     stgS_str(&g->nodes[loss.id].shape, b, sizeof b));
+    if (o->share_params && !o->inference)
+        return fail(STG_INVALID, "plan: share_params is for inference plans (opts.inference)");
     if (o->inference && loss.id >= 0)
         return fail(STG_INVALID, "plan: an inference plan has no loss (pass an invalid tensor, "
                     "{-1}, and keep the tensors to read with stg_graph_keep)");

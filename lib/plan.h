@@ -28,6 +28,8 @@ typedef struct stg_buffer {
     int32_t owner; /* the node it was made for (later in-place nodes share it) */
     bool persistent;
     bool scratch;  /* the owner's scratch (stgP_scratch), not its output */
+    float *external; /* a parameter read from opts.share_params's storage
+                        (0 bytes here), or NULL */
 } stg_buffer;
 
 struct stg_pool;

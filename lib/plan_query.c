@@ -141,7 +141,11 @@ STG_API stg_status stg_plan_check(const stg_plan *p, char *msg, size_t len)
             continue;
         int64_t lowest, highest;
         extent(n, &lowest, &highest);
-        if (lowest < 0 || (size_t)(highest + 1) * sizeof(float) > p->bufs[b].bytes)
+        /* a parameter read from another plan: its size there */
+        size_t bytes = p->bufs[b].external
+                           ? (size_t)stgS_numel(&g->nodes[p->bufs[b].owner].shape) * sizeof(float)
+                           : p->bufs[b].bytes;
+        if (lowest < 0 || (size_t)(highest + 1) * sizeof(float) > bytes)
             BAD("node %d (%s) reaches outside its buffer", (int)i, n->op->name);
     }
     /* Every buffer a node touches is live at the node's position. */

@@ -301,6 +301,69 @@ static void test_dropout(void **state)
     stg_graph_free(g);
 }
 
+/* An inference plan that reads a training plan's parameters: no copy, a
+ * smaller arena, the training plan's forward values bit for bit, also after
+ * a step changed the parameters; mismatches and misuse refused. */
+static void test_inference_plan_shares_parameters(void **state)
+{
+    (void)state;
+    net n = make_net(16);
+    stg_plan *tp = tu_plan(n.g, n.loss, 2, STG_OPTIM_SGD);
+    fill_net(tp, &n);
+    assert_int_equal(stg_plan_step(tp), STG_OK);
+    stg_graph_keep(n.g, n.loss);
+    stg_plan_options o;
+    stg_plan_options_init(&o);
+    o.inference = 1;
+    o.threads = 2;
+    stg_plan *own = tu_plan_with(n.g, (stg_tensor){-1}, &o);
+    o.share_params = tp;
+    stg_plan *shared = tu_plan_with(n.g, (stg_tensor){-1}, &o);
+    size_t params = 0;
+    for (int l = 0; l < 3; l++)
+        params += (size_t)(stg_tensor_numel(n.g, n.w[l]) + stg_tensor_numel(n.g, n.b[l]));
+    params += (size_t)stg_tensor_numel(n.g, n.v);
+    print_message("arena: %zu bytes with its own parameters, %zu sharing them (parameters %zu)\n",
+                  stg_plan_arena_bytes(own), stg_plan_arena_bytes(shared), params * 4);
+    assert_true(stg_plan_arena_bytes(shared) + params * 4 <= stg_plan_arena_bytes(own) + 64 * 8);
+    assert_true(stg_plan_data(shared, n.w[0]) == stg_plan_data(tp, n.w[0])); /* no copy */
+    char msg[256];
+    assert_int_equal(stg_plan_check(shared, msg, sizeof msg), STG_OK);
+    for (int k = 0; k < 2; k++) {
+        tu_fill(stg_plan_data(tp, n.x), stg_tensor_numel(n.g, n.x), 5 + k, 0, 1);
+        tu_fill(stg_plan_data(shared, n.x), stg_tensor_numel(n.g, n.x), 5 + k, 0, 1);
+        tu_fill(stg_plan_data(tp, n.t), stg_tensor_numel(n.g, n.t), 6 + k, 0, 1);
+        tu_fill(stg_plan_data(shared, n.t), stg_tensor_numel(n.g, n.t), 6 + k, 0, 1);
+        assert_int_equal(stg_plan_forward(tp), STG_OK);
+        assert_int_equal(stg_plan_forward(shared), STG_OK);
+        float a = stg_plan_loss(tp), b;
+        assert_int_equal(stg_plan_get(shared, n.loss, &b, 1), STG_OK);
+        assert_memory_equal(&a, &b, sizeof a);
+        assert_int_equal(stg_plan_step(tp), STG_OK); /* new parameters, seen without a copy */
+    }
+    assert_int_equal(stg_plan_load(shared, "/nonexistent.ck"), STG_INVALID);
+    assert_non_null(strstr(stg_plan_message(shared), "share_params"));
+    stg_plan_free(shared);
+    stg_plan_free(own);
+
+    /* a graph whose parameters differ; share_params without inference */
+    net other = make_net(16);
+    stg_graph *g2 = stg_graph_new();
+    stg_tensor x2 = stg_input(g2, "x", 2, (int64_t[]){16, 784});
+    stg_tensor w2 = stg_param(g2, "w", 2, (int64_t[]){784, 10});
+    stg_graph_keep(g2, stg_matmul(g2, x2, w2));
+    stg_plan *bad = NULL;
+    assert_int_equal(stg_plan_create(g2, (stg_tensor){-1}, &o, &bad), STG_INVALID);
+    assert_non_null(strstr(stg_plan_last_message(), "no twin in the other plan"));
+    o.inference = 0;
+    assert_int_equal(stg_plan_create(other.g, (stg_tensor){-1}, &o, &bad), STG_INVALID);
+    assert_non_null(strstr(stg_plan_last_message(), "share_params is for inference plans"));
+    stg_graph_free(g2);
+    stg_graph_free(other.g);
+    stg_plan_free(tp);
+    stg_graph_free(n.g);
+}
+
 static void test_bitwise_reproducible(void **state)
 {
     (void)state;
@@ -579,6 +642,7 @@ int main(void)
         cmocka_unit_test(test_bitwise_reproducible),
         cmocka_unit_test(test_lenet_steps),
         cmocka_unit_test(test_dropout),
+        cmocka_unit_test(test_inference_plan_shares_parameters),
         cmocka_unit_test(test_loss_falls),
         cmocka_unit_test(test_sgd_update_and_grad_persistence),
         cmocka_unit_test(test_kept_values_are_forward_values),

@@ -512,7 +512,7 @@ typedef struct model {
     int nparams;                     /* 2 per linear layer */
     stg_tensor x, labels, logits, loss;
     stg_tensor params[2 * (MAX_LAYERS + 1)];
-    int64_t fan_in[2 * (MAX_LAYERS + 1)], numel[2 * (MAX_LAYERS + 1)];
+    int64_t fan_in[2 * (MAX_LAYERS + 1)];
     char names[2 * (MAX_LAYERS + 1)][24];
 } model;
 
@@ -537,9 +537,6 @@ static stg_tensor add_param(model *m, stg_graph *g, const char *name, int nd, co
     snprintf(m->names[k], sizeof m->names[k], "%s", name);
     m->params[k] = stg_param(g, m->names[k], nd, d);
     m->fan_in[k] = fan_in;
-    m->numel[k] = 1;
-    for (int i = 0; i < nd; i++)
-        m->numel[k] *= d[i];
     return m->params[k];
 }
 
@@ -569,11 +566,13 @@ static stg_tensor lenet_features(model *m, stg_graph *g, const options *o, int64
 }
 
 /* Builds the model for 'batch' rows.  A training plan ('train') minimises the
- * loss with the optimizer 'optim' of 'o'; otherwise the plan is forward-only
- * and keeps the logits and the loss.  Returns 0, or -1 with a message in
+ * loss with the optimizer 'optim' of 'o'; otherwise the plan is an inference
+ * plan that keeps the logits and the loss and reads its parameters from
+ * 'share' (the training model's plan).  Returns 0, or -1 with a message in
  * 'msg'. */
 static int model_build(model *m, const options *o, int64_t batch, int64_t in, int64_t classes,
-                       int train, stg_optimizer optim, float momentum, char *msg, size_t len)
+                       int train, stg_optimizer optim, float momentum, const stg_plan *share,
+                       char *msg, size_t len)
 {
     memset(m, 0, sizeof *m);
     m->batch = batch;
@@ -600,8 +599,6 @@ static int model_build(model *m, const options *o, int64_t batch, int64_t in, in
         m->params[k] = stg_param(g, m->names[k], 2, wd);
         m->params[k + 1] = stg_param(g, m->names[k + 1], 1, bd);
         m->fan_in[k] = m->fan_in[k + 1] = width;
-        m->numel[k] = width * out;
-        m->numel[k + 1] = out;
         m->nparams += 2;
         h = stg_add(g, stg_matmul(g, h, m->params[k]), m->params[k + 1]);
         if (l < o->nlayers)
@@ -633,6 +630,7 @@ static int model_build(model *m, const options *o, int64_t batch, int64_t in, in
     } else {
         po.optimizer = STG_OPTIM_NONE;
         po.inference = 1; /* evaluation: dropout (and the like) in inference mode */
+        po.share_params = share; /* no copy of the parameters */
     }
     stg_tensor none = {-1};
     stg_status s = stg_plan_create(g, train ? m->loss : none, &po, &m->plan);
@@ -665,19 +663,6 @@ static void model_init(model *m, uint64_t seed)
                                             bound, s);
         if (st != STG_OK)
             die(1, "initialising %s: %s", m->names[k], stg_status_message(st));
-    }
-}
-
-/* Copies the parameters of 'src' into 'dst' (same layers, any batch). */
-static void model_copy_params(model *dst, model *src)
-{
-    for (int k = 0; k < src->nparams; k++) {
-        const float *d = stg_plan_data(src->plan, src->params[k]);
-        if (d == NULL)
-            die(1, "internal error: no data for %s", src->names[k]);
-        stg_status s = stg_plan_set(dst->plan, dst->params[k], d, src->numel[k]);
-        if (s != STG_OK)
-            die(1, "internal error: copying %s: %s", src->names[k], stg_status_message(s));
     }
 }
 
@@ -720,13 +705,10 @@ static void eval_run_batch(model *m, const idx_split *d, int64_t start, double *
     }
 }
 
-/* Test loss (mean over images) and accuracy (%) of the parameters of 'src'. */
-static void evaluate(evaluator *ev, model *src, const idx_split *test, double *loss,
-                     double *acc)
+/* Test loss (mean over images) and accuracy (%) of the parameters of the
+ * model the evaluator was built for (its plans read them in place). */
+static void evaluate(evaluator *ev, const idx_split *test, double *loss, double *acc)
 {
-    model_copy_params(&ev->full, src);
-    if (ev->rest.plan)
-        model_copy_params(&ev->rest, src);
     double loss_sum = 0.0;
     int64_t correct = 0, start = 0;
     for (; start + ev->full.batch <= test->n; start += ev->full.batch)
@@ -738,17 +720,17 @@ static void evaluate(evaluator *ev, model *src, const idx_split *test, double *l
 }
 
 static void evaluator_build(evaluator *ev, const options *o, const idx_split *test,
-                            int64_t classes)
+                            int64_t classes, const model *src)
 {
     char msg[1024];
     memset(ev, 0, sizeof *ev);
     int64_t b = test->n < EVAL_BATCH ? test->n : EVAL_BATCH;
-    if (model_build(&ev->full, o, b, test->features, classes, 0, STG_OPTIM_NONE, 0.0f, msg,
-                    sizeof msg))
+    if (model_build(&ev->full, o, b, test->features, classes, 0, STG_OPTIM_NONE, 0.0f,
+                    src->plan, msg, sizeof msg))
         die(1, "evaluation model: %s", msg);
     int64_t r = test->n % b;
     if (r && model_build(&ev->rest, o, r, test->features, classes, 0, STG_OPTIM_NONE, 0.0f,
-                         msg, sizeof msg))
+                         src->plan, msg, sizeof msg))
         die(1, "evaluation model: %s", msg);
 }
 
@@ -847,7 +829,7 @@ static void load_for_eval(model *m, const options *o, int64_t in, int64_t classe
     stg_status why_status = STG_OK;
     int why_final = 0;
     for (size_t t = 0; t < sizeof tries / sizeof *tries; t++) {
-        if (model_build(m, o, 1, in, classes, 1, tries[t].opt, tries[t].momentum, msg,
+        if (model_build(m, o, 1, in, classes, 1, tries[t].opt, tries[t].momentum, NULL, msg,
                         sizeof msg))
             die(1, "model: %s", msg);
         stg_status s = stg_plan_load(m->plan, o->eval);
@@ -903,9 +885,9 @@ static int run_eval(options *o)
     model m;
     load_for_eval(&m, o, test.features, classes);
     evaluator ev;
-    evaluator_build(&ev, o, &test, classes);
+    evaluator_build(&ev, o, &test, classes, &m);
     double loss, acc;
-    evaluate(&ev, &m, &test, &loss, &acc);
+    evaluate(&ev, &test, &loss, &acc);
     printf("test_loss %.4f  test_acc %.2f%%  (%s, %lld steps, %lld test images)\n", loss, acc,
            o->eval, (long long)stg_plan_steps(m.plan), (long long)test.n);
     evaluator_free(&ev);
@@ -941,11 +923,12 @@ int main(int argc, char **argv)
 
     char msg[1024];
     model m;
-    if (model_build(&m, &o, o.batch, train.features, classes, 1, o.optimizer, o.momentum, msg,
+    if (model_build(&m, &o, o.batch, train.features, classes, 1, o.optimizer, o.momentum, NULL,
+                    msg,
                     sizeof msg))
         die(1, "model: %s", msg);
     evaluator ev;
-    evaluator_build(&ev, &o, &test, classes);
+    evaluator_build(&ev, &o, &test, classes, &m);
 
     int64_t spe = train.n / o.batch; /* steps per epoch; the partial batch is dropped */
     stg_schedule sched;
@@ -1055,7 +1038,7 @@ int main(int argc, char **argv)
         double seconds = now_seconds() - t0;
         total_seconds += seconds;
         int64_t done = spe - first;
-        evaluate(&ev, &m, &test, &last_loss, &last_acc);
+        evaluate(&ev, &test, &last_loss, &last_acc);
         end_progress_line();
         printf("epoch %d/%d  train_loss %.4f  test_loss %.4f  test_acc %.2f%%  seconds %.2f "
                "(steps/s %.1f)\n",
