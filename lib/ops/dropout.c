@@ -68,13 +68,15 @@ static void run_dropout(const stg_pnode *pn, const stg_step *sx, int tid, int nt
             n = hi - i;
         const float *x = pn->in[0] + off[1];
         float *y = pn->out + i;
-        /* x times 0 where dropped, as PyTorch multiplies by the mask: a
-         * NaN or an infinity dropped is still a NaN */
-        for (int64_t j = 0; j < n; j++)
-            y[j] = d->identity ? x[j * sx1]
-                               : x[j * sx1] * (stgK_unit(stream, (uint64_t)(i + j)) >= a->p
-                                                   ? scale
-                                                   : 0.0f);
+        if (d->identity) {
+            for (int64_t j = 0; j < n; j++)
+                y[j] = x[j * sx1];
+        } else { /* x times 0 where dropped, as PyTorch multiplies by the mask:
+                  * a NaN or an infinity dropped is still a NaN */
+            for (int64_t j = 0; j < n; j++)
+                y[j] = x[j * sx1] *
+                       (stgK_unit(stream, (uint64_t)(i + j)) >= a->p ? scale : 0.0f);
+        }
         i += n;
     }
 }
