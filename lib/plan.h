@@ -93,7 +93,6 @@ void stgR_pool_free(struct stg_pool *pool);
 /* Runs job on every thread of the pool, the caller as thread 0; returns when
  * all have finished. */
 void stgR_pool_run(struct stg_pool *pool, stgR_job *job, void *ctx);
-int stgR_pool_threads(const struct stg_pool *pool);
 /* CPUs this process may run on (its affinity mask); INT_MAX when the
  * system cannot say. */
 int stgR_usable_cpus(void);

@@ -254,11 +254,6 @@ void stgR_pool_run(struct stg_pool *pool, stgR_job *job, void *ctx)
     stgR_pool_barrier(pool, NULL);
 }
 
-int stgR_pool_threads(const struct stg_pool *pool)
-{
-    return pool->threads;
-}
-
 int stgR_usable_cpus(void)
 {
 #ifdef __linux__
