@@ -101,6 +101,13 @@ STG_API int64_t stg_tensor_numel(const stg_graph *g, stg_tensor t);
 STG_API stg_tensor stg_input(stg_graph *g, const char *name, int ndim, const int64_t *dims);
 STG_API stg_tensor stg_param(stg_graph *g, const char *name, int ndim, const int64_t *dims);
 STG_API stg_tensor stg_constant(stg_graph *g, int ndim, const int64_t *dims, const float *data);
+/* A running statistic (PyTorch calls it a buffer): not trained, not an
+ * input; every element starts at 'value' (finite) when a plan is created.
+ * Only the op that owns it writes it, in a training step after the guard
+ * (so a failed step leaves it unchanged); checkpoints save it under its
+ * name, inference plans read it, and opts.share_params shares it. */
+STG_API stg_tensor stg_stat(stg_graph *g, const char *name, int ndim, const int64_t *dims,
+                            float value);
 /* A scalar constant. */
 STG_API stg_tensor stg_scalar(stg_graph *g, float value);
 /* An input of int32 values: class labels or indices.  Only the ops that take
@@ -141,6 +148,28 @@ STG_API stg_tensor stg_conv1d(stg_graph *g, stg_tensor x, stg_tensor w, stg_tens
  * pure function of (opts.seed, the step number, this node, i): the same at
  * any thread count and after a resume; not PyTorch's generator.  0 <= p <= 1. */
 STG_API stg_tensor stg_dropout(stg_graph *g, stg_tensor x, float p);
+
+/* batch_norm, as torch.nn.functional.batch_norm over x (N, C) or (N, C,
+ * ...), per channel c:  y = (x - mean) / sqrt(var + eps) * w + b.
+ * In a training plan mean and var are the batch's (var biased, over N and
+ * every axis after C; more than one value per channel needed), and each
+ * training step that succeeds folds them into the running statistics:
+ *   running_mean = momentum mean + (1 - momentum) running_mean
+ *   running_var  = momentum var n / (n - 1) + (1 - momentum) running_var
+ * (stg_plan_forward on a training plan uses the batch's and commits
+ * nothing.)  In an inference plan mean and var are the running statistics.
+ * w and b (C) are usually parameters; either may be {-1} (PyTorch's
+ * affine=False is both).  running_mean and running_var are (C) tensors made
+ * by stg_stat (start them at 0 and 1, as PyTorch does); both {-1}: batch
+ * statistics in every plan (track_running_stats=False).  'p' may be NULL;
+ * a zero field means its default (eps 1e-5, momentum 0.1). */
+typedef struct stg_batch_norm_params {
+    float eps;
+    float momentum; /* in (0, 1] */
+} stg_batch_norm_params;
+STG_API stg_tensor stg_batch_norm(stg_graph *g, stg_tensor x, stg_tensor w, stg_tensor b,
+                                  stg_tensor running_mean, stg_tensor running_var,
+                                  const stg_batch_norm_params *p);
 
 typedef struct stg_pool_params {
     int64_t kernel[2];

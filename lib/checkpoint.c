@@ -122,17 +122,23 @@ static bool is_param(const stg_plan *p, int32_t id)
     return id >= 0 && id < p->nuser && p->g->nodes[id].role == STG_ROLE_PARAM;
 }
 
-/* A parameter's own name when it has one that no other parameter has, else
- * "param<k>". */
+/* A leaf a checkpoint holds: a parameter or a running statistic. */
+static bool is_saved(const stg_plan *p, int32_t id)
+{
+    return is_param(p, id) || (id >= 0 && id < p->nuser && p->g->nodes[id].role == STG_ROLE_STAT);
+}
+
+/* A saved leaf's own name when it has one that no other saved leaf has,
+ * else "param<k>" or "stat<k>" (k counting that kind from 0). */
 static char *param_name(const stg_plan *p, int32_t id, int k)
 {
     const char *own = p->g->nodes[id].name;
     for (int32_t j = 0; own && j < p->nuser; j++)
-        if (j != id && is_param(p, j) && p->g->nodes[j].name && !strcmp(p->g->nodes[j].name, own))
+        if (j != id && is_saved(p, j) && p->g->nodes[j].name && !strcmp(p->g->nodes[j].name, own))
             own = NULL;
     char gen[32];
     if (!own)
-        snprintf(gen, sizeof gen, "param%d", k);
+        snprintf(gen, sizeof gen, "%s%d", is_param(p, id) ? "param" : "stat", k);
     const char *s = own ? own : gen;
     char *out = malloc(strlen(s) + 1);
     return out ? strcpy(out, s) : NULL;
@@ -179,7 +185,7 @@ static stg_status check_names(stg_plan *p, const ck_set *set)
     return st;
 }
 
-/* Parameters in id order, then optimizer state in the order of the update
+/* Parameters and running statistics in id order, then optimizer state in the order of the update
  * nodes and their inputs. */
 static stg_status collect(stg_plan *p, ck_set *set)
 {
@@ -187,7 +193,7 @@ static stg_status collect(stg_plan *p, ck_set *set)
     size_t n = 0;
     for (int32_t i = 0; i < g->n; i++) {
         const stg_node *nd = &g->nodes[i];
-        n += is_param(p, i);
+        n += is_saved(p, i);
         for (int j = 2; (nd->op->flags & STG_OPF_UPDATE) && j < nd->nin; j++)
             n += (nd->op->state ? nd->op->state(j) : NULL) != NULL;
     }
@@ -196,14 +202,14 @@ static stg_status collect(stg_plan *p, ck_set *set)
     int32_t *slot = malloc(((size_t)p->nuser + 1) * sizeof *slot);
     if (!set->t || !slot)
         goto nomem;
-    int k = 0;
+    int kp = 0, ks = 0;
     for (int32_t i = 0; i < p->nuser; i++) {
         slot[i] = -1;
-        if (!is_param(p, i))
+        if (!is_saved(p, i))
             continue;
         ck_tensor *t = &set->t[set->n++];
         slot[i] = (int32_t)(set->n - 1);
-        if (!(t->name = param_name(p, i, k++)))
+        if (!(t->name = param_name(p, i, is_param(p, i) ? kp++ : ks++)))
             goto nomem;
         t->shape = &g->nodes[i].shape;
         t->data = stgP_ptr(p, i);

@@ -30,7 +30,9 @@ typedef enum stg_role {
     STG_ROLE_INPUT,
     STG_ROLE_PARAM,
     STG_ROLE_CONST,
-    STG_ROLE_STATE /* optimizer state: zero at creation, persistent, checkpointed */
+    STG_ROLE_STATE, /* optimizer state: zero at creation, persistent, checkpointed */
+    STG_ROLE_STAT   /* a running statistic (stg_stat): 'data' at creation, persistent,
+                       checkpointed, written only by commit nodes after the guard */
 } stg_role;
 
 struct stg_op;

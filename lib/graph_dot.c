@@ -18,6 +18,7 @@ static const char *leaf_style(stg_role r)
     switch (r) {
     case STG_ROLE_PARAM: return "shape=ellipse,style=filled,fillcolor=\"#cfe3ff\"";
     case STG_ROLE_STATE: return "shape=ellipse,style=filled,fillcolor=\"#ffe2c4\"";
+    case STG_ROLE_STAT: return "shape=ellipse,style=filled,fillcolor=\"#e2f0d9\"";
     case STG_ROLE_INPUT: return "shape=ellipse,style=filled,fillcolor=\"#e6e6e6\"";
     default: return "shape=ellipse";
     }
@@ -28,6 +29,7 @@ static const char *role_name(stg_role r)
     switch (r) {
     case STG_ROLE_PARAM: return "param";
     case STG_ROLE_STATE: return "state";
+    case STG_ROLE_STAT: return "stat";
     case STG_ROLE_INPUT: return "input";
     case STG_ROLE_CONST: return "constant";
     default: return "";

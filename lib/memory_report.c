@@ -30,7 +30,8 @@ static kind kind_of(const stg_plan *p, const bool *is_grad, int32_t b)
     if (p->bufs[b].scratch)
         return K_SCRATCH;
     switch (p->g->nodes[id].role) {
-    case STG_ROLE_PARAM: return K_PARAM;
+    case STG_ROLE_PARAM:
+    case STG_ROLE_STAT: return K_PARAM;
     case STG_ROLE_STATE: return K_STATE;
     case STG_ROLE_INPUT:
     case STG_ROLE_CONST: return K_INPUT;

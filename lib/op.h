@@ -23,8 +23,9 @@ enum {
     STG_OPF_ELEMENTWISE = 1 << 1, /* out[i] depends on inputs at i only */
     STG_OPF_LEAF = 1 << 3,        /* input, param, constant */
     STG_OPF_INPLACE = 1 << 4,     /* may write over an input of its own shape that dies here */
-    STG_OPF_UPDATE = 1 << 5,      /* optimizer update: writes input 0 (the parameter)
-                                     and inputs 2.. (its state) in place */
+    STG_OPF_UPDATE = 1 << 5,      /* runs after the guard and writes input 0 (a parameter or
+                                     running statistic) and inputs 2.. (its state) in
+                                     place: optimizer updates, commits of forward state */
     STG_OPF_EFFECT = 1 << 6,      /* always scheduled: acts on the step, not through an output */
     STG_OPF_SERIAL = 1 << 7       /* its kernel always runs on thread 0 alone */
 };
@@ -37,6 +38,7 @@ typedef struct stg_prep {
     const stg_plan_options *opt; /* the plan's options (optimizer hyper-parameters) */
     bool inference;            /* an inference plan (opts.inference) */
     const stgK_kernel *kern;   /* the GEMM micro-kernel and its blocks */
+    char msg[256];             /* why 'prepare' refused the node (stgP_fail) */
 } stg_prep;
 
 /* Where a kernel reports bad data found in a step (the first report wins;
@@ -66,7 +68,10 @@ typedef struct stg_step {
  * being differentiated; 'flops' counts floating-point operations per step
  * (none if NULL);
  * 'state' names input i of an update node that is optimizer state (NULL
- * for any other input), for checkpoints.
+ * for any other input), for checkpoints; 'commit', for a forward node
+ * that stages state (batch norm's running statistics), adds the UPDATE
+ * nodes that write it, which a training plan runs after the guard so that
+ * a failed step changes nothing.
  *
  * An op with attributes declares their struct's size, a printer (for
  * profiles, traces and DOT files) and, where bitwise equality of the
@@ -86,6 +91,7 @@ typedef struct stg_op {
     void (*backward)(struct stg_ad *ad, int32_t id, stg_tensor gout);
     double (*flops)(const stg_graph *g, const stg_node *n);
     const char *(*state)(int input);
+    void (*commit)(stg_graph *g, int32_t id);
 } stg_op;
 
 #define STG_OP(name) extern const stg_op stg_op_##name;
@@ -189,6 +195,10 @@ void *stgP_opdata(stg_prep *cx, stg_pnode *pn, size_t bytes);
  * after), one block per thread if 'per_thread', else one for all.  Each
  * block starts on a cache line. */
 void stgP_scratch(stg_prep *cx, stg_pnode *pn, size_t bytes, bool per_thread);
+/* For 'prepare': refuses the node with status 's' and a message naming
+ * the op, the shapes and the rule (it becomes the plan's message). */
+stg_status stgP_fail(stg_prep *cx, stg_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Thread tid's scratch block of a node (the only block if not per
  * thread); NULL for a node that asked for none. */
 static inline void *stgR_scratch(const stg_pnode *pn, int tid)

@@ -407,6 +407,10 @@ stg_status stgO_add_updates(stg_plan *p)
             in[nin++] = grads[i];
         }
         stgG_add(g, &stg_op_guard, nin, in, &(stg_shape){0}, at);
+        /* state the forward pass staged is written after the guard too */
+        for (int32_t i = 0; i < p->nfwd && stgG_ok(g); i++)
+            if (g->nodes[i].op->commit)
+                g->nodes[i].op->commit(g, i);
     }
     for (int i = 0; o->optimizer != STG_OPTIM_NONE && i < n && stgG_ok(g); i++) {
         int32_t in[STG_MAX_INPUTS] = {params[i], grads[i]}, nin = 2;

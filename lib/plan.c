@@ -82,6 +82,15 @@ void *stgP_opdata(stg_prep *cx, stg_pnode *pn, size_t bytes)
     return pn->desc;
 }
 
+stg_status stgP_fail(stg_prep *cx, stg_status s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cx->msg, sizeof cx->msg, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
 void stgP_scratch(stg_prep *cx, stg_pnode *pn, size_t bytes, bool per_thread)
 {
     (void)cx;
@@ -219,19 +228,21 @@ static bool can_share(const stg_plan *p, const stg_node *n, int32_t x, int32_t p
     return true;
 }
 
-/* A parameter read from opts.share_params: matched by id, name and shape. */
+/* A parameter or running statistic read from opts.share_params: matched by
+ * id, role, name and shape. */
 static stg_status share_param(stg_plan *p, int32_t id, stg_buffer *b)
 {
     const stg_plan *o = p->opt.share_params;
     const stg_node *n = &p->g->nodes[id];
     const stg_node *m = id < o->nuser ? &o->g->nodes[id] : NULL;
+    const char *kind = n->role == STG_ROLE_PARAM ? "parameter" : "running statistic";
     char bn[96], bm[96];
-    if (!m || m->role != STG_ROLE_PARAM || !stgS_equal(&m->shape, &n->shape) ||
+    if (!m || m->role != n->role || !stgS_equal(&m->shape, &n->shape) ||
         (n->name == NULL) != (m->name == NULL) || (n->name && strcmp(n->name, m->name)))
-        return fail(STG_INVALID, "plan: share_params: parameter %d ('%s' %s) has no twin in the "
-                    "other plan (%s there)", (int)id, n->name ? n->name : "", stgS_str(&n->shape,
-                    bn, sizeof bn), m ? (m->role == STG_ROLE_PARAM ? stgS_str(&m->shape, bm,
-                    sizeof bm) : "not a parameter") : "no such node");
+        return fail(STG_INVALID, "plan: share_params: %s %d ('%s' %s) has no twin in the "
+                    "other plan (%s there)", kind, (int)id, n->name ? n->name : "",
+                    stgS_str(&n->shape, bn, sizeof bn), m ? (m->role == n->role ?
+                    stgS_str(&m->shape, bm, sizeof bm) : "another kind of node") : "no such node");
     *b = (stg_buffer){.persistent = true, .first = 0, .last = p->nsched, .owner = id,
                       .external = stgP_ptr(o, id)};
     return STG_OK;
@@ -266,7 +277,7 @@ static stg_status assign_buffers(stg_plan *p, scratch *s)
                 continue;
         }
         stg_buffer *b = &p->bufs[p->nbufs];
-        if (n->role == STG_ROLE_PARAM && p->opt.share_params) {
+        if ((n->role == STG_ROLE_PARAM || n->role == STG_ROLE_STAT) && p->opt.share_params) {
             stg_status st = share_param(p, i, b);
             if (st != STG_OK)
                 return st;
@@ -406,7 +417,10 @@ static stg_status prepare_nodes(stg_plan *p)
          * the ops whose kernels run on thread 0 alone */
         pn->serial = stgS_numel(&pn->node->shape) < STG_GRAIN;
         if (pn->node->op->prepare) {
+            cx.msg[0] = '\0';
             stg_status s = pn->node->op->prepare(&cx, pn);
+            if (s != STG_OK && cx.msg[0])
+                return fail(s, "plan: %s", cx.msg);
             if (s != STG_OK)
                 return fail(s, "plan: preparing node %d (%s) failed", (int)pn->id,
                             pn->node->op->name);
@@ -604,7 +618,8 @@ static stg_status attach_arena(stg_plan *p, const stg_plan_options *o)
     memset(p->arena, 0, p->arena_bytes);
     for (int32_t i = 0; i < p->g->n; i++) {
         const stg_node *n = &p->g->nodes[i];
-        if (n->role == STG_ROLE_CONST)
+        if ((n->role == STG_ROLE_CONST || n->role == STG_ROLE_STAT) &&
+            !p->bufs[p->bufof[i]].external)
             memcpy(stgP_ptr(p, i), n->data, (size_t)stgS_numel(&n->shape) * sizeof(float));
     }
     return STG_OK;

@@ -134,7 +134,7 @@ static stg_tensor build_op(stg_graph *g, const tu_case *c, const stg_tensor *in)
     for (size_t k = 0; k < sizeof pools / sizeof pools[0]; k++)
         if (!strcmp(op, pools[k].name)) {
             int n = pools[k].dims;
-            stg_pool_params p = {{0}};
+            stg_pool_params p = {0};
             for (int d = 0; d < n; d++) {
                 p.kernel[d] = (int64_t)a[d];
                 p.stride[d] = (int64_t)a[n + d];
@@ -144,6 +144,14 @@ static stg_tensor build_op(stg_graph *g, const tu_case *c, const stg_tensor *in)
         }
     if (!strcmp(op, "global_avg_pool"))
         return stg_global_avg_pool(g, in[0]);
+    if (!strcmp(op, "batch_norm")) { /* eps, momentum, has weight, has bias */
+        int64_t ch = stg_tensor_shape(g, in[0], dims) >= 2 ? dims[1] : 1;
+        stg_batch_norm_params p = {(float)a[0], (float)a[1]};
+        stg_tensor w = a[2] ? in[1] : (stg_tensor){-1}, b = a[3] ? in[1 + (a[2] != 0)]
+                                                                 : (stg_tensor){-1};
+        return stg_batch_norm(g, in[0], w, b, stg_stat(g, "running_mean", 1, &ch, 0.0f),
+                              stg_stat(g, "running_var", 1, &ch, 1.0f), &p);
+    }
     fail_msg("%s: unknown op %s in reference file", c->name, op);
     return (stg_tensor){-1};
 }
@@ -355,7 +363,79 @@ static void test_conv_reference(void **state)
     (void)state;
     int n = run_file("conv_ref.txt", false);
     assert_true(n >= 20);
-    print_message("%d convolution and pooling cases match PyTorch\n", n);
+    print_message("%d convolution, pooling and batch norm cases match PyTorch\n", n);
+}
+
+static void check_close(const char *what, const char *name, const float *got, const tu_tensor *want)
+{
+    double e = tu_err(got, want->v, want->n, ATOL, RTOL);
+    if (e > 1.0)
+        fail_msg("%s: %s differs from PyTorch (error %g of the tolerance)", name, what, e);
+}
+
+/* Batch norm's running statistics after several training steps, then an
+ * inference plan that reads them in place (opts.share_params), against
+ * torch.nn.BatchNorm in train() and eval(); the statistics are the same
+ * bits at 1 and 2 threads. */
+static void test_batch_norm_running_reference(void **state)
+{
+    (void)state;
+    FILE *f = tu_open_data("bn_running_ref.txt");
+    tu_case c;
+    int cases = 0;
+    while (tu_read_case(f, &c)) {
+        const tu_tensor *xs = tu_find(&c, "xs"), *w = tu_find(&c, "w"), *b = tu_find(&c, "b");
+        const tu_tensor *rm = tu_find(&c, "running_mean"), *rv = tu_find(&c, "running_var");
+        const tu_tensor *xe = tu_find(&c, "x_eval"), *ye = tu_find(&c, "y_eval");
+        assert_true(xs && w && b && rm && rv && xe && ye);
+        int steps = (int)c.attr[2];
+        int64_t ch = w->n, per = xe->n;
+        float stats[2][2][64] = {{{0}}};
+        assert_true(ch <= 64);
+        for (int threads = 1; threads <= 2; threads++) {
+            stg_graph *g = stg_graph_new();
+            stg_tensor x = stg_input(g, "x", xe->nd, xe->d);
+            stg_tensor tw = stg_param(g, "bn.weight", 1, &ch), tb = stg_param(g, "bn.bias", 1, &ch);
+            stg_tensor trm = stg_stat(g, "bn.running_mean", 1, &ch, 0.0f);
+            stg_tensor trv = stg_stat(g, "bn.running_var", 1, &ch, 1.0f);
+            stg_batch_norm_params bp = {(float)c.attr[0], (float)c.attr[1]};
+            stg_tensor y = stg_batch_norm(g, x, tw, tb, trm, trv, &bp);
+            stg_graph_keep(g, y);
+            stg_tensor loss = stg_sum(g, stg_mul(g, y, y), 0, NULL, 0);
+            if (stg_graph_status(g) != STG_OK)
+                fail_msg("%s: %s", c.name, stg_graph_message(g));
+            stg_plan *tp = tu_plan(g, loss, threads, STG_OPTIM_NONE);
+            assert_int_equal(stg_plan_set(tp, tw, w->v, ch), STG_OK);
+            assert_int_equal(stg_plan_set(tp, tb, b->v, ch), STG_OK);
+            for (int t = 0; t < steps; t++) {
+                assert_int_equal(stg_plan_set(tp, x, xs->v + t * per, per), STG_OK);
+                assert_int_equal(stg_plan_step(tp), STG_OK);
+            }
+            assert_int_equal(stg_plan_get(tp, trm, stats[threads - 1][0], ch), STG_OK);
+            assert_int_equal(stg_plan_get(tp, trv, stats[threads - 1][1], ch), STG_OK);
+            check_close("running_mean", c.name, stats[threads - 1][0], rm);
+            check_close("running_var", c.name, stats[threads - 1][1], rv);
+
+            stg_plan_options o;
+            stg_plan_options_init(&o);
+            o.inference = 1;
+            o.threads = threads;
+            o.share_params = tp;
+            stg_plan *ip = tu_plan_with(g, (stg_tensor){-1}, &o);
+            assert_true(stg_plan_data(ip, trv) == stg_plan_data(tp, trv)); /* no copy */
+            assert_int_equal(stg_plan_set(ip, x, xe->v, per), STG_OK);
+            assert_int_equal(stg_plan_forward(ip), STG_OK);
+            check_close("the inference output", c.name, stg_plan_data(ip, y), ye);
+            stg_plan_free(ip);
+            stg_plan_free(tp);
+            stg_graph_free(g);
+        }
+        assert_memory_equal(stats[0], stats[1], sizeof stats[0]);
+        tu_free_case(&c);
+        cases++;
+    }
+    fclose(f);
+    assert_int_equal(cases, 2);
 }
 
 /* NaN, +inf and -inf through every op, forward and backward, as PyTorch
@@ -375,6 +455,7 @@ int main(void)
         cmocka_unit_test(test_matmul_reference_transposed_views),
         cmocka_unit_test(test_ops_reference),
         cmocka_unit_test(test_conv_reference),
+        cmocka_unit_test(test_batch_norm_running_reference),
         cmocka_unit_test(test_nonfinite_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

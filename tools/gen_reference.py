@@ -7,8 +7,11 @@ Writes two files into tests/data/ (relative to the repository root):
                   broadcasting pattern of the batch dimensions, and a range
                   of matrix sizes (1, 3, 7, 17 and a few larger shapes).
   ops_ref.txt     elementwise, reduction, shape and loss ops.
-  conv_ref.txt    conv1d/conv2d (stride, padding, dilation, groups, bias)
-                  and max/avg pooling, 1-d and 2-d, and the global average.
+  conv_ref.txt    conv1d/conv2d (stride, padding, dilation, groups, bias),
+                  max/avg pooling, 1-d and 2-d, the global average, and
+                  batch_norm in training (1-d to 4-d, affine or not).
+  bn_running_ref.txt  batch norm's running statistics after several
+                  training steps, and the inference output that uses them.
   nonfinite_ref.txt  one case of every op of the two files above (every
                   operand rank pair for matmul) with NaN, +inf and -inf
                   in the first positions of each float input: PyTorch's
@@ -751,6 +754,78 @@ def conv_cases():
     return cases
 
 
+# batch norm in training: (x shape, eps, momentum, has weight, has bias)
+BATCH_NORMS = (
+    ((4, 3), 1e-5, 0.1, 1, 1),
+    ((5, 2, 7), 1e-5, 0.1, 1, 1),
+    ((2, 3, 4, 5), 1e-3, 0.1, 1, 1),
+    ((3, 4, 3, 3), 1e-5, 0.1, 0, 0),
+    ((1, 2, 3, 3), 1e-5, 0.1, 1, 0),
+    ((6, 1, 2, 2), 1e-5, 0.1, 0, 1),
+    ((2, 33, 5), 1e-5, 0.1, 1, 1),
+)
+
+
+def batch_norm_fn(eps, has_w, has_b):
+    def f(x, *wb):
+        w = wb[0] if has_w else None
+        b = wb[has_w] if has_b else None
+        return F.batch_norm(x, None, None, w, b, training=True, eps=eps)
+    return f
+
+
+def norm_cases():
+    cases = []
+    for xs, eps, momentum, has_w, has_b in BATCH_NORMS:
+        name = "batch_norm_%s_w%d_b%d" % (fmt_shape(xs), has_w, has_b)
+        shapes = [xs] + [(xs[1],)] * (has_w + has_b)
+        g = generator_for(name + "/inputs")
+        inputs = [uniform(g, s, -1, 1) for s in shapes]
+        inputs[0] = inputs[0] * 2.0 + 0.5   # a mean and a spread away from 0 and 1
+        cases.append(make_case(name, "batch_norm", [eps, momentum, has_w, has_b],
+                               batch_norm_fn(eps, has_w, has_b), inputs))
+    return cases
+
+
+# running statistics over several training steps, then inference:
+# (x shape, steps, eps, momentum)
+BATCH_NORM_RUNS = (
+    ((4, 3, 5, 5), 4, 1e-5, 0.1),
+    ((6, 5), 3, 1e-3, 0.3),
+)
+
+
+def running_cases():
+    """Each case: 'steps' batches xs (steps, *x shape) through a training
+    batch_norm with weight w and bias b, the running statistics after them,
+    and the inference output on x_eval."""
+    cases = []
+    for xs, steps, eps, momentum in BATCH_NORM_RUNS:
+        name = "batch_norm_running_%s_t%d" % (fmt_shape(xs), steps)
+        g = generator_for(name)
+        c = xs[1]
+        bn = torch.nn.BatchNorm1d(c, eps=eps, momentum=momentum) if len(xs) < 4 else \
+            torch.nn.BatchNorm2d(c, eps=eps, momentum=momentum)
+        bn = bn.double()
+        with torch.no_grad():
+            bn.weight.copy_(uniform(g, (c,), 0.5, 1.5))
+            bn.bias.copy_(uniform(g, (c,)))
+        batches = uniform(g, (steps,) + xs, -1, 1) * 3.0 + 1.0
+        bn.train()
+        for t in range(steps):
+            bn(batches[t])
+        x_eval = uniform(g, xs, -1, 1) * 3.0 + 1.0
+        bn.eval()
+        y_eval = bn(x_eval)
+        head = "case %s batch_norm_running %r %r %d\n" % (name, eps, momentum, steps)
+        parts = [head, fmt_tensor("xs", batches), fmt_tensor("w", bn.weight),
+                 fmt_tensor("b", bn.bias), fmt_tensor("running_mean", bn.running_mean),
+                 fmt_tensor("running_var", bn.running_var), fmt_tensor("x_eval", x_eval),
+                 fmt_tensor("y_eval", y_eval), "end\n"]
+        cases.append("".join(parts))
+    return cases
+
+
 def nonfinite_cases():
     """The first case of every op of ops_ref.txt and of every operand rank
     pair of matmul_ref.txt, with NaN, +inf and -inf in each float input."""
@@ -758,7 +833,7 @@ def nonfinite_cases():
     INJECT_SPECIALS = True
     try:
         cases, seen = [], set()
-        for text in ops_cases() + matmul_cases() + conv_cases():
+        for text in ops_cases() + matmul_cases() + conv_cases() + norm_cases():
             op = text.split(None, 3)[2]
             shapes = tuple(line for line in text.splitlines() if line.startswith("tensor in"))
             key = op if op != "matmul" else (op, tuple(len(s.split()) for s in shapes))
@@ -781,8 +856,10 @@ def main():
                "reduction, shape and loss ops", ops_cases())
     write_file(os.path.join(out_dir, "optim_ref.txt"), "optimizers: "
                "parameters after each of %d steps" % OPTIM_STEPS, optim_cases())
-    write_file(os.path.join(out_dir, "conv_ref.txt"), "convolutions and pooling",
-               conv_cases())
+    write_file(os.path.join(out_dir, "conv_ref.txt"), "convolutions, pooling and batch "
+               "normalisation", conv_cases() + norm_cases())
+    write_file(os.path.join(out_dir, "bn_running_ref.txt"), "batch norm running statistics "
+               "over several steps, then inference", running_cases())
     write_file(os.path.join(out_dir, "nonfinite_ref.txt"), "every op with NaN, +inf "
                "and -inf in its inputs", nonfinite_cases())
 

@@ -1,8 +1,10 @@
 /*
- * Leaves: inputs (data supplied before each step), parameters (trained) and
- * constants (data copied into the graph).  They have no kernel and no
- * backward rule; the plan gives each a buffer that lives as long as the plan.
+ * Leaves: inputs (data supplied before each step), parameters (trained),
+ * constants (data copied into the graph) and running statistics.  They
+ * have no kernel and no backward rule; the plan gives each a buffer that
+ * lives as long as the plan.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +67,26 @@ STG_API stg_tensor stg_param(stg_graph *g, const char *name, int ndim, const int
     return leaf(g, &stg_op_param, STG_ROLE_PARAM, name, ndim, dims, NULL);
 }
 
+STG_API stg_tensor stg_stat(stg_graph *g, const char *name, int ndim, const int64_t *dims,
+                            float value)
+{
+    stg_shape s;
+    if (!stgG_ok(g) || !stgG_dims(g, "stat", ndim, dims, &s))
+        return stgG_t(-1);
+    if (!isfinite(value))
+        return stgG_fail(g, STG_INVALID, "stat '%s': the initial value %g is not finite",
+                         name ? name : "", (double)value);
+    int64_t n = stgS_numel(&s);
+    float *fill = malloc((size_t)n * sizeof *fill);
+    if (!fill)
+        return stgG_fail(g, STG_NOMEM, "stat: out of memory for %lld values", (long long)n);
+    for (int64_t i = 0; i < n; i++)
+        fill[i] = value;
+    stg_tensor t = leaf(g, &stg_op_stat, STG_ROLE_STAT, name, ndim, dims, fill);
+    free(fill);
+    return t;
+}
+
 STG_API stg_tensor stg_constant(stg_graph *g, int ndim, const int64_t *dims, const float *data)
 {
     return leaf(g, &stg_op_constant, STG_ROLE_CONST, NULL, ndim, dims, data);
@@ -85,6 +107,12 @@ const stg_op stg_op_param = {
 };
 const stg_op stg_op_constant = {
     .name = "constant",
+    .flags = STG_OPF_LEAF,
+};
+/* A running statistic: its initial values in 'data', written by commit
+ * nodes after the guard. */
+const stg_op stg_op_stat = {
+    .name = "stat",
     .flags = STG_OPF_LEAF,
 };
 /* Optimizer state (created by optim.c, not by users). */
