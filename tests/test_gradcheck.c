@@ -100,6 +100,23 @@ static stg_tensor f_dropout0(stg_graph *g, const stg_tensor *x)
     return stg_dropout(g, stg_mul(g, x[0], x[0]), 0.0f);
 }
 
+/* Training batch norm: the gradient runs through the batch statistics. */
+static stg_tensor f_batch_norm(stg_graph *g, const stg_tensor *x)
+{
+    int64_t c = 3;
+    return stg_batch_norm(g, x[0], x[1], x[2], stg_stat(g, "rm", 1, &c, 0.0f),
+                          stg_stat(g, "rv", 1, &c, 1.0f), NULL);
+}
+
+/* (N, C), no affine, no running statistics, and x used twice */
+static stg_tensor f_batch_norm_plain(stg_graph *g, const stg_tensor *x)
+{
+    stg_batch_norm_params p = {1e-3f, 0.5f};
+    stg_tensor y = stg_batch_norm(g, x[0], (stg_tensor){-1}, (stg_tensor){-1}, (stg_tensor){-1},
+                                  (stg_tensor){-1}, &p);
+    return stg_mul(g, y, x[0]);
+}
+
 static stg_tensor f_global_avg_pool(stg_graph *g, const stg_tensor *x)
 {
     return stg_global_avg_pool(g, x[0]);
@@ -289,6 +306,8 @@ static const fd_case cases[] = {
     {"avg_pool1d", 1, {3}, {D(1, 2, 5)}, f_avg_pool1d, -1, 1},
     {"global_avg_pool", 1, {4}, {D(2, 3, 2, 2)}, f_global_avg_pool, -1, 1},
     {"dropout_p0", 1, {2}, {D(3, 5)}, f_dropout0, -1, 1},
+    {"batch_norm", 3, {4, 1, 1}, {D(2, 3, 2, 3), D(3), D(3)}, f_batch_norm, -1, 1},
+    {"batch_norm_plain", 1, {2}, {D(5, 4)}, f_batch_norm_plain, -1, 1},
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 

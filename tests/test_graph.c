@@ -1556,6 +1556,69 @@ static stg_graph *conv_graph(int nx, const int64_t *xd, int nw, const int64_t *w
     return g;
 }
 
+/* batch_norm's arguments, each refused with what was expected; batch
+ * statistics of one value per channel refused by a training plan only. */
+static void test_batch_norm_shapes(void **state)
+{
+    (void)state;
+    int64_t c = 3, four = 4;
+    stg_graph *g = stg_graph_new();
+    stg_tensor x = stg_input(g, "x", 4, (int64_t[]){2, 3, 4, 5});
+    stg_tensor w = stg_param(g, "w", 1, &c), rm = stg_stat(g, "rm", 1, &c, 0.0f);
+    stg_tensor rv = stg_stat(g, "rv", 1, &c, 1.0f);
+    EXPECT_SHAPE(g, stg_batch_norm(g, x, w, w, rm, rv, NULL), 2, 3, 4, 5);
+    stg_graph_free(g);
+    struct {
+        int xnd;
+        int64_t xd[4];
+        int wrong; /* 0: x, 1: w's shape, 2: a param as running_var, 3: momentum, 4: same stat */
+        stg_status st;
+        const char *want[3];
+    } bad[] = {
+        {1, {3}, 0, STG_SHAPE, {"batch_norm", "x (3,)", "(N, C)"}},
+        {3, {2, 3, 7}, 1, STG_SHAPE, {"x (2,3,7) has 3 channels", "weight is (4,)", "(3,)"}},
+        {2, {2, 3}, 2, STG_INVALID, {"batch_norm", "running_var", "stg_stat"}},
+        {2, {2, 3}, 3, STG_INVALID, {"batch_norm", "momentum = 2", "0 < momentum <= 1"}},
+        {2, {2, 3}, 4, STG_INVALID, {"batch_norm", "the same tensor", NULL}},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        g = stg_graph_new();
+        x = stg_input(g, "x", bad[i].xnd, bad[i].xd);
+        w = stg_param(g, "w", 1, bad[i].wrong == 1 ? &four : &c);
+        rm = stg_stat(g, "rm", 1, &c, 0.0f);
+        rv = bad[i].wrong == 2 ? stg_param(g, "rv", 1, &c)
+             : bad[i].wrong == 4 ? rm : stg_stat(g, "rv", 1, &c, 1.0f);
+        stg_batch_norm_params p = {0, bad[i].wrong == 3 ? 2.0f : 0.0f};
+        stg_tensor y = stg_batch_norm(g, x, w, (stg_tensor){-1}, rm, rv, &p);
+        if (bad[i].want[2])
+            EXPECT_ERROR(g, y, bad[i].st, bad[i].want[0], bad[i].want[1], bad[i].want[2]);
+        else
+            EXPECT_ERROR(g, y, bad[i].st, bad[i].want[0], bad[i].want[1]);
+        stg_graph_free(g);
+    }
+    g = stg_graph_new();
+    EXPECT_ERROR(g, stg_stat(g, "s", 1, &c, NAN), STG_INVALID, "stat 's'", "not finite");
+    stg_graph_free(g);
+
+    /* (1, C): fine for inference, refused by a training plan */
+    g = stg_graph_new();
+    x = stg_input(g, "x", 2, (int64_t[]){1, 3});
+    rm = stg_stat(g, "rm", 1, &c, 0.0f);
+    rv = stg_stat(g, "rv", 1, &c, 1.0f);
+    stg_tensor y = stg_batch_norm(g, x, (stg_tensor){-1}, (stg_tensor){-1}, rm, rv, NULL);
+    stg_graph_keep(g, y);
+    stg_plan_options o;
+    stg_plan_options_init(&o);
+    o.inference = 1;
+    stg_plan *p = NULL;
+    assert_int_equal(stg_plan_create(g, (stg_tensor){-1}, &o, &p), STG_OK);
+    stg_plan_free(p);
+    stg_tensor loss = stg_sum(g, y, 0, NULL, 0);
+    assert_int_equal(stg_plan_create(g, loss, NULL, &p), STG_SHAPE);
+    assert_non_null(strstr(stg_plan_last_message(), "batch_norm: x has 1 value per channel"));
+    stg_graph_free(g);
+}
+
 static void test_conv_and_pool_shapes(void **state)
 {
     (void)state;
@@ -1690,6 +1753,7 @@ int main(void)
         cmocka_unit_test(test_plan_null_out),
         cmocka_unit_test(test_plan_ok_after_failure),
         cmocka_unit_test(test_conv_and_pool_shapes),
+        cmocka_unit_test(test_batch_norm_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -195,6 +195,164 @@ static void test_lenet_steps(void **state)
     free(params[1]);
 }
 
+/* A convolution, batch norm and ReLU, then a linear classifier: enough
+ * channels and positions that every batch-norm kernel splits its work. */
+typedef struct bn_net {
+    stg_graph *g;
+    stg_tensor x, y, conv, gamma, beta, fc, mean, var, loss, logits;
+} bn_net;
+
+static bn_net make_bn_net(int batch)
+{
+    bn_net n = {.g = stg_graph_new()};
+    stg_graph *g = n.g;
+    int64_t c = 8;
+    n.x = stg_input(g, "x", 4, (int64_t[]){batch, 2, 12, 12});
+    n.y = stg_input_i32(g, "y", 1, (int64_t[]){batch});
+    n.conv = stg_param(g, "conv.weight", 4, (int64_t[]){c, 2, 3, 3});
+    n.gamma = stg_param(g, "bn.weight", 1, &c);
+    n.beta = stg_param(g, "bn.bias", 1, &c);
+    n.mean = stg_stat(g, "bn.running_mean", 1, &c, 0.0f);
+    n.var = stg_stat(g, "bn.running_var", 1, &c, 1.0f);
+    n.fc = stg_param(g, "fc.weight", 2, (int64_t[]){c * 144, 10});
+    stg_conv_params same = {.padding = {1, 1}};
+    stg_tensor h = stg_conv2d(g, n.x, n.conv, (stg_tensor){-1}, &same);
+    h = stg_relu(g, stg_batch_norm(g, h, n.gamma, n.beta, n.mean, n.var, NULL));
+    n.logits = stg_matmul(g, stg_reshape(g, h, 2, (int64_t[]){batch, c * 144}), n.fc);
+    n.loss = stg_softmax_cross_entropy(g, n.logits, n.y, STG_REDUCE_MEAN);
+    assert_int_equal(stg_graph_status(g), STG_OK);
+    return n;
+}
+
+static void fill_bn_net(stg_plan *p, const bn_net *n, int batch, uint64_t seed)
+{
+    tu_fill(stg_plan_data(p, n->x), stg_tensor_numel(n->g, n->x), seed, -1, 3);
+    int32_t *y = stg_plan_data_i32(p, n->y);
+    for (int i = 0; i < batch; i++)
+        y[i] = (int32_t)((i * 7 + seed) % 10);
+}
+
+/* What a step may change, in one block for comparisons. */
+typedef struct bn_state {
+    float conv[8 * 18], gamma[8], beta[8], mean[8], var[8], fc[8 * 144 * 10];
+} bn_state;
+
+static void get_bn_state(stg_plan *p, const bn_net *n, bn_state *s)
+{
+    assert_int_equal(stg_plan_get(p, n->conv, s->conv, 8 * 18), STG_OK);
+    assert_int_equal(stg_plan_get(p, n->gamma, s->gamma, 8), STG_OK);
+    assert_int_equal(stg_plan_get(p, n->beta, s->beta, 8), STG_OK);
+    assert_int_equal(stg_plan_get(p, n->mean, s->mean, 8), STG_OK);
+    assert_int_equal(stg_plan_get(p, n->var, s->var, 8), STG_OK);
+    assert_int_equal(stg_plan_get(p, n->fc, s->fc, 8 * 144 * 10), STG_OK);
+}
+
+/* 'steps' Adam steps from fixed parameters (after loading 'load' if given;
+ * saving 'save' after step 2 if given). */
+static void run_bn_net(int threads, int steps, const char *save, const char *load, bn_state *out)
+{
+    const int batch = 16;
+    bn_net n = make_bn_net(batch);
+    stg_plan *p = tu_plan(n.g, n.loss, threads, STG_OPTIM_ADAM);
+    tu_fill(stg_plan_data(p, n.conv), 8 * 18, 61, -0.3f, 0.3f);
+    tu_fill(stg_plan_data(p, n.fc), 8 * 144 * 10, 62, -0.05f, 0.05f);
+    assert_int_equal(stg_plan_init(p, n.gamma, STG_INIT_ONES, 0, 0, 0), STG_OK);
+    if (load)
+        assert_int_equal(stg_plan_load(p, load), STG_OK);
+    for (int k = 0; k < steps; k++) {
+        fill_bn_net(p, &n, batch, (uint64_t)(stg_plan_steps(p) + 1));
+        long before = allochook_calls();
+        assert_int_equal(stg_plan_step(p), STG_OK);
+        long calls = allochook_calls() - before;
+        if (k > 0 && allochook_works() && calls != 0)
+            fail_msg("%d thread(s), step %d: %ld allocator calls", threads, k, calls);
+        if (save && stg_plan_steps(p) == 2)
+            assert_int_equal(stg_plan_save(p, save), STG_OK);
+    }
+    get_bn_state(p, &n, out);
+    stg_plan_free(p);
+    stg_graph_free(n.g);
+}
+
+/* Batch norm in training: running statistics move, and are the same bits
+ * at 1 and 2 threads and after a resume; a failed step (a NaN input, a bad
+ * label) leaves them and every parameter unchanged; the inference plan
+ * needs no gradient or optimizer state and allocates nothing. */
+static void test_batch_norm_training(void **state)
+{
+    (void)state;
+    static bn_state one, two, resumed, before, after;
+    char dir[] = "/tmp/stg_bn_XXXXXX", ck[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(ck, sizeof ck, "%s/after2.ck", dir);
+    run_bn_net(1, 5, ck, NULL, &one);
+    run_bn_net(2, 5, NULL, NULL, &two);
+    assert_memory_equal(&one, &two, sizeof one);
+    run_bn_net(2, 3, NULL, ck, &resumed);
+    assert_memory_equal(&one, &resumed, sizeof one);
+    assert_true(one.var[0] != 1.0f && one.mean[0] != 0.0f);
+    remove(ck);
+    rmdir(dir);
+
+    const int batch = 16;
+    bn_net n = make_bn_net(batch);
+    stg_plan *p = tu_plan(n.g, n.loss, 2, STG_OPTIM_SGD);
+    tu_fill(stg_plan_data(p, n.fc), 8 * 144 * 10, 62, -0.05f, 0.05f);
+    tu_fill(stg_plan_data(p, n.conv), 8 * 18, 61, -0.3f, 0.3f);
+    fill_bn_net(p, &n, batch, 1);
+    assert_int_equal(stg_plan_step(p), STG_OK);
+    get_bn_state(p, &n, &before);
+    stg_plan_data(p, n.x)[5] = NAN;
+    assert_int_equal(stg_plan_step(p), STG_NUMERIC);
+    get_bn_state(p, &n, &after);
+    assert_memory_equal(&before, &after, sizeof before);
+    fill_bn_net(p, &n, batch, 1);
+    stg_plan_data_i32(p, n.y)[3] = 10;
+    assert_int_not_equal(stg_plan_step(p), STG_OK);
+    get_bn_state(p, &n, &after);
+    assert_memory_equal(&before, &after, sizeof before);
+    assert_int_equal(stg_plan_steps(p), 1);
+
+    /* inference: the running statistics, no gradients, no optimizer state */
+    stg_graph_keep(n.g, n.logits);
+    stg_plan_options o;
+    stg_plan_options_init(&o);
+    o.inference = 1;
+    o.threads = 2;
+    stg_plan *ip = tu_plan_with(n.g, (stg_tensor){-1}, &o);
+    stg_memory_report tr, ir;
+    assert_int_equal(stg_plan_memory(p, &tr), STG_OK);
+    assert_int_equal(stg_plan_memory(ip, &ir), STG_OK);
+    print_message("batch norm net: training arena %zu bytes, inference %zu (gradients %zu, "
+                  "optimizer state %zu)\n", tr.arena_bytes, ir.arena_bytes, tr.grad_bytes,
+                  tr.state_bytes);
+    assert_true(ir.arena_bytes + tr.grad_bytes + tr.state_bytes <= tr.arena_bytes);
+    assert_int_equal(ir.grad_bytes + ir.state_bytes, 0);
+    assert_int_equal(stg_plan_init(ip, n.gamma, STG_INIT_ONES, 0, 0, 0), STG_OK);
+    tu_fill(stg_plan_data(ip, n.fc), 8 * 144 * 10, 62, -0.05f, 0.05f);
+    tu_fill(stg_plan_data(ip, n.conv), 8 * 18, 61, -0.3f, 0.3f);
+    float *rm = stg_plan_data(ip, n.mean);
+    for (int k = 0; k < 8; k++)
+        rm[k] = 1e3f; /* a mean far from the data: the output must follow it */
+    fill_bn_net(ip, &n, batch, 1);
+    assert_int_equal(stg_plan_forward(ip), STG_OK);
+    long calls = allochook_calls();
+    assert_int_equal(stg_plan_forward(ip), STG_OK);
+    calls = allochook_calls() - calls;
+    if (allochook_works())
+        assert_int_equal(calls, 0);
+    const float *lg = stg_plan_data(ip, n.logits);
+    float ref[10];
+    memcpy(ref, lg, sizeof ref);
+    for (int k = 0; k < 8; k++)
+        rm[k] = 0.0f;
+    assert_int_equal(stg_plan_forward(ip), STG_OK);
+    assert_true(memcmp(ref, lg, sizeof ref) != 0);
+    stg_plan_free(ip);
+    stg_plan_free(p);
+    stg_graph_free(n.g);
+}
+
 /* Dropout: y = x m / (1 - p) with P(m = 0) = p, its gradient g m / (1 - p)
  * (checked as g y / x), the same masks at 1 and 2 threads and after a
  * resume, new masks each step, the identity in an inference plan. */
@@ -642,6 +800,7 @@ int main(void)
         cmocka_unit_test(test_bitwise_reproducible),
         cmocka_unit_test(test_lenet_steps),
         cmocka_unit_test(test_dropout),
+        cmocka_unit_test(test_batch_norm_training),
         cmocka_unit_test(test_inference_plan_shares_parameters),
         cmocka_unit_test(test_loss_falls),
         cmocka_unit_test(test_sgd_update_and_grad_persistence),

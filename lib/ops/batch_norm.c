@@ -60,12 +60,10 @@ static stg_status prepare_stats(stg_prep *cx, stg_pnode *pn)
         return STG_NOMEM;
     d->d = dims_of(pn->innode[0]);
     d->batch = !cx->inference || pn->node->nin == 1;
-    if (d->batch && d->d.n * d->d.s < 2) {
-        char bx[96];
-        return stgP_fail(cx, STG_SHAPE, "batch_norm: x %s has 1 value per channel; batch "
-                         "statistics need more than 1 (an inference plan uses the running ones)",
-                         stgS_str(&pn->innode[0]->shape, bx, sizeof bx));
-    }
+    if (d->batch && d->d.n * d->d.s < 2)
+        return stgP_fail(cx, STG_SHAPE, "batch_norm: x has 1 value per channel (batch 1, 1 "
+                         "position); batch statistics need more than 1 (an inference plan "
+                         "uses the running ones)");
     mark_serial(pn, pn->innode[0]);
     return STG_OK;
 }
@@ -359,7 +357,7 @@ static bool channel_vector(stg_graph *g, const char *what, stg_tensor t, int64_t
     const stg_node *n = stgG_node(g, t);
     if (n->shape.nd != 1 || n->shape.d[0] != c) {
         stgG_fail(g, STG_SHAPE, "batch_norm: x %s has %lld channels but %s is %s (must be "
-                  "(%lld))", stgS_str(xs, bx, sizeof bx), (long long)c, what,
+                  "(%lld,))", stgS_str(xs, bx, sizeof bx), (long long)c, what,
                   stgS_str(&n->shape, bt, sizeof bt), (long long)c);
         return false;
     }
