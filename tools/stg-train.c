@@ -23,6 +23,10 @@
  *   --data DIR            data directory
  *   --layers L            hidden sizes, comma-separated (default 512,256;
  *                         "" or "none" for none: a linear classifier)
+ *   --batch-norm          batch norm after each convolution (lenet) or
+ *                         hidden linear layer (mlp); named bn<k>.weight,
+ *                         bn<k>.bias, bn<k>.running_mean, bn<k>.running_var
+ *   --dropout P           dropout after each hidden activation
  *   --activation A        relu | tanh | sigmoid | gelu | leaky_relu (slope
  *                         0.01) | elu (alpha 1); default relu
  *   --batch B             batch size (default 64).  Each epoch visits the
@@ -118,6 +122,11 @@ static const char usage_text[] =
     "  --layers L          mlp: hidden sizes, comma-separated (default 512,256;\n"
     "                      \"none\" for a linear classifier)\n"
     "  --activation A      relu|tanh|sigmoid|gelu|leaky_relu|elu (default relu)\n"
+    "  --batch-norm        batch norm after each convolution (lenet, whose\n"
+    "                      convolutions then have no bias) or hidden linear\n"
+    "                      layer (mlp, before the activation); default off\n"
+    "  --dropout P         dropout with probability P after each hidden\n"
+    "                      activation of the classifier (default 0: none)\n"
     "  --batch B           batch size (default 64); the last partial batch of\n"
     "                      each epoch is dropped\n"
     "  --epochs N          epochs (default 15; 10 for lenet)\n"
@@ -206,6 +215,8 @@ typedef struct options {
     model_kind model;
     int64_t img_rows, img_cols; /* of the data, for --model lenet */
     int layers_set, act_set, epochs_set;
+    int batch_norm; /* --batch-norm */
+    float dropout;  /* --dropout P */
     int nlayers;
     int64_t layers[MAX_LAYERS];
     act_kind act;
@@ -330,11 +341,15 @@ static void parse_options(options *o, int argc, char **argv)
             o->quiet = 1;
             continue;
         }
+        if (!strcmp(arg, "--batch-norm")) {
+            o->batch_norm = 1;
+            continue;
+        }
         static const char *const with_value[] = {
             "--data", "--model", "--layers", "--activation", "--batch", "--epochs", "--optimizer",
             "--lr", "--momentum", "--weight-decay", "--clip-norm", "--schedule",
             "--step-epochs", "--gamma", "--threads", "--seed", "--save", "--resume", "--eval", "--csv",
-            "--stop-after", "--classes"};
+            "--stop-after", "--classes", "--dropout"};
         const char *name = NULL, *val = NULL;
         size_t nlen = strcspn(arg, "=");
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++)
@@ -342,7 +357,7 @@ static void parse_options(options *o, int argc, char **argv)
                 name = with_value[k];
         if (name == NULL) {
             if (!strncmp(arg, "--nesterov=", 11) || !strncmp(arg, "--quiet=", 8) ||
-                !strncmp(arg, "--help=", 7))
+                !strncmp(arg, "--help=", 7) || !strncmp(arg, "--batch-norm=", 13))
                 usage_error("%.*s takes no value (try --help)", (int)nlen, arg);
             usage_error("unknown option '%s' (try --help)", arg);
         }
@@ -366,6 +381,8 @@ static void parse_options(options *o, int argc, char **argv)
         } else if (!strcmp(name, "--activation")) {
             o->act = (act_kind)choose(name, val, act_names, NACT);
             o->act_set = 1;
+        } else if (!strcmp(name, "--dropout")) {
+            o->dropout = parse_float(name, val, 0.0, 0, 1.0);
         } else if (!strcmp(name, "--classes")) {
             o->classes = (int)parse_int(name, val, 2, 256);
         } else if (!strcmp(name, "--batch")) {
@@ -506,14 +523,26 @@ static void epoch_order(int32_t *perm, int64_t n, uint64_t seed, int epoch)
 /* The model                                                                 */
 /* ------------------------------------------------------------------------ */
 
+/* How a parameter starts: PyTorch's defaults for its layer. */
+typedef enum param_init {
+    INIT_WEIGHT, /* Kaiming-uniform, a = sqrt(5): uniform in +-1/sqrt(fan_in) */
+    INIT_BIAS,   /* uniform in +-1/sqrt(fan_in) */
+    INIT_ONES,   /* batch norm's weight */
+    INIT_ZEROS   /* batch norm's bias */
+} param_init;
+
+enum { MAX_PARAMS = 4 * (MAX_LAYERS + 2) }; /* weight, bias, batch norm's two per layer */
+
 typedef struct model {
     stg_plan *plan;
     int64_t batch, in, classes;
-    int nparams;                     /* 2 per linear layer */
+    int nparams, nstats;
     stg_tensor x, labels, logits, loss;
-    stg_tensor params[2 * (MAX_LAYERS + 1)];
-    int64_t fan_in[2 * (MAX_LAYERS + 1)];
-    char names[2 * (MAX_LAYERS + 1)][24];
+    stg_tensor params[MAX_PARAMS];
+    int64_t fan_in[MAX_PARAMS];
+    param_init init[MAX_PARAMS];
+    char names[MAX_PARAMS][24];
+    char stat_names[MAX_PARAMS][32];
 } model;
 
 static stg_tensor activate(stg_graph *g, stg_tensor h, act_kind a)
@@ -529,20 +558,42 @@ static stg_tensor activate(stg_graph *g, stg_tensor h, act_kind a)
     return stg_relu(g, h);
 }
 
-/* Adds parameter k of 'm' (named, with its fan-in for initialisation). */
+/* Adds parameter k of 'm' (named, with how it starts and its fan-in). */
 static stg_tensor add_param(model *m, stg_graph *g, const char *name, int nd, const int64_t *d,
-                            int64_t fan_in)
+                            param_init init, int64_t fan_in)
 {
     int k = m->nparams++;
     snprintf(m->names[k], sizeof m->names[k], "%s", name);
     m->params[k] = stg_param(g, m->names[k], nd, d);
     m->fan_in[k] = fan_in;
+    m->init[k] = init;
     return m->params[k];
+}
+
+/* Batch norm 'bn<layer>' over the (N, C, ...) tensor h, as nn.BatchNorm:
+ * weight 1, bias 0, running mean 0 and variance 1, momentum 0.1. */
+static stg_tensor add_batch_norm(model *m, stg_graph *g, stg_tensor h, int layer, int64_t c)
+{
+    char wn[24], bn[24];
+    snprintf(wn, sizeof wn, "bn%d.weight", layer);
+    snprintf(bn, sizeof bn, "bn%d.bias", layer);
+    stg_tensor w = add_param(m, g, wn, 1, &c, INIT_ONES, 0);
+    stg_tensor b = add_param(m, g, bn, 1, &c, INIT_ZEROS, 0);
+    stg_tensor st[2];
+    static const char *const what[2] = {"running_mean", "running_var"};
+    for (int k = 0; k < 2; k++) {
+        char *name = m->stat_names[m->nstats++];
+        snprintf(name, sizeof m->stat_names[0], "bn%d.%s", layer, what[k]);
+        st[k] = stg_stat(g, name, 1, &c, (float)k);
+    }
+    return stg_batch_norm(g, h, w, b, st[0], st[1], NULL);
 }
 
 /* lenet's convolutional part, from flat images of o->img_rows x
  * o->img_cols pixels: conv 16 3x3 pad 1 -> max pool 2 -> relu -> conv 32
- * 3x3 pad 1 -> max pool 2 -> relu, flattened; *width gets its size. */
+ * 3x3 pad 1 -> max pool 2 -> relu, flattened; *width gets its size.  With
+ * --batch-norm each convolution (without its bias, which the norm cancels)
+ * is followed by a batch norm. */
 static stg_tensor lenet_features(model *m, stg_graph *g, const options *o, int64_t batch,
                                  int64_t *width)
 {
@@ -555,9 +606,14 @@ static stg_tensor lenet_features(model *m, stg_graph *g, const options *o, int64
         char wn[24], bn[24];
         snprintf(wn, sizeof wn, "conv%d.weight", l + 1);
         snprintf(bn, sizeof bn, "conv%d.bias", l + 1);
-        stg_tensor w = add_param(m, g, wn, 4, (int64_t[]){ch[l + 1], ch[l], 3, 3}, ch[l] * 9);
-        stg_tensor b = add_param(m, g, bn, 1, &ch[l + 1], ch[l] * 9);
-        h = stg_relu(g, stg_max_pool2d(g, stg_conv2d(g, h, w, b, &same), &two));
+        stg_tensor w = add_param(m, g, wn, 4, (int64_t[]){ch[l + 1], ch[l], 3, 3}, INIT_WEIGHT,
+                                 ch[l] * 9);
+        stg_tensor b = o->batch_norm ? (stg_tensor){-1}
+                                     : add_param(m, g, bn, 1, &ch[l + 1], INIT_BIAS, ch[l] * 9);
+        h = stg_conv2d(g, h, w, b, &same);
+        if (o->batch_norm)
+            h = add_batch_norm(m, g, h, l + 1, ch[l + 1]);
+        h = stg_relu(g, stg_max_pool2d(g, h, &two));
         rows /= 2;
         cols /= 2;
     }
@@ -590,19 +646,23 @@ static int model_build(model *m, const options *o, int64_t batch, int64_t in, in
     int64_t width = in;
     if (o->model == MODEL_LENET)
         h = lenet_features(m, g, o, batch, &width);
+    int bn_layer = o->model == MODEL_LENET ? 3 : 1;
     for (int l = 0; l <= o->nlayers; l++) {
         int64_t out = l < o->nlayers ? o->layers[l] : classes;
         int64_t wd[2] = {width, out}, bd[1] = {out};
-        int k = m->nparams;
-        snprintf(m->names[k], sizeof m->names[k], "fc%d.weight", l + 1);
-        snprintf(m->names[k + 1], sizeof m->names[k + 1], "fc%d.bias", l + 1);
-        m->params[k] = stg_param(g, m->names[k], 2, wd);
-        m->params[k + 1] = stg_param(g, m->names[k + 1], 1, bd);
-        m->fan_in[k] = m->fan_in[k + 1] = width;
-        m->nparams += 2;
-        h = stg_add(g, stg_matmul(g, h, m->params[k]), m->params[k + 1]);
-        if (l < o->nlayers)
+        char wn[24], bn[24];
+        snprintf(wn, sizeof wn, "fc%d.weight", l + 1);
+        snprintf(bn, sizeof bn, "fc%d.bias", l + 1);
+        stg_tensor w = add_param(m, g, wn, 2, wd, INIT_WEIGHT, width);
+        stg_tensor b = add_param(m, g, bn, 1, bd, INIT_BIAS, width);
+        h = stg_add(g, stg_matmul(g, h, w), b);
+        if (l < o->nlayers) {
+            if (o->batch_norm && o->model == MODEL_MLP)
+                h = add_batch_norm(m, g, h, bn_layer++, out);
             h = activate(g, h, o->act);
+            if (o->dropout > 0.0f)
+                h = stg_dropout(g, h, o->dropout);
+        }
         width = out;
     }
     m->logits = h;
@@ -655,12 +715,23 @@ static void model_init(model *m, uint64_t seed)
 {
     for (int k = 0; k < m->nparams; k++) {
         uint64_t s = derive_seed(seed, 1, (uint64_t)k);
-        float bound = 1.0f / sqrtf((float)m->fan_in[k]);
-        stg_status st = (k % 2 == 0)
-                            ? stg_plan_init(m->plan, m->params[k], STG_INIT_KAIMING_UNIFORM,
-                                            sqrtf(5.0f), 0.0f, s)
-                            : stg_plan_init(m->plan, m->params[k], STG_INIT_UNIFORM, -bound,
-                                            bound, s);
+        float bound = m->fan_in[k] > 0 ? 1.0f / sqrtf((float)m->fan_in[k]) : 0.0f;
+        stg_status st = STG_OK;
+        switch (m->init[k]) {
+        case INIT_WEIGHT:
+            st = stg_plan_init(m->plan, m->params[k], STG_INIT_KAIMING_UNIFORM, sqrtf(5.0f),
+                               0.0f, s);
+            break;
+        case INIT_BIAS:
+            st = stg_plan_init(m->plan, m->params[k], STG_INIT_UNIFORM, -bound, bound, s);
+            break;
+        case INIT_ONES:
+            st = stg_plan_init(m->plan, m->params[k], STG_INIT_ONES, 0.0f, 0.0f, s);
+            break;
+        case INIT_ZEROS:
+            st = stg_plan_init(m->plan, m->params[k], STG_INIT_ZEROS, 0.0f, 0.0f, s);
+            break;
+        }
         if (st != STG_OK)
             die(1, "initialising %s: %s", m->names[k], stg_status_message(st));
     }
@@ -764,17 +835,25 @@ static double now_seconds(void)
 
 static void describe(char *buf, size_t len, const options *o, int64_t in, int64_t classes)
 {
+    size_t used;
     if (o->model == MODEL_LENET) {
-        snprintf(buf, len, "lenet %lldx%lld: conv 16 3x3 -> pool 2 -> conv 32 3x3 -> pool 2 -> "
-                 "%lld-128-%lld relu", (long long)o->img_rows, (long long)o->img_cols,
-                 (long long)(32 * (o->img_rows / 4) * (o->img_cols / 4)), (long long)classes);
-        return;
+        used = (size_t)snprintf(buf, len, "lenet %lldx%lld: conv 16 3x3 -> pool 2 -> conv 32 "
+                                "3x3 -> pool 2 -> %lld-128-%lld relu", (long long)o->img_rows,
+                                (long long)o->img_cols,
+                                (long long)(32 * (o->img_rows / 4) * (o->img_cols / 4)),
+                                (long long)classes);
+    } else {
+        used = (size_t)snprintf(buf, len, "%lld", (long long)in);
+        for (int l = 0; l < o->nlayers && used < len; l++)
+            used += (size_t)snprintf(buf + used, len - used, "-%lld", (long long)o->layers[l]);
+        if (used < len)
+            used += (size_t)snprintf(buf + used, len - used, "-%lld %s", (long long)classes,
+                                     act_names[o->act]);
     }
-    size_t used = (size_t)snprintf(buf, len, "%lld", (long long)in);
-    for (int l = 0; l < o->nlayers && used < len; l++)
-        used += (size_t)snprintf(buf + used, len - used, "-%lld", (long long)o->layers[l]);
-    if (used < len)
-        snprintf(buf + used, len - used, "-%lld %s", (long long)classes, act_names[o->act]);
+    if (o->batch_norm && used < len)
+        used += (size_t)snprintf(buf + used, len - used, ", batch norm");
+    if (o->dropout > 0.0f && used < len)
+        snprintf(buf + used, len - used, ", dropout %g", (double)o->dropout);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -786,6 +865,8 @@ static const char *checkpoint_hint(const char *m)
 {
     if (strstr(m, "momentum_buffer") || strstr(m, "exp_avg"))
         return " (saved with another --optimizer or --momentum?)";
+    if (strstr(m, "'bn") || strstr(m, "conv1.bias") || strstr(m, "conv2.bias"))
+        return " (saved with --batch-norm, or without it?)";
     if (strstr(m, "shape") || strstr(m, "has no tensor 'fc") || strstr(m, "has tensor 'fc") ||
         strstr(m, "far more than"))
         return " (saved with other --layers?)";

@@ -115,6 +115,8 @@ def main():
     ap.add_argument("--drop-last", action="store_true",
                     help="drop each epoch's last partial batch (as stg-train)")
     ap.add_argument("--csv", help="also write the per-epoch figures to this CSV file")
+    ap.add_argument("--batch-norm", action="store_true", help="as stg-train's --batch-norm")
+    ap.add_argument("--dropout", type=float, default=0.0, help="as stg-train's --dropout")
     args = ap.parse_args()
     if args.threads < 1 or args.epochs < 1 or args.batch < 1:
         ap.error("--threads, --epochs and --batch must be >= 1")
@@ -129,7 +131,8 @@ def main():
         x_train = x_train.reshape(-1, 1, 28, 28)
         x_test = x_test.reshape(-1, 1, 28, 28)
     torch.manual_seed(args.seed)
-    model = make_lenet() if args.model == "lenet" else make_model()
+    make = make_lenet if args.model == "lenet" else make_model
+    model = make(batch_norm=args.batch_norm, dropout=args.dropout)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr,
                           momentum=args.momentum)
     gen = torch.Generator().manual_seed(args.seed)
@@ -142,9 +145,10 @@ def main():
     if csv:
         print("epoch,train_loss,test_loss,test_acc,seconds,steps_per_s", file=csv, flush=True)
 
-    print("torch fashion-mnist %s threads=%d batch=%d train=%d test=%d schedule=%s"
-          % (args.model, args.threads, args.batch, n, x_test.shape[0], args.schedule),
-          flush=True)
+    print("torch fashion-mnist %s threads=%d batch=%d train=%d test=%d schedule=%s "
+          "batch_norm=%d dropout=%g"
+          % (args.model, args.threads, args.batch, n, x_test.shape[0], args.schedule,
+             args.batch_norm, args.dropout), flush=True)
 
     for epoch in range(1, args.epochs + 1):
         model.train()

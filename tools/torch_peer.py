@@ -69,25 +69,42 @@ def percentile(sorted_vals, q):
     return sorted_vals[lo] * (1.0 - frac) + sorted_vals[hi] * frac
 
 
-def make_model():
-    """784-512-256-10 with ReLU and PyTorch's default nn.Linear init."""
+def make_model(batch_norm=False, dropout=0.0):
+    """784-512-256-10 with ReLU and PyTorch's default nn.Linear init; as
+    stg-train's --batch-norm and --dropout P: a BatchNorm1d before each
+    hidden ReLU, a Dropout after it."""
     from torch import nn  # here, so that importing this module does not load torch
 
-    return nn.Sequential(
-        nn.Linear(784, 512), nn.ReLU(),
-        nn.Linear(512, 256), nn.ReLU(),
-        nn.Linear(256, 10),
-    )
+    layers, width = [], 784
+    for out in (512, 256):
+        layers.append(nn.Linear(width, out))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(out))
+        layers.append(nn.ReLU())
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = out
+    layers.append(nn.Linear(width, 10))
+    return nn.Sequential(*layers)
 
 
-def make_lenet():
+def make_lenet(batch_norm=False, dropout=0.0):
     """BENCH.md's lenet: conv 16 3x3 pad 1 -> max pool 2 -> ReLU -> conv 32 3x3
     pad 1 -> max pool 2 -> ReLU -> 1568-128 -> ReLU -> 128-10, PyTorch's
-    default init; it takes (N, 1, 28, 28)."""
+    default init; it takes (N, 1, 28, 28).  As stg-train's --batch-norm: each
+    convolution without bias and followed by a BatchNorm2d; --dropout P: a
+    Dropout after the 128-wide ReLU."""
     from torch import nn
 
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
-        nn.Flatten(), nn.Linear(1568, 128), nn.ReLU(), nn.Linear(128, 10),
-    )
+    layers, width = [], 1
+    for out in (16, 32):
+        layers.append(nn.Conv2d(width, out, 3, padding=1, bias=not batch_norm))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(out))
+        layers += [nn.MaxPool2d(2), nn.ReLU()]
+        width = out
+    layers += [nn.Flatten(), nn.Linear(1568, 128), nn.ReLU()]
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    layers.append(nn.Linear(128, 10))
+    return nn.Sequential(*layers)
