@@ -54,7 +54,7 @@ static stg_tensor one_op(stg_graph *g, program *r, const stg_tensor *t, int nt)
     int nd = stg_tensor_ndim(g, a);
     int axes[8] = {small(r, -3, 3), small(r, -3, 3)}, naxes = small(r, 0, 2), keep = byte(r) & 1;
     float f = (float)small(r, -8, 8) / 4.0f;
-    switch (byte(r) % 38) {
+    switch (byte(r) % 40) { /* 39: pad */
     case 0: return stg_add(g, a, b);
     case 1: return stg_sub(g, a, b);
     case 2: return stg_mul(g, a, b);
@@ -127,6 +127,16 @@ static stg_tensor one_op(stg_graph *g, program *r, const stg_tensor *t, int nt)
     }
     case 36: return stg_dropout(g, a, (float)small(r, 0, 4) / 4.0f);
     case 37: return stg_global_avg_pool(g, a);
+    case 38: { /* channels from a's shape when it has them; weight and bias any tensor */
+        int64_t dims[8], c = stg_tensor_shape(g, a, dims) >= 2 ? dims[1] : small(r, 1, 3);
+        unsigned pick = byte(r);
+        stg_tensor rm = (pick & 1) ? stg_stat(g, "rm", 1, &c, 0.0f) : (stg_tensor){-1};
+        stg_tensor rv = (pick & 1) ? stg_stat(g, "rv", 1, &c, 1.0f) : (stg_tensor){-1};
+        stg_batch_norm_params bp = {(float)small(r, 0, 2) * 1e-3f, (float)small(r, 0, 4) / 4.0f};
+        return stg_batch_norm(g, a, (pick & 2) ? b : (stg_tensor){-1},
+                              (pick & 4) ? t[byte(r) % (unsigned)nt] : (stg_tensor){-1}, rm, rv,
+                              &bp);
+    }
     default: {
         int64_t before[8] = {0}, after[8] = {0};
         for (int i = 0; i < nd && i < 8; i++)
@@ -195,7 +205,7 @@ int fuzz_graph(const uint8_t *data, size_t size)
             abort();
         }
         stg_plan_free(p);
-    } else if (s != STG_NOMEM && s != STG_INVALID) {
+    } else if (s != STG_NOMEM && s != STG_INVALID && s != STG_SHAPE) {
         abort();
     }
     stg_graph_free(g);

@@ -87,6 +87,23 @@ expect 1 "--csv: cannot create '$tmp/nowhere/x.csv'" -- $lenet --csv "$tmp/nowhe
 cmp -s "$tmp/lenet.ck" "$tmp/lenet1.ck" ||
     { echo "FAIL: lenet: the resumed checkpoint differs from the straight run's"; fails=$((fails + 1)); }
 
+# with batch norm and dropout: running statistics and dropout masks resume
+# to the same bytes; --eval of the checkpoint gives what training reported
+bn="--model lenet --data $tmp/small --epochs 2 --threads 2 --quiet --batch-norm --dropout 0.25"
+"$tool" $bn --save "$tmp/bn.ck" >"$tmp/bn.out" 2>&1 || fails=$((fails + 1))
+"$tool" $bn --stop-after 1 --save "$tmp/bn1.ck" >/dev/null 2>&1 || fails=$((fails + 1))
+"$tool" $bn --resume "$tmp/bn1.ck" --save "$tmp/bn1.ck" >/dev/null 2>&1 || fails=$((fails + 1))
+cmp -s "$tmp/bn.ck" "$tmp/bn1.ck" ||
+    { echo "FAIL: lenet --batch-norm: the resumed checkpoint differs"; fails=$((fails + 1)); }
+grep -aq "bn2.running_var" "$tmp/bn.ck" ||
+    { echo "FAIL: lenet --batch-norm: no running statistics in the checkpoint"; fails=$((fails + 1)); }
+bnacc=$(sed -n 's/.*epoch 2\/2 .*test_acc \([0-9.]*\)%.*/\1/p' "$tmp/bn.out")
+"$tool" $bn --eval "$tmp/bn.ck" >"$tmp/bneval.out" 2>&1 || fails=$((fails + 1))
+[ -n "$bnacc" ] && grep -q "test_acc $bnacc%" "$tmp/bneval.out" ||
+    { echo "FAIL: lenet --batch-norm --eval gave '$(cat "$tmp/bneval.out")', training said" \
+           "'$bnacc'"; fails=$((fails + 1)); }
+expect 1 "saved with --batch-norm, or without it?" -- $lenet --eval "$tmp/bn.ck"
+
 # two epochs straight vs one + save + resume: the same checkpoint, byte for byte
 small="--layers 64 --epochs 2 --threads 2 --quiet"
 "$tool" $small --save "$tmp/full.ck" >"$tmp/full.out" || fails=$((fails + 1))
