@@ -574,7 +574,8 @@ STG_API size_t stg_plan_buffer_bytes(const stg_plan *p);
  * kept values) live for the plan's life and are never shared; transient ones
  * live for part of a step and share the rest of the arena
  * (arena_bytes - persistent_bytes).  The second line breaks buffer_bytes
- * down by what the buffers hold: parameters, their gradients, optimizer
+ * down by what the buffers hold: parameters (running statistics counted
+ * with them), their gradients, optimizer
  * state, inputs and constants, forward activations (with the loss and kept
  * values), the temporaries of the backward pass and the update, and the
  * scratch that kernels use while they run (GEMM packing, for one). */
