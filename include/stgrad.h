@@ -250,6 +250,10 @@ STG_API stg_tensor stg_norm(stg_graph *g, stg_tensor a, int p, int naxes, const 
  * dims (perm has ndim entries) and swapaxes exchanges two; both are views.
  * broadcast_to expands size-1 or missing leading dims, as a view. */
 STG_API stg_tensor stg_reshape(stg_graph *g, stg_tensor a, int ndim, const int64_t *dims);
+/* torch.flatten: axes start..end (negative counts from the end) merged into
+ * one, as a reshape; flatten(x, 1, -1) turns (N, C, H, W) into (N, C H W).
+ * A 0-dim tensor becomes (1). */
+STG_API stg_tensor stg_flatten(stg_graph *g, stg_tensor a, int start, int end);
 STG_API stg_tensor stg_transpose(stg_graph *g, stg_tensor a, const int *perm);
 STG_API stg_tensor stg_swapaxes(stg_graph *g, stg_tensor a, int axis1, int axis2);
 STG_API stg_tensor stg_broadcast_to(stg_graph *g, stg_tensor a, int ndim, const int64_t *dims);

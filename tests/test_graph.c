@@ -588,6 +588,27 @@ static void test_reduce_too_many_axes(void **state)
 
 /* ---- view errors ---------------------------------------------------------------- */
 
+/* torch.flatten's shapes, and a start after the end refused */
+static void test_flatten(void **state)
+{
+    (void)state;
+    stg_graph *g = stg_graph_new();
+    stg_tensor x = stg_input(g, "x", 4, (int64_t[]){2, 3, 4, 5});
+    EXPECT_SHAPE(g, stg_flatten(g, x, 1, -1), 2, 60);
+    EXPECT_SHAPE(g, stg_flatten(g, x, 1, 2), 2, 12, 5);
+    EXPECT_SHAPE(g, stg_flatten(g, x, -3, -2), 2, 12, 5);
+    EXPECT_SHAPE(g, stg_flatten(g, x, 0, -1), 120);
+    EXPECT_SHAPE(g, stg_flatten(g, x, 2, 2), 2, 3, 4, 5);
+    EXPECT_SHAPE(g, stg_flatten(g, stg_scalar(g, 1.0f), 0, -1), 1);
+    EXPECT_ERROR(g, stg_flatten(g, x, 3, 1), STG_SHAPE, "flatten", "a (2,3,4,5)", "start 3",
+                 "end 1");
+    stg_graph_free(g);
+    g = stg_graph_new();
+    x = stg_input(g, "x", 2, (int64_t[]){2, 3});
+    EXPECT_ERROR(g, stg_flatten(g, x, 0, 2), STG_SHAPE, "flatten", "end 2");
+    stg_graph_free(g);
+}
+
 static void test_reshape_count_mismatch(void **state)
 {
     (void)state;
@@ -1754,6 +1775,7 @@ int main(void)
         cmocka_unit_test(test_plan_ok_after_failure),
         cmocka_unit_test(test_conv_and_pool_shapes),
         cmocka_unit_test(test_batch_norm_shapes),
+        cmocka_unit_test(test_flatten),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -48,6 +48,30 @@ STG_API stg_tensor stg_reshape(stg_graph *g, stg_tensor a, int ndim, const int64
     return stgG_add_view(g, &stg_op_reshape, a.id, &s, &lay, NULL);
 }
 
+STG_API stg_tensor stg_flatten(stg_graph *g, stg_tensor a, int start, int end)
+{
+    if (!stgG_ok(g) || !stgG_check_tensor(g, "flatten", a))
+        return stgG_t(-1);
+    const stg_shape *s = &stgG_node(g, a)->shape;
+    if (s->nd == 0) /* as PyTorch: a scalar becomes one element */
+        return stg_reshape(g, a, 1, (int64_t[]){1});
+    int lo = stgS_axis(start, s->nd), hi = stgS_axis(end, s->nd);
+    char bx[96];
+    if (lo < 0 || hi < 0 || lo > hi)
+        return stgG_fail(g, STG_SHAPE, "flatten: a %s: start %d and end %d must be axes with "
+                         "start <= end (after counting negatives from the end)",
+                         stgS_str(s, bx, sizeof bx), start, end);
+    int64_t d[STG_MAX_DIMS];
+    int nd = 0;
+    for (int i = 0; i < s->nd; i++) {
+        if (i <= lo || i > hi)
+            d[nd++] = s->d[i];
+        else
+            d[nd - 1] *= s->d[i];
+    }
+    return stg_reshape(g, a, nd, d);
+}
+
 /* The input axis each output axis reads. */
 typedef struct transpose_attr {
     int nd;
