@@ -205,7 +205,11 @@ static bool fold(gemm_desc *d, const bdim *b)
  * blocks, of equal size give or take the alignment, so that 2, 4, 8 or 16
  * threads get equal shares.  Vector-shaped products (gemv, gevm, ger)
  * pack nothing and are bound by memory bandwidth, which two cores have more
- * of than one, so they are cut from a smaller size on.  The cut depends only
+ * of than one, so they are cut from a smaller size on.  A lone product (no
+ * batch loop of outputs to share instead, such as a linear layer's forward
+ * pass or a convolution's weight gradient summed over the batch) takes
+ * blocks down to four tiles wide: packing the shared operand once more
+ * costs far less than leaving threads idle.  The cut depends only
  * on the shapes (never on the thread count), so results do not depend on
  * the thread count.
  */
@@ -229,6 +233,8 @@ static void split_work(gemm_desc *d, const stgK_kernel *kr)
     } else {
         d->align = d->split_n ? 16 : 8;
     }
+    if (d->kind == K_GEMM && d->outer.total == 1)
+        min_blk = 4 * d->align;
     d->nblk = 1;
     double cut_from = d->kind == K_GEMM ? 1e6 : 1.28e5;
     if (d->outer.total < MAX_UNITS && unit_flops > cut_from) {
