@@ -192,12 +192,39 @@ static bool batched(blis_job *j, const matmul_case *mc, bool backward)
     return ok;
 }
 
+/* A convolution's products, one image at a time, on column matrices that
+ * are already made (im2col and col2im are not timed): y_n = W col_n,
+ * dcol_n = W^T dy_n, dW = sum over n of dy_n col_n^T.  The ceiling of the
+ * GEMM lowering with BLIS doing every product. */
+static bool conv_gemms(blis_job *j, const matmul_case *mc, bool backward)
+{
+    const int64_t *x = mc->a, *w = mc->b;
+    dim_t nimg = x[0], o = w[0], kk = w[1] * w[2] * w[3];
+    dim_t p = (x[2] + 2 * mc->pad - w[2] + 1) * (x[3] + 2 * mc->pad - w[3] + 1);
+    float *wt = buffer(j, o * kk), *col = buffer(j, nimg * kk * p), *y = buffer(j, nimg * o * p);
+    bool ok = wt && col && y;
+    for (dim_t n = 0; ok && n < nimg; n++)
+        ok = gemm(j, o, p, kk, rowmajor(wt, kk), rowmajor(col + n * kk * p, p), 0,
+                  rowmajor(y + n * o * p, p));
+    if (!backward || !ok)
+        return ok;
+    float *gy = buffer(j, nimg * o * p), *gcol = buffer(j, nimg * kk * p), *gw = buffer(j, o * kk);
+    ok = gy && gcol && gw;
+    for (dim_t n = 0; ok && n < nimg; n++)
+        ok = gemm(j, kk, p, o, transposed(wt, kk), rowmajor(gy + n * o * p, p), 0,
+                  rowmajor(gcol + n * kk * p, p)) &&
+             gemm(j, o, kk, p, rowmajor(gy + n * o * p, p), transposed(col + n * kk * p, p),
+                  n ? 1.0f : 0.0f, rowmajor(gw, kk));
+    return ok;
+}
+
 blis_job *blis_matmul_job(const matmul_case *mc, bool backward)
 {
     blis_job *j = calloc(1, sizeof *j);
     if (!j)
         return NULL;
-    bool ok = mc->nda == 1 && mc->ndb == 1   ? dot(j, mc, backward)
+    bool ok = mc->pad >= 0 ? conv_gemms(j, mc, backward)
+              : mc->nda == 1 && mc->ndb == 1   ? dot(j, mc, backward)
               : mc->ndb == 1                 ? matvec(j, mc, backward)
               : mc->nda == 1 && mc->ndb == 2 ? vecmat(j, mc, backward)
               : mc->ndb == 2                 ? folded(j, mc, backward)

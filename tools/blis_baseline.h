@@ -15,7 +15,9 @@
 typedef struct blis_job blis_job;
 
 /* The products of a matmul case: c = a b, and with 'backward' the gradients
- * of a and b for an upstream gradient of c's shape.  NULL if out of memory. */
+ * of a and b for an upstream gradient of c's shape; for a convolution case
+ * (pad >= 0) its GEMMs alone, per image, without im2col and col2im.  NULL
+ * if out of memory. */
 blis_job *blis_matmul_job(const matmul_case *mc, bool backward);
 /* The products of an MLP training step: every layer's forward product, every
  * weight gradient, and every input gradient but the first layer's. */
