@@ -40,6 +40,12 @@ static bn_dims dims_of(const stg_node *x3)
     return (bn_dims){x3->shape.d[0], x3->shape.d[1], x3->shape.d[2]};
 }
 
+/* 1 / sqrt(var + eps) of channel c, from a (2, C) stats node. */
+static inline float inv_std(const float *stats, int64_t channels, int64_t c, float eps)
+{
+    return 1.0f / sqrtf(stats[channels + c] + eps);
+}
+
 /* Channels split among threads, or (N, C) planes; serial below the grain. */
 static void mark_serial(stg_pnode *pn, const stg_node *x3)
 {
@@ -192,7 +198,7 @@ static void run_bn(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
     stgR_share(pn, d->n * d->c, tid, nt, &lo, &hi);
     for (int64_t q = lo; q < hi; q++) {
         int64_t c = q % d->c;
-        float inv = 1.0f / sqrtf(stats[d->c + c] + at->eps);
+        float inv = inv_std(stats, d->c, c, at->eps);
         float a = w ? w[c] * inv : inv;
         float shift = (b ? b[c] : 0.0f) - stats[c] * a;
         affine(d->s, pn->in[0] + q * d->s, a, shift, pn->out + q * d->s);
@@ -250,7 +256,7 @@ static void run_reduce(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
             sgx += centred_dot(d->s, g + at, x + at, stats[c]);
         }
         pn->out[c] = (float)sg;
-        pn->out[d->c + c] = (float)sgx / sqrtf(stats[d->c + c] + eps);
+        pn->out[d->c + c] = (float)sgx * inv_std(stats, d->c, c, eps);
     }
 }
 
@@ -279,7 +285,7 @@ static void run_grad_x(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
     stgR_share(pn, d->n * d->c, tid, nt, &lo, &hi);
     for (int64_t q = lo; q < hi; q++) {
         int64_t c = q % d->c;
-        float inv = 1.0f / sqrtf(stats[d->c + c] + at->eps);
+        float inv = inv_std(stats, d->c, c, at->eps);
         float k = w ? w[c] * inv : inv;
         grad_x(d->s, g + q * d->s, x + q * d->s, stats[c], k, r[c] / count,
                r[d->c + c] * inv / count, pn->out + q * d->s);
