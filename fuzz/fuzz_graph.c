@@ -54,7 +54,7 @@ static stg_tensor one_op(stg_graph *g, program *r, const stg_tensor *t, int nt)
     int nd = stg_tensor_ndim(g, a);
     int axes[8] = {small(r, -3, 3), small(r, -3, 3)}, naxes = small(r, 0, 2), keep = byte(r) & 1;
     float f = (float)small(r, -8, 8) / 4.0f;
-    switch (byte(r) % 40) { /* 39: pad */
+    switch (byte(r) % 42) { /* 41: pad */
     case 0: return stg_add(g, a, b);
     case 1: return stg_sub(g, a, b);
     case 2: return stg_mul(g, a, b);
@@ -136,6 +136,15 @@ static stg_tensor one_op(stg_graph *g, program *r, const stg_tensor *t, int nt)
         return stg_batch_norm(g, a, (pick & 2) ? b : (stg_tensor){-1},
                               (pick & 4) ? t[byte(r) % (unsigned)nt] : (stg_tensor){-1}, rm, rv,
                               &bp);
+    }
+    case 39:
+        return stg_layer_norm(g, a, small(r, 0, 3), (byte(r) & 1) ? b : (stg_tensor){-1},
+                              (byte(r) & 1) ? t[byte(r) % (unsigned)nt] : (stg_tensor){-1},
+                              (float)small(r, 0, 2) * 1e-5f);
+    case 40: { /* int32 indices, zero in the step (the harness fills float leaves only) */
+        int64_t d[2] = {small(r, 1, 4), small(r, 1, 3)};
+        stg_tensor idx = stg_input_i32(g, "idx", small(r, 0, 2), d);
+        return stg_embedding(g, a, idx, small(r, -1, 2));
     }
     default: {
         int64_t before[8] = {0}, after[8] = {0};

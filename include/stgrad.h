@@ -171,6 +171,22 @@ STG_API stg_tensor stg_batch_norm(stg_graph *g, stg_tensor x, stg_tensor w, stg_
                                   stg_tensor running_mean, stg_tensor running_var,
                                   const stg_batch_norm_params *p);
 
+/* layer_norm, as torch.nn.functional.layer_norm over the last 'naxes' axes
+ * of x: each row of those axes becomes (x - mean) / sqrt(var + eps) * w + b
+ * (var biased).  w and b have the shape of the last 'naxes' axes, or are
+ * {-1} (elementwise_affine=False is both).  eps > 0; PyTorch's default is
+ * 1e-5. */
+STG_API stg_tensor stg_layer_norm(stg_graph *g, stg_tensor x, int naxes, stg_tensor w,
+                                  stg_tensor b, float eps);
+
+/* embedding, as torch.nn.functional.embedding: w (V, D) and int32 indices
+ * of any shape -> (indices' shape..., D), row idx[i] of w at position i.
+ * The gradient adds each position's row into row idx[i] of w's gradient,
+ * deterministically (the same bits at any thread count, repeated indices
+ * included), except at padding_idx (-1: none), whose row gets no gradient.
+ * An index outside [0, V) fails the step with STG_INDEX. */
+STG_API stg_tensor stg_embedding(stg_graph *g, stg_tensor w, stg_tensor idx, int64_t padding_idx);
+
 typedef struct stg_pool_params {
     int64_t kernel[2];
     int64_t stride[2];    /* 0: the kernel size, as PyTorch's default */

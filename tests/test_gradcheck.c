@@ -235,6 +235,21 @@ static stg_tensor f_nll_sum(stg_graph *g, const stg_tensor *x)
     return stg_nll_loss(g, x[0], stg_input_i32(g, "labels", 2, d), STG_REDUCE_SUM);
 }
 
+/* repeated indices (values 3, 2, 1, 0, 3, 2); no padding row, whose zero
+ * gradient finite differences would contradict (PyTorch's references
+ * check it) */
+static stg_tensor f_embedding(stg_graph *g, const stg_tensor *x)
+{
+    int64_t d[2] = {2, 3};
+    stg_tensor e = stg_embedding(g, x[0], stg_input_i32(g, "idx", 2, d), -1);
+    return stg_mul(g, e, e);
+}
+
+static stg_tensor f_layer_norm(stg_graph *g, const stg_tensor *x)
+{
+    return stg_layer_norm(g, x[0], 2, x[1], x[2], 1e-5f);
+}
+
 #define D(...) {__VA_ARGS__}
 static const fd_case cases[] = {
     {"matmul_mm", 2, {2, 2}, {D(2, 3), D(3, 4)}, f_matmul, -1, 1},
@@ -308,6 +323,8 @@ static const fd_case cases[] = {
     {"dropout_p0", 1, {2}, {D(3, 5)}, f_dropout0, -1, 1},
     {"batch_norm", 3, {4, 1, 1}, {D(2, 3, 2, 3), D(3), D(3)}, f_batch_norm, -1, 1},
     {"batch_norm_plain", 1, {2}, {D(5, 4)}, f_batch_norm_plain, -1, 1},
+    {"embedding", 1, {2}, {D(4, 3)}, f_embedding, -1, 1},
+    {"layer_norm", 3, {3, 2, 2}, {D(2, 3, 4), D(3, 4), D(3, 4)}, f_layer_norm, -1, 1},
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 

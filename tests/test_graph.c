@@ -588,6 +588,67 @@ static void test_reduce_too_many_axes(void **state)
 
 /* ---- view errors ---------------------------------------------------------------- */
 
+/* embedding and layer_norm: shapes, refusals naming what was expected, and
+ * an index out of range failing the step with the parameters unchanged */
+static void test_embedding_and_layer_norm(void **state)
+{
+    (void)state;
+    stg_graph *g = stg_graph_new();
+    stg_tensor w = stg_param(g, "w", 2, (int64_t[]){10, 4});
+    stg_tensor idx = stg_input_i32(g, "idx", 2, (int64_t[]){3, 5});
+    EXPECT_SHAPE(g, stg_embedding(g, w, idx, -1), 3, 5, 4);
+    stg_tensor x = stg_input(g, "x", 3, (int64_t[]){2, 3, 4});
+    stg_tensor lw = stg_param(g, "lw", 2, (int64_t[]){3, 4});
+    EXPECT_SHAPE(g, stg_layer_norm(g, x, 2, lw, NEG_ID, 1e-5f), 2, 3, 4);
+    EXPECT_ERROR(g, stg_embedding(g, x, idx, -1), STG_SHAPE, "embedding", "weight (2,3,4)",
+                 "(num_embeddings, dim)");
+    stg_graph_free(g);
+    g = stg_graph_new();
+    w = stg_param(g, "w", 2, (int64_t[]){10, 4});
+    idx = stg_input_i32(g, "idx", 1, (int64_t[]){3});
+    EXPECT_ERROR(g, stg_embedding(g, w, idx, 10), STG_INVALID, "embedding", "padding_idx 10",
+                 "0 <= padding_idx < 10");
+    stg_graph_free(g);
+    g = stg_graph_new();
+    w = stg_param(g, "w", 2, (int64_t[]){10, 4});
+    EXPECT_ERROR(g, stg_embedding(g, w, w, -1), STG_INVALID, "embedding");
+    stg_graph_free(g);
+    g = stg_graph_new();
+    x = stg_input(g, "x", 3, (int64_t[]){2, 3, 4});
+    lw = stg_param(g, "lw", 1, (int64_t[]){3});
+    EXPECT_ERROR(g, stg_layer_norm(g, x, 1, lw, NEG_ID, 1e-5f), STG_SHAPE, "layer_norm",
+                 "x (2,3,4)", "last 1 axes (4,)", "weight is (3,)");
+    stg_graph_free(g);
+    g = stg_graph_new();
+    x = stg_input(g, "x", 2, (int64_t[]){2, 3});
+    EXPECT_ERROR(g, stg_layer_norm(g, x, 3, NEG_ID, NEG_ID, 1e-5f), STG_SHAPE, "naxes 3",
+                 "1 to 2");
+    stg_graph_free(g);
+    g = stg_graph_new();
+    x = stg_input(g, "x", 2, (int64_t[]){2, 3});
+    EXPECT_ERROR(g, stg_layer_norm(g, x, 1, NEG_ID, NEG_ID, 0.0f), STG_INVALID, "eps = 0");
+    stg_graph_free(g);
+
+    /* an index out of range: STG_INDEX, the message, nothing updated */
+    g = stg_graph_new();
+    w = stg_param(g, "w", 2, (int64_t[]){5, 3});
+    idx = stg_input_i32(g, "idx", 1, (int64_t[]){4});
+    stg_tensor loss = stg_sum(g, stg_embedding(g, w, idx, -1), 0, NULL, 0);
+    stg_plan *p = NULL;
+    assert_int_equal(stg_plan_create(g, loss, NULL, &p), STG_OK);
+    float *wv = stg_plan_data(p, w), before[15];
+    for (int i = 0; i < 15; i++)
+        wv[i] = (float)i;
+    memcpy(before, wv, sizeof before);
+    int32_t bad[4] = {0, 4, 5, 1};
+    assert_int_equal(stg_plan_set_i32(p, idx, bad, 4), STG_OK);
+    assert_int_equal(stg_plan_step(p), STG_INDEX);
+    assert_non_null(strstr(stg_plan_message(p), "embedding: index 5 at position 2"));
+    assert_memory_equal(before, wv, sizeof before);
+    stg_plan_free(p);
+    stg_graph_free(g);
+}
+
 /* torch.flatten's shapes, and a start after the end refused */
 static void test_flatten(void **state)
 {
@@ -1776,6 +1837,7 @@ int main(void)
         cmocka_unit_test(test_conv_and_pool_shapes),
         cmocka_unit_test(test_batch_norm_shapes),
         cmocka_unit_test(test_flatten),
+        cmocka_unit_test(test_embedding_and_layer_norm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

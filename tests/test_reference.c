@@ -144,6 +144,13 @@ static stg_tensor build_op(stg_graph *g, const tu_case *c, const stg_tensor *in)
         }
     if (!strcmp(op, "global_avg_pool"))
         return stg_global_avg_pool(g, in[0]);
+    if (!strcmp(op, "embedding"))
+        return stg_embedding(g, in[0], in[1], (int64_t)a[0]);
+    if (!strcmp(op, "layer_norm")) { /* naxes, eps, has weight, has bias */
+        stg_tensor w = a[2] ? in[1] : (stg_tensor){-1}, b = a[3] ? in[1 + (a[2] != 0)]
+                                                                 : (stg_tensor){-1};
+        return stg_layer_norm(g, in[0], (int)a[0], w, b, (float)a[1]);
+    }
     if (!strcmp(op, "batch_norm")) { /* eps, momentum, has weight, has bias */
         int64_t ch = stg_tensor_shape(g, in[0], dims) >= 2 ? dims[1] : 1;
         stg_batch_norm_params p = {(float)a[0], (float)a[1]};
@@ -159,7 +166,8 @@ static stg_tensor build_op(stg_graph *g, const tu_case *c, const stg_tensor *in)
 /* Ops whose second input is int32 labels or indices. */
 static bool int_second_input(const char *op)
 {
-    return !strcmp(op, "gather") || !strcmp(op, "cross_entropy") || !strcmp(op, "nll");
+    return !strcmp(op, "gather") || !strcmp(op, "cross_entropy") || !strcmp(op, "nll") ||
+           !strcmp(op, "embedding");
 }
 
 /* Column-major copy of the last two dims of 't' (for the transposed-view variant). */
@@ -358,6 +366,14 @@ static void test_ops_reference(void **state)
     print_message("%d op cases match PyTorch\n", n);
 }
 
+static void test_seq_reference(void **state)
+{
+    (void)state;
+    int n = run_file("seq_ref.txt", false);
+    assert_true(n >= 10);
+    print_message("%d embedding and layer norm cases match PyTorch\n", n);
+}
+
 static void test_conv_reference(void **state)
 {
     (void)state;
@@ -456,6 +472,7 @@ int main(void)
         cmocka_unit_test(test_ops_reference),
         cmocka_unit_test(test_conv_reference),
         cmocka_unit_test(test_batch_norm_running_reference),
+        cmocka_unit_test(test_seq_reference),
         cmocka_unit_test(test_nonfinite_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

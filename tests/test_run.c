@@ -353,6 +353,51 @@ static void test_batch_norm_training(void **state)
     stg_graph_free(n.g);
 }
 
+/* Embedding (many repeated indices) into layer norm, at sizes where every
+ * kernel splits its work: the same bits at 1 and 2 threads, and steps that
+ * allocate nothing. */
+static void run_embed_ln(int threads, float *dw, float *dlw)
+{
+    enum { V = 50, D = 128, T = 300 };
+    stg_graph *g = stg_graph_new();
+    stg_tensor w = stg_param(g, "emb", 2, (int64_t[]){V, D});
+    stg_tensor lw = stg_param(g, "ln.weight", 1, (int64_t[]){D});
+    stg_tensor lb = stg_param(g, "ln.bias", 1, (int64_t[]){D});
+    stg_tensor idx = stg_input_i32(g, "idx", 2, (int64_t[]){T / 20, 20});
+    stg_tensor h = stg_layer_norm(g, stg_embedding(g, w, idx, 3), 1, lw, lb, 1e-5f);
+    stg_tensor loss = stg_sum(g, stg_mul(g, h, stg_tanh(g, h)), 0, NULL, 0);
+    assert_int_equal(stg_graph_status(g), STG_OK);
+    stg_plan *p = tu_plan(g, loss, threads, STG_OPTIM_NONE);
+    tu_fill(stg_plan_data(p, w), V * D, 81, -1, 1);
+    tu_fill(stg_plan_data(p, lw), D, 82, 0.5f, 1.5f);
+    int32_t *iv = stg_plan_data_i32(p, idx);
+    for (int i = 0; i < T; i++)
+        iv[i] = (int32_t)((i * i + 7 * i) % V);
+    assert_int_equal(stg_plan_step(p), STG_OK);
+    long before = allochook_calls();
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(stg_plan_step(p), STG_OK);
+    long calls = allochook_calls() - before;
+    if (allochook_works())
+        assert_int_equal(calls, 0);
+    memcpy(dw, stg_plan_grad(p, w), sizeof(float) * V * D);
+    memcpy(dlw, stg_plan_grad(p, lw), sizeof(float) * D);
+    for (int c = 0; c < D; c++)
+        assert_true(dw[3 * D + c] == 0.0f); /* the padding row */
+    stg_plan_free(p);
+    stg_graph_free(g);
+}
+
+static void test_embedding_layer_norm_threads(void **state)
+{
+    (void)state;
+    static float dw[2][50 * 128], dlw[2][128];
+    run_embed_ln(1, dw[0], dlw[0]);
+    run_embed_ln(2, dw[1], dlw[1]);
+    assert_memory_equal(dw[0], dw[1], sizeof dw[0]);
+    assert_memory_equal(dlw[0], dlw[1], sizeof dlw[0]);
+}
+
 /* Dropout: y = x m / (1 - p) with P(m = 0) = p, its gradient g m / (1 - p)
  * (checked as g y / x), the same masks at 1 and 2 threads and after a
  * resume, new masks each step, the identity in an inference plan. */
@@ -801,6 +846,7 @@ int main(void)
         cmocka_unit_test(test_lenet_steps),
         cmocka_unit_test(test_dropout),
         cmocka_unit_test(test_batch_norm_training),
+        cmocka_unit_test(test_embedding_layer_norm_threads),
         cmocka_unit_test(test_inference_plan_shares_parameters),
         cmocka_unit_test(test_loss_falls),
         cmocka_unit_test(test_sgd_update_and_grad_persistence),

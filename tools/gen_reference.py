@@ -10,6 +10,8 @@ Writes two files into tests/data/ (relative to the repository root):
   conv_ref.txt    conv1d/conv2d (stride, padding, dilation, groups, bias),
                   max/avg pooling, 1-d and 2-d, the global average, and
                   batch_norm in training (1-d to 4-d, affine or not).
+  seq_ref.txt     embedding (repeated and padding indices) and layer_norm
+                  (one to three axes, affine or not).
   bn_running_ref.txt  batch norm's running statistics after several
                   training steps, and the inference output that uses them.
   nonfinite_ref.txt  one case of every op of the two files above (every
@@ -176,7 +178,7 @@ def divisor(g, shape):
 # While True, make_case puts NaN, +inf and -inf into every float input
 # (nonfinite_ref.txt); the second input of these ops holds integer labels.
 INJECT_SPECIALS = False
-INT_SECOND_INPUT = ("gather", "cross_entropy", "nll")
+INT_SECOND_INPUT = ("gather", "cross_entropy", "nll", "embedding")
 
 
 def inject_specials(op, inputs):
@@ -826,6 +828,44 @@ def running_cases():
     return cases
 
 
+# embedding: (weight shape, indices shape, padding_idx)
+EMBEDDINGS = (
+    ((7, 3), (5,), -1),
+    ((5, 4), (3, 6), 2),      # repeated indices, some at the padding row
+    ((11, 17), (2, 3, 2), 0),
+    ((1, 5), (4,), -1),       # one row: every index the same
+)
+# layer_norm: (x shape, naxes, eps, has weight, has bias)
+LAYER_NORMS = (
+    ((4, 5), 1, 1e-5, 1, 1),
+    ((2, 3, 6), 1, 1e-5, 1, 0),
+    ((2, 3, 4, 5), 2, 1e-3, 1, 1),
+    ((3, 7), 1, 1e-5, 0, 0),
+    ((2, 33), 1, 1e-5, 0, 1),
+    ((1, 1, 9), 3, 1e-5, 1, 1),
+)
+
+
+def seq_cases():
+    cases = []
+    for ws, ids, pad in EMBEDDINGS:
+        name = "embedding_%s_i%s_p%d" % (fmt_shape(ws), fmt_shape(ids), pad)
+        w = random_inputs(name, [ws])[0]
+        idx = labels(name, ids, ws[0])
+        f = (lambda p: lambda w, i: F.embedding(i.long(), w,
+                                                padding_idx=None if p < 0 else p))(pad)
+        cases.append(make_case(name, "embedding", [pad], f, [w, idx]))
+    for xs, naxes, eps, has_w, has_b in LAYER_NORMS:
+        name = "layer_norm_%s_n%d_w%d_b%d" % (fmt_shape(xs), naxes, has_w, has_b)
+        ns = xs[len(xs) - naxes:]
+        g = generator_for(name + "/inputs")
+        inputs = [uniform(g, xs) * 2.0 + 0.5] + [uniform(g, ns) for _ in range(has_w + has_b)]
+        f = (lambda ns, eps, hw, hb: lambda x, *wb: F.layer_norm(
+            x, ns, wb[0] if hw else None, wb[hw] if hb else None, eps))(ns, eps, has_w, has_b)
+        cases.append(make_case(name, "layer_norm", [naxes, eps, has_w, has_b], f, inputs))
+    return cases
+
+
 def nonfinite_cases():
     """The first case of every op of ops_ref.txt and of every operand rank
     pair of matmul_ref.txt, with NaN, +inf and -inf in each float input."""
@@ -833,7 +873,7 @@ def nonfinite_cases():
     INJECT_SPECIALS = True
     try:
         cases, seen = [], set()
-        for text in ops_cases() + matmul_cases() + conv_cases() + norm_cases():
+        for text in ops_cases() + matmul_cases() + conv_cases() + norm_cases() + seq_cases():
             op = text.split(None, 3)[2]
             shapes = tuple(line for line in text.splitlines() if line.startswith("tensor in"))
             key = op if op != "matmul" else (op, tuple(len(s.split()) for s in shapes))
@@ -858,6 +898,8 @@ def main():
                "parameters after each of %d steps" % OPTIM_STEPS, optim_cases())
     write_file(os.path.join(out_dir, "conv_ref.txt"), "convolutions, pooling and batch "
                "normalisation", conv_cases() + norm_cases())
+    write_file(os.path.join(out_dir, "seq_ref.txt"), "embedding and layer_norm",
+               seq_cases())
     write_file(os.path.join(out_dir, "bn_running_ref.txt"), "batch norm running statistics "
                "over several steps, then inference", running_cases())
     write_file(os.path.join(out_dir, "nonfinite_ref.txt"), "every op with NaN, +inf "
