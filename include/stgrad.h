@@ -187,6 +187,45 @@ STG_API stg_tensor stg_layer_norm(stg_graph *g, stg_tensor x, int naxes, stg_ten
  * An index outside [0, V) fails the step with STG_INDEX. */
 STG_API stg_tensor stg_embedding(stg_graph *g, stg_tensor w, stg_tensor idx, int64_t padding_idx);
 
+/* Recurrent layers, as torch.nn.RNN, LSTM and GRU: PyTorch's gate order
+ * (LSTM i, f, g, o; GRU r, z, n), parameter shapes and names, so weights
+ * exported from PyTorch load directly.  Layer l has weight_ih_l<l> (G H,
+ * in), weight_hh_l<l> (G H, H), bias_ih_l<l> and bias_hh_l<l> (G H), G = 1
+ * (RNN), 4 (LSTM), 3 (GRU); 'in' is input_size for layer 0, H after.
+ * PyTorch initialises them all uniform in +-1/sqrt(H) (stg_plan_init with
+ * STG_INIT_UNIFORM). */
+typedef enum stg_rnn_mode {
+    STG_RNN_TANH = 0,
+    STG_RNN_RELU,
+    STG_LSTM,
+    STG_GRU
+} stg_rnn_mode;
+#define STG_RNN_MAX_LAYERS 8
+typedef struct stg_rnn {
+    stg_rnn_mode mode;
+    int64_t input_size, hidden_size;
+    int num_layers;  /* 0 means 1 */
+    int batch_first; /* x and the output (N, T, features) instead of (T, N, features) */
+    int no_bias;     /* PyTorch's bias=False */
+    stg_tensor weight_ih[STG_RNN_MAX_LAYERS], weight_hh[STG_RNN_MAX_LAYERS];
+    stg_tensor bias_ih[STG_RNN_MAX_LAYERS], bias_hh[STG_RNN_MAX_LAYERS];
+} stg_rnn;
+/* Declares the layer's parameters, named as in PyTorch's state_dict:
+ * "<prefix>.weight_ih_l0", ... ("weight_ih_l0" with a NULL or empty
+ * prefix).  Fill mode, input_size, hidden_size, num_layers, batch_first and
+ * no_bias first.  Returns the graph's status. */
+STG_API stg_status stg_rnn_params(stg_graph *g, stg_rnn *r, const char *prefix);
+/* The layer over the whole sequence x (T, N, input_size), or (N, T,
+ * input_size) with batch_first, unrolled over its fixed length T.  h0 (L,
+ * N, H) is the initial state, {-1} for zeros; c0 likewise, LSTM only.
+ * Returns every step's output of the last layer, (T, N, H) or (N, T, H);
+ * *h_n and *c_n (LSTM), when not NULL, get the final states (L, N, H).
+ * The input projection of all steps is one product before the recurrence;
+ * each step is one product and one fused pass over the gates; the weight
+ * gradients of all steps are one product each after it. */
+STG_API stg_tensor stg_rnn_apply(stg_graph *g, const stg_rnn *r, stg_tensor x, stg_tensor h0,
+                                 stg_tensor c0, stg_tensor *h_n, stg_tensor *c_n);
+
 typedef struct stg_pool_params {
     int64_t kernel[2];
     int64_t stride[2];    /* 0: the kernel size, as PyTorch's default */

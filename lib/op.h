@@ -27,7 +27,12 @@ enum {
                                      running statistic) and inputs 2.. (its state) in
                                      place: optimizer updates, commits of forward state */
     STG_OPF_EFFECT = 1 << 6,      /* always scheduled: acts on the step, not through an output */
-    STG_OPF_SERIAL = 1 << 7       /* its kernel always runs on thread 0 alone */
+    STG_OPF_SERIAL = 1 << 7,      /* its kernel always runs on thread 0 alone */
+    STG_OPF_CHAIN = 1 << 8        /* its output is always input 0's buffer, updated in place:
+                                     a new version of a buffer that the old version's
+                                     only reader builds up step by step (a recurrence's
+                                     states); input 0 is a node of the same shape that
+                                     is not a view */
 };
 
 /* What 'prepare' is given (plan.c): the plan's fixed facts, and the means
@@ -249,6 +254,12 @@ typedef struct stg_matmul_info {
     int64_t units;    /* work units shared among threads */
 } stg_matmul_info;
 bool stgK_matmul_info(const stg_pnode *pn, stg_matmul_info *info);
+
+/* The batched product a b with the output shape 'out', whose batch dims
+ * may lack or be 1 where a's and b's are not: those are summed, as in the
+ * gradient of a weight shared across a batch (one GEMM when the strides
+ * fold the batch into K). */
+stg_tensor stgK_matmul_sum(stg_graph *g, stg_tensor a, stg_tensor b, const stg_shape *out);
 
 /* ---- shared kernels --------------------------------------------------- */
 

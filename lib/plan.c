@@ -265,6 +265,15 @@ static stg_status assign_buffers(stg_plan *p, scratch *s)
             p->bufof[i] = p->bufof[n->in[0]];
             continue;
         }
+        if (n->op->flags & STG_OPF_CHAIN) { /* the same buffer, alive as long as any version */
+            int32_t b = p->bufof[n->in[0]];
+            p->bufof[i] = b;
+            if (p->bufs[b].last < s->last[i])
+                p->bufs[b].last = s->last[i];
+            if (s->persistent[i])
+                p->bufs[b].persistent = true, p->bufs[b].first = 0;
+            continue;
+        }
         if ((n->op->flags & STG_OPF_INPLACE) && !s->persistent[i]) {
             for (int j = 0; j < n->nin && p->bufof[i] < 0; j++)
                 if (can_share(p, n, n->in[j], pos)) {

@@ -454,6 +454,133 @@ static void test_batch_norm_running_reference(void **state)
     assert_int_equal(cases, 2);
 }
 
+/* One recurrent case at 'threads': checks every output and gradient
+ * against PyTorch and returns them, concatenated, for the thread check. */
+static float *run_rnn_case(const tu_case *c, int threads, int64_t *total)
+{
+    stg_rnn r = {.mode = (stg_rnn_mode)c->attr[0], .input_size = (int64_t)c->attr[1],
+                 .hidden_size = (int64_t)c->attr[2], .num_layers = (int)c->attr[3],
+                 .batch_first = (int)c->attr[4], .no_bias = !c->attr[5]};
+    stg_graph *g = stg_graph_new();
+    const tu_tensor *tx = tu_find(c, "x"), *th0 = tu_find(c, "h0"), *tc0 = tu_find(c, "c0");
+    stg_tensor x = stg_input(g, "x", tx->nd, tx->d);
+    stg_graph_require_grad(g, x);
+    stg_tensor h0 = th0 ? stg_input(g, "h0", th0->nd, th0->d) : (stg_tensor){-1};
+    stg_tensor c0 = tc0 ? stg_input(g, "c0", tc0->nd, tc0->d) : (stg_tensor){-1};
+    if (th0)
+        stg_graph_require_grad(g, h0);
+    if (tc0)
+        stg_graph_require_grad(g, c0);
+    assert_int_equal(stg_rnn_params(g, &r, NULL), STG_OK);
+    stg_tensor hn, cn, out = stg_rnn_apply(g, &r, x, h0, c0, &hn, &cn);
+    const tu_tensor *so = tu_find(c, "seed_out"), *sh = tu_find(c, "seed_hn");
+    const tu_tensor *sc = tu_find(c, "seed_cn");
+    stg_tensor seed[3] = {stg_input(g, "seed_out", so->nd, so->d),
+                          stg_input(g, "seed_hn", sh->nd, sh->d),
+                          sc ? stg_input(g, "seed_cn", sc->nd, sc->d) : (stg_tensor){-1}};
+    stg_tensor outs[3] = {out, hn, cn}, loss = {-1};
+    for (int k = 0; k < 3; k++)
+        if (seed[k].id >= 0) {
+            stg_graph_keep(g, outs[k]);
+            stg_tensor term = stg_sum(g, stg_mul(g, outs[k], seed[k]), 0, NULL, 0);
+            loss = k ? stg_add(g, loss, term) : term;
+        }
+    if (stg_graph_status(g) != STG_OK)
+        fail_msg("%s: %s", c->name, stg_graph_message(g));
+    stg_plan *p = tu_plan(g, loss, threads, STG_OPTIM_NONE);
+    assert_int_equal(stg_plan_set(p, x, tx->v, tx->n), STG_OK);
+    if (th0)
+        assert_int_equal(stg_plan_set(p, h0, th0->v, th0->n), STG_OK);
+    if (tc0)
+        assert_int_equal(stg_plan_set(p, c0, tc0->v, tc0->n), STG_OK);
+    const tu_tensor *st[3] = {so, sh, sc};
+    for (int k = 0; k < 3; k++)
+        if (st[k])
+            assert_int_equal(stg_plan_set(p, seed[k], st[k]->v, st[k]->n), STG_OK);
+    /* every parameter by its PyTorch name */
+    struct { stg_tensor t; char name[24]; } prm[4 * STG_RNN_MAX_LAYERS];
+    int np = 0;
+    for (int l = 0; l < (r.num_layers ? r.num_layers : 1); l++) {
+        stg_tensor ts[4] = {r.weight_ih[l], r.weight_hh[l], r.bias_ih[l], r.bias_hh[l]};
+        static const char *const kind[4] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"};
+        for (int k = 0; k < (r.no_bias ? 2 : 4); k++) {
+            prm[np].t = ts[k];
+            snprintf(prm[np].name, sizeof prm[np].name, "%s_l%d", kind[k], l);
+            const tu_tensor *v = tu_find(c, prm[np].name);
+            assert_non_null(v);
+            assert_int_equal(stg_plan_set(p, ts[k], v->v, v->n), STG_OK);
+            np++;
+        }
+    }
+    stg_status s = stg_plan_step(p);
+    if (s != STG_OK)
+        fail_msg("%s: step: %s: %s", c->name, stg_status_name(s), stg_plan_message(p));
+    /* what to compare: outputs, then gradients */
+    typedef struct rnn_cmp {
+        const float *got;
+        const tu_tensor *want;
+        const char *what;
+    } rnn_cmp;
+    rnn_cmp cmp[64];
+    int nc = 0;
+    static const char *const oname[3] = {"out", "h_n", "c_n"};
+    for (int k = 0; k < 3; k++)
+        if (st[k])
+            cmp[nc++] = (rnn_cmp){stg_plan_data(p, outs[k]), tu_find(c, oname[k]), oname[k]};
+    cmp[nc++] = (rnn_cmp){stg_plan_grad(p, x), tu_find(c, "g_x"), "g_x"};
+    if (th0)
+        cmp[nc++] = (rnn_cmp){stg_plan_grad(p, h0), tu_find(c, "g_h0"), "g_h0"};
+    if (tc0)
+        cmp[nc++] = (rnn_cmp){stg_plan_grad(p, c0), tu_find(c, "g_c0"), "g_c0"};
+    static char gname[4 * STG_RNN_MAX_LAYERS][28];
+    for (int k = 0; k < np; k++) {
+        snprintf(gname[k], sizeof gname[k], "g_%s", prm[k].name);
+        cmp[nc++] = (rnn_cmp){stg_plan_grad(p, prm[k].t), tu_find(c, gname[k]), gname[k]};
+    }
+    *total = 0;
+    for (int k = 0; k < nc; k++) {
+        assert_non_null(cmp[k].got);
+        assert_non_null(cmp[k].want);
+        *total += cmp[k].want->n;
+    }
+    float *all = malloc((size_t)*total * sizeof(float)), *at = all;
+    for (int k = 0; k < nc; k++) {
+        double e = tu_err(cmp[k].got, cmp[k].want->v, cmp[k].want->n, ATOL, RTOL);
+        if (e > 1.0)
+            fail_msg("%s (%d threads): %s differs from PyTorch (error %g of the tolerance)",
+                     c->name, threads, cmp[k].what, e);
+        memcpy(at, cmp[k].got, (size_t)cmp[k].want->n * sizeof(float));
+        at += cmp[k].want->n;
+    }
+    stg_plan_free(p);
+    stg_graph_free(g);
+    return all;
+}
+
+/* nn.RNN, nn.LSTM and nn.GRU: outputs, final states and every gradient
+ * against PyTorch, the same bits at 1 and 2 threads. */
+static void test_rnn_reference(void **state)
+{
+    (void)state;
+    FILE *f = tu_open_data("rnn_ref.txt");
+    tu_case c;
+    int n = 0;
+    while (tu_read_case(f, &c)) {
+        int64_t n1, n2;
+        float *one = run_rnn_case(&c, 1, &n1), *two = run_rnn_case(&c, 2, &n2);
+        assert_int_equal(n1, n2);
+        if (memcmp(one, two, (size_t)n1 * sizeof(float)))
+            fail_msg("%s: results differ between 1 and 2 threads", c.name);
+        free(one);
+        free(two);
+        tu_free_case(&c);
+        n++;
+    }
+    fclose(f);
+    assert_true(n >= 8);
+    print_message("%d recurrent cases match PyTorch\n", n);
+}
+
 /* NaN, +inf and -inf through every op, forward and backward, as PyTorch
  * gives them: a NaN in stays a NaN out (relu, clamp and max included). */
 static void test_nonfinite_reference(void **state)
@@ -473,6 +600,7 @@ int main(void)
         cmocka_unit_test(test_conv_reference),
         cmocka_unit_test(test_batch_norm_running_reference),
         cmocka_unit_test(test_seq_reference),
+        cmocka_unit_test(test_rnn_reference),
         cmocka_unit_test(test_nonfinite_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,6 +12,9 @@ Writes two files into tests/data/ (relative to the repository root):
                   batch_norm in training (1-d to 4-d, affine or not).
   seq_ref.txt     embedding (repeated and padding indices) and layer_norm
                   (one to three axes, affine or not).
+  rnn_ref.txt     nn.RNN (tanh, relu), nn.LSTM and nn.GRU: 1 and 2 layers,
+                  batch-first or not, with and without bias and an
+                  initial state; outputs, final states, every gradient.
   bn_running_ref.txt  batch norm's running statistics after several
                   training steps, and the inference output that uses them.
   nonfinite_ref.txt  one case of every op of the two files above (every
@@ -866,6 +869,79 @@ def seq_cases():
     return cases
 
 
+# recurrent layers: (mode, T, N, input, hidden, layers, batch_first, bias, initial state)
+# mode: 0 RNN tanh, 1 RNN relu, 2 LSTM, 3 GRU (stg_rnn_mode)
+RNNS = (
+    (2, 5, 3, 4, 6, 1, 0, 1, 0),
+    (2, 4, 2, 3, 5, 2, 1, 1, 1),
+    (3, 5, 3, 4, 6, 1, 1, 1, 1),
+    (3, 3, 2, 5, 4, 2, 0, 1, 0),
+    (0, 4, 3, 3, 5, 2, 0, 1, 1),
+    (1, 6, 2, 4, 7, 1, 1, 0, 0),
+    (2, 3, 12, 5, 96, 1, 0, 1, 1),   # big enough that threads split the hidden units
+    (3, 3, 12, 5, 96, 1, 1, 1, 0),
+)
+
+
+def rnn_cases():
+    """Each case: the inputs, every parameter (PyTorch's names), the outputs
+    and final states, and the gradients of sum(out * seed_out + h_n * seed_hn
+    (+ c_n * seed_cn)) with respect to x, h0, c0 and every parameter (g_<name>)."""
+    cases = []
+    for mode, T, N, I, H, L, bf, bias, init in RNNS:
+        kind = ("rnn_tanh", "rnn_relu", "lstm", "gru")[mode]
+        name = "%s_t%d_n%d_i%d_h%d_l%d_bf%d_b%d_s%d" % (kind, T, N, I, H, L, bf, bias, init)
+        g = generator_for(name)
+        if mode < 2:
+            m = torch.nn.RNN(I, H, L, nonlinearity=("tanh", "relu")[mode], bias=bool(bias),
+                             batch_first=bool(bf))
+        else:
+            m = (torch.nn.LSTM if mode == 2 else torch.nn.GRU)(I, H, L, bias=bool(bias),
+                                                               batch_first=bool(bf))
+        m = m.double()
+        with torch.no_grad():
+            for pname, prm in m.named_parameters():
+                prm.copy_(uniform(g, prm.shape, -0.5, 0.5))
+        x = uniform(g, (N, T, I) if bf else (T, N, I)).requires_grad_(True)
+        h0 = uniform(g, (L, N, H)).requires_grad_(True) if init else None
+        c0 = uniform(g, (L, N, H)).requires_grad_(True) if init and mode == 2 else None
+        if mode == 2:
+            out, (hn, cn) = m(x, (h0, c0)) if init else m(x)
+        else:
+            out, hn = m(x, h0) if init else m(x)
+            cn = None
+        seeds = [uniform(g, out.shape), uniform(g, hn.shape)]
+        loss = (out * seeds[0]).sum() + (hn * seeds[1]).sum()
+        if cn is not None:
+            seeds.append(uniform(g, cn.shape))
+            loss = loss + (cn * seeds[2]).sum()
+        loss.backward()
+        parts = ["case %s rnn %d %d %d %d %d %d\n" % (name, mode, I, H, L, bf, bias),
+                 fmt_tensor("x", x)]
+        if init:
+            parts.append(fmt_tensor("h0", h0))
+            if c0 is not None:
+                parts.append(fmt_tensor("c0", c0))
+        for pname, prm in m.named_parameters():
+            parts.append(fmt_tensor(pname, prm))
+        parts += [fmt_tensor("seed_out", seeds[0]), fmt_tensor("seed_hn", seeds[1])]
+        if cn is not None:
+            parts.append(fmt_tensor("seed_cn", seeds[2]))
+        parts += [fmt_tensor("out", out), fmt_tensor("h_n", hn)]
+        if cn is not None:
+            parts.append(fmt_tensor("c_n", cn))
+        parts.append(fmt_tensor("g_x", x.grad))
+        if init:
+            parts.append(fmt_tensor("g_h0", h0.grad))
+            if c0 is not None:
+                parts.append(fmt_tensor("g_c0", c0.grad))
+        for pname, prm in m.named_parameters():
+            parts.append(fmt_tensor("g_" + pname, prm.grad))
+        parts.append("end\n")
+        cases.append("".join(parts))
+    return cases
+
+
 def nonfinite_cases():
     """The first case of every op of ops_ref.txt and of every operand rank
     pair of matmul_ref.txt, with NaN, +inf and -inf in each float input."""
@@ -900,6 +976,8 @@ def main():
                "normalisation", conv_cases() + norm_cases())
     write_file(os.path.join(out_dir, "seq_ref.txt"), "embedding and layer_norm",
                seq_cases())
+    write_file(os.path.join(out_dir, "rnn_ref.txt"), "recurrent layers: outputs, final "
+               "states and every gradient", rnn_cases())
     write_file(os.path.join(out_dir, "bn_running_ref.txt"), "batch norm running statistics "
                "over several steps, then inference", running_cases())
     write_file(os.path.join(out_dir, "nonfinite_ref.txt"), "every op with NaN, +inf "

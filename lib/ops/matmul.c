@@ -34,6 +34,11 @@ static stg_tensor bmm(stg_graph *g, stg_tensor a, stg_tensor b, const stg_shape 
     return stgG_add(g, &stg_op_matmul, 2, in, out, NULL);
 }
 
+stg_tensor stgK_matmul_sum(stg_graph *g, stg_tensor a, stg_tensor b, const stg_shape *out)
+{
+    return bmm(g, a, b, out);
+}
+
 static stg_tensor as_matrix(stg_graph *g, stg_tensor v, bool row)
 {
     int64_t k = stgG_node(g, v)->shape.d[0];

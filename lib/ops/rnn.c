@@ -1,0 +1,625 @@
+/*
+ * Recurrent layers (torch.nn.RNN, LSTM, GRU), unrolled over a fixed length
+ * T.  One layer is:
+ *
+ *   P    = x W_ih^T + b_ih                  (T, N, G H): every step's input projection, one GEMM
+ *   S    = rnn_init(P, W_hh, b_hh, h0, c0)  (T + 1, N, W): row 0 holds the initial state
+ *   S    = rnn_cell(S, P, W_hh, b_hh)       step t: row t + 1 from row t, in place (CHAIN)
+ *   out  = S[1:, :, 0:H]                    a view: h of every step
+ *
+ * Each row of S holds, per batch element, h, then c (LSTM), then the
+ * gates after their nonlinearities (LSTM i f g o; GRU r z n, then W_hn h +
+ * b_hn; RNN: a spare block), which is what the backward pass needs.  A
+ * step is one product h W_hh^T and one fused pass over the gates; threads
+ * split the hidden units, so a step needs no barrier inside it.
+ *
+ * The backward pass runs the chain the other way on a gradient buffer dS
+ * of S's layout: rnn_cell_grad turns row t + 1's dh (and dc) into the
+ * gradient of the step's pre-activations, stored in row t + 1's gate block,
+ * and adds the direct paths into row t; rnn_hgrad adds dh_{t-1} = dA W_hh
+ * into row t.  When the chain reaches rnn_init, dS holds every step's
+ * gate gradient in one strided (T, N, G H) block: that block is dP, and the
+ * recurrent weight's gradient is one GEMM over all T N rows (K = T N), its
+ * bias's one sum, with no temporary per step.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../op.h"
+
+typedef struct rnn_attr {
+    int mode;                    /* stg_rnn_mode */
+    int has_bias, has_h0, has_c0;
+    int64_t t;                   /* cells: the step */
+    int64_t steps, batch, hidden; /* T, N, H */
+    int32_t last;                /* rnn_init: the last cell (the final S) */
+} rnn_attr;
+
+static void print_rnn(const void *attr, char *buf, size_t len)
+{
+    static const char *const names[] = {"rnn_tanh", "rnn_relu", "lstm", "gru"};
+    const rnn_attr *a = attr;
+    snprintf(buf, len, "%s t=%lld", names[a->mode], (long long)a->t);
+}
+
+/* ---- the row layout ---------------------------------------------------------- */
+
+static int gates_of(int mode)
+{
+    return mode == STG_LSTM ? 4 : mode == STG_GRU ? 3 : 1;
+}
+
+/* Floats per batch element of a row, and where each block starts. */
+typedef struct rnn_geom {
+    int64_t n, h, g, width; /* N, H, G, the row's floats per batch element */
+    int64_t oc, oa, ohn;    /* c (LSTM), the gates, W_hn h + b_hn (GRU) */
+} rnn_geom;
+
+static rnn_geom geom_of(const rnn_attr *a)
+{
+    int64_t h = a->hidden;
+    rnn_geom s = {.n = a->batch, .h = h, .g = gates_of(a->mode), .oc = h};
+    s.oa = a->mode == STG_LSTM ? 2 * h : h;
+    s.ohn = 4 * h;
+    s.width = a->mode == STG_LSTM ? 6 * h : a->mode == STG_GRU ? 5 * h : 2 * h;
+    return s;
+}
+
+/* Float offset of batch element n of row r. */
+static inline int64_t at(const rnn_geom *s, int64_t r, int64_t n)
+{
+    return (r * s->n + n) * s->width;
+}
+
+/* ---- op data: shares of the hidden units, GEMM scratch ------------------------ */
+
+typedef struct cell_desc {
+    rnn_geom s;
+    const stgK_kernel *kern;
+    int64_t blocks; /* hidden units split into this many 16-aligned shares */
+} cell_desc;
+
+/* A share of the hidden units (or of H columns): whole 16-wide blocks. */
+static void hidden_share(const stg_pnode *pn, const cell_desc *d, int tid, int nt, int64_t *lo,
+                         int64_t *hi)
+{
+    int64_t blo, bhi;
+    stgR_share(pn, d->blocks, tid, nt, &blo, &bhi);
+    *lo = blo * 16 < d->s.h ? blo * 16 : d->s.h;
+    *hi = bhi * 16 < d->s.h ? bhi * 16 : d->s.h;
+}
+
+/* 'extra' floats of per-thread scratch besides a GEMM workspace for an
+ * (N x share x k) product. */
+static stg_status prepare_shares(stg_prep *cx, stg_pnode *pn, int64_t k, int64_t extra_per_col)
+{
+    cell_desc *d = stgP_opdata(cx, pn, sizeof *d);
+    if (!d)
+        return STG_NOMEM;
+    d->s = geom_of(pn->node->attr);
+    d->kern = cx->kern;
+    d->blocks = (d->s.h + 15) / 16;
+    int64_t per = (d->blocks + cx->threads - 1) / cx->threads * 16;
+    if (per > d->s.h)
+        per = d->s.h;
+    pn->serial = 2.0 * (double)d->s.n * (double)d->s.h * (double)k < 2e5;
+    if (pn->serial)
+        per = d->s.h;
+    size_t work = stgK_gemm_workspace(d->kern, d->s.n, per, k);
+    size_t more = (size_t)(d->s.n * per * extra_per_col) * sizeof(float);
+    stgP_scratch(cx, pn, (work + STG_ALIGN - 1) / STG_ALIGN * STG_ALIGN + more, true);
+    return STG_OK;
+}
+
+/* ---- rnn_init: (P, W_hh [, b_hh] [, h0] [, c0]) -> S with row 0 set --------- */
+
+static void run_init(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
+{
+    const rnn_attr *a = pn->node->attr;
+    rnn_geom s = geom_of(a);
+    (void)sx, (void)nt;
+    if (tid != 0)
+        return;
+    int j = 2 + a->has_bias;
+    const float *h0 = a->has_h0 ? pn->in[j++] : NULL, *c0 = a->has_c0 ? pn->in[j] : NULL;
+    for (int64_t n = 0; n < s.n; n++) {
+        float *row = pn->out + at(&s, 0, n);
+        memset(row, 0, (size_t)s.width * sizeof *row);
+        if (h0)
+            memcpy(row, h0 + n * s.h, (size_t)s.h * sizeof *row);
+        if (c0)
+            memcpy(row + s.oc, c0 + n * s.h, (size_t)s.h * sizeof *row);
+    }
+}
+
+/* ---- rnn_cell: (S, P, W_hh [, b_hh]) -> S with row t + 1 ---------------------- */
+
+static stg_status prepare_cell(stg_prep *cx, stg_pnode *pn)
+{
+    const rnn_attr *a = pn->node->attr;
+    return prepare_shares(cx, pn, a->hidden, gates_of(a->mode));
+}
+
+static float act(int mode, float x)
+{
+    return mode == STG_RNN_RELU ? (x <= 0.0f ? 0.0f : x) : tanhf(x);
+}
+
+static void run_cell(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
+{
+    const cell_desc *d = pn->desc;
+    const rnn_attr *a = pn->node->attr;
+    const rnn_geom *s = &d->s;
+    int64_t lo, hi, t = a->t;
+    (void)sx;
+    hidden_share(pn, d, tid, nt, &lo, &hi);
+    int64_t len = hi - lo, N = s->n, H = s->h;
+    if (len <= 0)
+        return;
+    float *S = pn->out, *work = stgR_scratch(pn, tid);
+    size_t wbytes = stgK_gemm_workspace(d->kern, N, len, H);
+    float *R = work + (wbytes + STG_ALIGN - 1) / STG_ALIGN * STG_ALIGN / sizeof(float);
+    const float *P = pn->in[1] + t * N * s->g * H, *W = pn->in[2];
+    const float *b = a->has_bias ? pn->in[3] : NULL;
+    /* R[g] (N x len) = h_{t} (the previous state) times the rows lo..hi of
+     * gate g of W_hh, transposed */
+    for (int64_t g = 0; g < s->g; g++)
+        stgK_gemm(d->kern, work, N, len, H, S + at(s, t, 0), s->width, 1, W + (g * H + lo) * H,
+                  1, H, 0.0f, R + g * N * len, len, 1);
+    for (int64_t n = 0; n < N; n++) {
+        const float *prev = S + at(s, t, n), *p = P + n * s->g * H;
+        float *row = S + at(s, t + 1, n);
+        for (int64_t j = lo; j < hi; j++) {
+            float r[4];
+            for (int64_t g = 0; g < s->g; g++)
+                r[g] = R[(g * N + n) * len + (j - lo)] + (b ? b[g * H + j] : 0.0f);
+            if (a->mode == STG_LSTM) {
+                float i = stgK_sigmoid(p[j] + r[0]), f = stgK_sigmoid(p[H + j] + r[1]);
+                float gg = tanhf(p[2 * H + j] + r[2]), o = stgK_sigmoid(p[3 * H + j] + r[3]);
+                float c = f * prev[s->oc + j] + i * gg;
+                row[j] = o * tanhf(c);
+                row[s->oc + j] = c;
+                row[s->oa + j] = i, row[s->oa + H + j] = f;
+                row[s->oa + 2 * H + j] = gg, row[s->oa + 3 * H + j] = o;
+            } else if (a->mode == STG_GRU) {
+                float rr = stgK_sigmoid(p[j] + r[0]), z = stgK_sigmoid(p[H + j] + r[1]);
+                float nn = tanhf(p[2 * H + j] + rr * r[2]);
+                row[j] = (1.0f - z) * nn + z * prev[j];
+                row[s->oa + j] = rr, row[s->oa + H + j] = z, row[s->oa + 2 * H + j] = nn;
+                row[s->ohn + j] = r[2];
+            } else {
+                row[j] = act(a->mode, p[j] + r[0]);
+                row[s->oa + j] = 0.0f;
+            }
+        }
+    }
+}
+
+static double flops_cell(const stg_graph *g, const stg_node *n)
+{
+    (void)g;
+    const rnn_attr *a = n->attr;
+    double gh = (double)(gates_of(a->mode) * a->hidden);
+    return 2.0 * (double)a->batch * gh * (double)a->hidden + 8.0 * (double)a->batch * gh;
+}
+
+/* ---- rnn_cell_grad: (dS, S) -> dS with row t + 1's gate gradients ------------ */
+
+static stg_status prepare_cell_grad(stg_prep *cx, stg_pnode *pn)
+{
+    cell_desc *d = stgP_opdata(cx, pn, sizeof *d);
+    if (!d)
+        return STG_NOMEM;
+    d->s = geom_of(pn->node->attr);
+    d->blocks = (d->s.h + 15) / 16;
+    pn->serial = d->s.n * d->s.h * d->s.g < STG_GRAIN;
+    return STG_OK;
+}
+
+static void run_cell_grad(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
+{
+    const cell_desc *d = pn->desc;
+    const rnn_attr *a = pn->node->attr;
+    const rnn_geom *s = &d->s;
+    int64_t lo, hi, t = a->t, H = s->h;
+    (void)sx;
+    hidden_share(pn, d, tid, nt, &lo, &hi);
+    float *dS = pn->out;
+    const float *S = pn->in[1];
+    for (int64_t n = 0; n < s->n; n++) {
+        const float *row = S + at(s, t + 1, n), *prev = S + at(s, t, n);
+        float *drow = dS + at(s, t + 1, n), *dprev = dS + at(s, t, n);
+        for (int64_t j = lo; j < hi; j++) {
+            float dh = drow[j];
+            if (a->mode == STG_LSTM) {
+                float i = row[s->oa + j], f = row[s->oa + H + j];
+                float gg = row[s->oa + 2 * H + j], o = row[s->oa + 3 * H + j];
+                float tc = tanhf(row[s->oc + j]);
+                float dc = drow[s->oc + j] + dh * o * (1.0f - tc * tc);
+                drow[s->oa + j] = dc * gg * i * (1.0f - i);
+                drow[s->oa + H + j] = dc * prev[s->oc + j] * f * (1.0f - f);
+                drow[s->oa + 2 * H + j] = dc * i * (1.0f - gg * gg);
+                drow[s->oa + 3 * H + j] = dh * tc * o * (1.0f - o);
+                dprev[s->oc + j] += dc * f;
+            } else if (a->mode == STG_GRU) {
+                float rr = row[s->oa + j], z = row[s->oa + H + j], nn = row[s->oa + 2 * H + j];
+                float dn = dh * (1.0f - z) * (1.0f - nn * nn);
+                drow[s->oa + j] = dn * row[s->ohn + j] * rr * (1.0f - rr);
+                drow[s->oa + H + j] = dh * (prev[j] - nn) * z * (1.0f - z);
+                drow[s->oa + 2 * H + j] = dn;
+                drow[s->ohn + j] = dn * rr;
+                dprev[j] += dh * z;
+            } else {
+                float h = row[j];
+                drow[s->oa + j] = a->mode == STG_RNN_RELU ? (h <= 0.0f ? 0.0f : dh)
+                                                          : dh * (1.0f - h * h);
+            }
+        }
+    }
+}
+
+/* ---- rnn_hgrad: (dS, W_hh) -> dS with dh_{t} += dA W_hh in row t ------------- */
+
+static stg_status prepare_hgrad(stg_prep *cx, stg_pnode *pn)
+{
+    const rnn_attr *a = pn->node->attr;
+    return prepare_shares(cx, pn, gates_of(a->mode) * a->hidden, 0);
+}
+
+static void run_hgrad(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
+{
+    const cell_desc *d = pn->desc;
+    const rnn_attr *a = pn->node->attr;
+    const rnn_geom *s = &d->s;
+    int64_t lo, hi, t = a->t, H = s->h, N = s->n;
+    (void)sx;
+    hidden_share(pn, d, tid, nt, &lo, &hi);
+    if (hi <= lo)
+        return;
+    float *dS = pn->out, *work = stgR_scratch(pn, tid);
+    const float *W = pn->in[1];
+    float *c = dS + at(s, t, 0) + lo;
+    const float *da = dS + at(s, t + 1, 0) + s->oa;
+    if (a->mode == STG_GRU) { /* r and z from the gate block, n from W_hn h's gradient */
+        stgK_gemm(d->kern, work, N, hi - lo, 2 * H, da, s->width, 1, W + lo, H, 1, 1.0f, c,
+                  s->width, 1);
+        stgK_gemm(d->kern, work, N, hi - lo, H, dS + at(s, t + 1, 0) + s->ohn, s->width, 1,
+                  W + 2 * H * H + lo, H, 1, 1.0f, c, s->width, 1);
+    } else {
+        stgK_gemm(d->kern, work, N, hi - lo, s->g * H, da, s->width, 1, W + lo, H, 1, 1.0f, c,
+                  s->width, 1);
+    }
+}
+
+static double flops_hgrad(const stg_graph *g, const stg_node *n)
+{
+    (void)g;
+    const rnn_attr *a = n->attr;
+    return 2.0 * (double)a->batch * (double)(gates_of(a->mode) * a->hidden) * (double)a->hidden;
+}
+
+/* ---- backward rules -------------------------------------------------------------- */
+
+/* A base, contiguous version of t that nothing else reads: a chain may
+ * write it in place. */
+static stg_tensor fresh(stg_graph *g, stg_tensor t)
+{
+    const stg_node *n = stgG_node(g, t);
+    if (n->base == t.id && stgS_is_contiguous(&n->shape, &n->lay) && n->role == STG_ROLE_COMPUTE &&
+        (n->op == &stg_op_embed || n->op == &stg_op_add || n->op == &stg_op_rnn_hgrad))
+        return t;
+    stg_shape s = n->shape;
+    return stgG_add(g, &stg_op_copy, 1, &t.id, &s, NULL);
+}
+
+static void backward_cell(stg_ad *ad, int32_t id, stg_tensor gout)
+{
+    stg_graph *g = ad->g;
+    const stg_node *n = &g->nodes[id];
+    rnn_attr a = *(const rnn_attr *)n->attr;
+    int32_t prev = n->in[0], w = n->in[2];
+    if (gout.id < 0 || !stgD_needs(ad, prev))
+        return;
+    stg_shape s = n->shape;
+    stg_tensor d = fresh(g, gout);
+    if (d.id < 0)
+        return;
+    int32_t in1[2] = {d.id, id};
+    stg_tensor d1 = stgG_add(g, &stg_op_rnn_cell_grad, 2, in1, &s, &a);
+    if (d1.id < 0)
+        return;
+    int32_t in2[2] = {d1.id, w};
+    stgD_accumulate(ad, prev, stgG_add(g, &stg_op_rnn_hgrad, 2, in2, &s, &a));
+}
+
+/* Columns [from, from + len) of rows [r0, r1) of a (T + 1, N, W) tensor. */
+static stg_tensor block(stg_graph *g, stg_tensor t, int64_t r0, int64_t r1, int64_t from,
+                        int64_t len)
+{
+    return stg_slice(g, stg_slice(g, t, 0, r0, r1, 1), 2, from, from + len, 1);
+}
+
+/* sum over t, n of a[t, n, :]^T b[t, n, :]: (cols of a) x (cols of b), one GEMM */
+static stg_tensor outer_sum(stg_graph *g, stg_tensor a3, stg_tensor b3)
+{
+    const stg_shape *as = &stgG_node(g, a3)->shape, *bs = &stgG_node(g, b3)->shape;
+    stg_shape out = {2, {as->d[2], bs->d[2]}};
+    return stgK_matmul_sum(g, stg_swapaxes(g, a3, -1, -2), b3, &out);
+}
+
+/* At the start of the chain dS is complete: dP, the recurrent weight's and
+ * bias's gradients, and the initial state's. */
+static void backward_init(stg_ad *ad, int32_t id, stg_tensor gout)
+{
+    stg_graph *g = ad->g;
+    const stg_node *n = &g->nodes[id];
+    rnn_attr a = *(const rnn_attr *)n->attr;
+    rnn_geom s = geom_of(&a);
+    int64_t T = a.steps, H = s.h;
+    if (gout.id < 0)
+        return;
+    int32_t P = n->in[0], W = n->in[1], b = a.has_bias ? n->in[2] : -1;
+    int j = 2 + a.has_bias;
+    int32_t h0 = a.has_h0 ? n->in[j++] : -1, c0 = a.has_c0 ? n->in[j] : -1;
+    stg_tensor dA = block(g, gout, 1, T + 1, s.oa, s.g * H);
+    stgD_accumulate(ad, P, dA);
+    bool dw = stgD_needs(ad, W), db = b >= 0 && stgD_needs(ad, b);
+    if (dw || db) {
+        /* the recurrent product's gradient: the gate block, but for a GRU's
+         * n gate the gradient of W_hn h (which r scales) */
+        stg_tensor dR[2] = {dA, {-1}};
+        if (a.mode == STG_GRU) {
+            dR[0] = block(g, gout, 1, T + 1, s.oa, 2 * H);
+            dR[1] = block(g, gout, 1, T + 1, s.ohn, H);
+        }
+        int parts = a.mode == STG_GRU ? 2 : 1;
+        if (dw) {
+            stg_tensor hprev = block(g, stgG_t(a.last), 0, T, 0, H);
+            stg_tensor p[2];
+            for (int k = 0; k < parts; k++)
+                p[k] = outer_sum(g, dR[k], hprev);
+            stgD_accumulate(ad, W, parts == 1 ? p[0] : stg_concat(g, 2, p, 0));
+        }
+        if (db) {
+            stg_tensor p[2];
+            for (int k = 0; k < parts; k++)
+                p[k] = stg_sum(g, dR[k], 2, (int[]){0, 1}, 0);
+            stgD_accumulate(ad, b, parts == 1 ? p[0] : stg_concat(g, 2, p, 0));
+        }
+    }
+    int32_t state[2] = {h0, c0};
+    int64_t off[2] = {0, s.oc};
+    for (int k = 0; k < 2; k++)
+        if (state[k] >= 0 && stgD_needs(ad, state[k])) {
+            const stg_shape *ss = &g->nodes[state[k]].shape;
+            stgD_accumulate(ad, state[k], stg_reshape(g, block(g, gout, 0, 1, off[k], H), ss->nd,
+                                                      ss->d));
+        }
+}
+
+/* ---- the builder --------------------------------------------------------------- */
+
+static stg_tensor contiguous(stg_graph *g, stg_tensor t)
+{
+    const stg_node *n = stgG_node(g, t);
+    if (n->base == t.id && stgS_is_contiguous(&n->shape, &n->lay))
+        return t;
+    stg_shape s = n->shape;
+    return stgG_add(g, &stg_op_copy, 1, &t.id, &s, NULL);
+}
+
+static const char *mode_name(stg_rnn_mode m)
+{
+    static const char *const names[] = {"rnn_tanh", "rnn_relu", "lstm", "gru"};
+    return (unsigned)m < 4 ? names[m] : "rnn";
+}
+
+static int layers_of(const stg_rnn *r)
+{
+    return r->num_layers == 0 ? 1 : r->num_layers;
+}
+
+static bool check_config(stg_graph *g, const stg_rnn *r)
+{
+    if ((unsigned)r->mode > STG_GRU) {
+        stgG_fail(g, STG_INVALID, "rnn: unknown mode %d", (int)r->mode);
+        return false;
+    }
+    int L = layers_of(r);
+    if (r->input_size < 1 || r->hidden_size < 1 || r->input_size > STG_MAX_NUMEL ||
+        r->hidden_size > ((int64_t)1 << 24) || L < 1 || L > STG_RNN_MAX_LAYERS) {
+        stgG_fail(g, STG_INVALID, "%s: input_size %lld, hidden_size %lld, num_layers %d (need "
+                  "sizes >= 1, hidden_size <= 2^24, 1 to %d layers)", mode_name(r->mode),
+                  (long long)r->input_size, (long long)r->hidden_size, L, STG_RNN_MAX_LAYERS);
+        return false;
+    }
+    return true;
+}
+
+STG_API stg_status stg_rnn_params(stg_graph *g, stg_rnn *r, const char *prefix)
+{
+    if (!stgG_ok(g))
+        return g ? g->status : STG_INVALID;
+    if (!r) {
+        stgG_fail(g, STG_INVALID, "rnn_params: the layer is NULL");
+        return g->status;
+    }
+    if (!check_config(g, r))
+        return g->status;
+    int64_t gh = gates_of(r->mode) * r->hidden_size;
+    const char *pre = prefix && *prefix ? prefix : "", *dot = prefix && *prefix ? "." : "";
+    for (int l = 0; l < layers_of(r); l++) {
+        int64_t in = l == 0 ? r->input_size : r->hidden_size;
+        char name[256];
+        snprintf(name, sizeof name, "%s%sweight_ih_l%d", pre, dot, l);
+        r->weight_ih[l] = stg_param(g, name, 2, (int64_t[]){gh, in});
+        snprintf(name, sizeof name, "%s%sweight_hh_l%d", pre, dot, l);
+        r->weight_hh[l] = stg_param(g, name, 2, (int64_t[]){gh, r->hidden_size});
+        r->bias_ih[l] = r->bias_hh[l] = stgG_t(-1);
+        if (!r->no_bias) {
+            snprintf(name, sizeof name, "%s%sbias_ih_l%d", pre, dot, l);
+            r->bias_ih[l] = stg_param(g, name, 1, &gh);
+            snprintf(name, sizeof name, "%s%sbias_hh_l%d", pre, dot, l);
+            r->bias_hh[l] = stg_param(g, name, 1, &gh);
+        }
+    }
+    return g->status;
+}
+
+/* Whether t is a float tensor of exactly 'shape'; a message naming 'what'
+ * if not. */
+static bool shaped(stg_graph *g, const char *op, const char *what, stg_tensor t,
+                   const stg_shape *shape)
+{
+    if (!stgG_check_tensor(g, op, t))
+        return false;
+    const stg_shape *s = &stgG_node(g, t)->shape;
+    if (stgS_equal(s, shape))
+        return true;
+    char bs[96], bw[96];
+    stgG_fail(g, STG_SHAPE, "%s: %s is %s, expected %s", op, what, stgS_str(s, bs, sizeof bs),
+              stgS_str(shape, bw, sizeof bw));
+    return false;
+}
+
+/* One layer over X (T, N, in): the final S. */
+static stg_tensor layer(stg_graph *g, const stg_rnn *r, int l, stg_tensor X, stg_tensor h0,
+                        stg_tensor c0)
+{
+    const stg_shape *xs = &stgG_node(g, X)->shape;
+    int64_t T = xs->d[0], N = xs->d[1], H = r->hidden_size, G = gates_of(r->mode);
+    stg_tensor P = stg_matmul(g, X, stg_swapaxes(g, r->weight_ih[l], 0, 1));
+    if (!r->no_bias)
+        P = stg_add(g, P, r->bias_ih[l]);
+    if (!stgG_ok(g))
+        return stgG_t(-1);
+    P = contiguous(g, P);
+    stg_tensor W = contiguous(g, r->weight_hh[l]);
+    stg_tensor b = r->no_bias ? stgG_t(-1) : contiguous(g, r->bias_hh[l]);
+    rnn_attr a = {.mode = r->mode, .has_bias = !r->no_bias, .steps = T, .batch = N, .hidden = H};
+    int32_t in[5] = {P.id, W.id}, nin = 2;
+    if (a.has_bias)
+        in[nin++] = b.id;
+    stg_tensor st[2] = {h0, c0};
+    for (int k = 0; k < 2; k++)
+        if (st[k].id >= 0) {
+            stg_tensor v = stg_reshape(g, stg_slice(g, st[k], 0, l, l + 1, 1), 2,
+                                       (int64_t[]){N, H});
+            if (v.id < 0)
+                return v;
+            in[nin++] = contiguous(g, v).id;
+            *(k ? &a.has_c0 : &a.has_h0) = 1;
+        }
+    rnn_geom s = geom_of(&a);
+    stg_shape ss = {3, {T + 1, N, s.width}};
+    stg_tensor S = stgG_add(g, &stg_op_rnn_init, nin, in, &ss, &a);
+    stg_tensor init = S;
+    for (int64_t t = 0; t < T && S.id >= 0; t++) {
+        a.t = t;
+        int32_t cin[4] = {S.id, P.id, W.id, b.id};
+        S = stgG_add(g, &stg_op_rnn_cell, a.has_bias ? 4 : 3, cin, &ss, &a);
+    }
+    if (S.id >= 0)
+        ((rnn_attr *)stgG_node(g, init)->attr)->last = S.id;
+    (void)G;
+    return S;
+}
+
+STG_API stg_tensor stg_rnn_apply(stg_graph *g, const stg_rnn *r, stg_tensor x, stg_tensor h0,
+                                 stg_tensor c0, stg_tensor *h_n, stg_tensor *c_n)
+{
+    if (h_n)
+        *h_n = stgG_t(-1);
+    if (c_n)
+        *c_n = stgG_t(-1);
+    if (!stgG_ok(g))
+        return stgG_t(-1);
+    if (!r)
+        return stgG_fail(g, STG_INVALID, "rnn: the layer is NULL");
+    if (!check_config(g, r))
+        return stgG_t(-1);
+    const char *op = mode_name(r->mode);
+    if (!stgG_check_tensor(g, op, x))
+        return stgG_t(-1);
+    const stg_shape xs = stgG_node(g, x)->shape;
+    char bx[96];
+    if (xs.nd != 3 || xs.d[2] != r->input_size)
+        return stgG_fail(g, STG_SHAPE, "%s: x %s must be (%s, %s, input_size %lld)", op,
+                         stgS_str(&xs, bx, sizeof bx), r->batch_first ? "N" : "T",
+                         r->batch_first ? "T" : "N", (long long)r->input_size);
+    int L = layers_of(r);
+    int64_t T = xs.d[r->batch_first ? 1 : 0], N = xs.d[r->batch_first ? 0 : 1], H = r->hidden_size;
+    stg_shape state = {3, {L, N, H}};
+    if ((h0.id >= 0 && !shaped(g, op, "h0", h0, &state)) ||
+        (c0.id >= 0 && !shaped(g, op, "c0", c0, &state)))
+        return stgG_t(-1);
+    if (c0.id >= 0 && r->mode != STG_LSTM)
+        return stgG_fail(g, STG_INVALID, "%s: c0 is for an LSTM only", op);
+    for (int l = 0; l < L; l++) {
+        int64_t in = l == 0 ? r->input_size : H, gh = gates_of(r->mode) * H;
+        stg_shape wi = {2, {gh, in}}, wh = {2, {gh, H}}, bs = {1, {gh}};
+        char what[4][32];
+        snprintf(what[0], sizeof what[0], "weight_ih_l%d", l);
+        snprintf(what[1], sizeof what[1], "weight_hh_l%d", l);
+        snprintf(what[2], sizeof what[2], "bias_ih_l%d", l);
+        snprintf(what[3], sizeof what[3], "bias_hh_l%d", l);
+        if (!shaped(g, op, what[0], r->weight_ih[l], &wi) ||
+            !shaped(g, op, what[1], r->weight_hh[l], &wh) ||
+            (!r->no_bias && (!shaped(g, op, what[2], r->bias_ih[l], &bs) ||
+                             !shaped(g, op, what[3], r->bias_hh[l], &bs))))
+            return stgG_t(-1);
+    }
+    stg_tensor X = r->batch_first ? stg_swapaxes(g, x, 0, 1) : x;
+    stg_tensor hn[STG_RNN_MAX_LAYERS], cn[STG_RNN_MAX_LAYERS];
+    for (int l = 0; l < L && stgG_ok(g); l++) {
+        stg_tensor S = layer(g, r, l, X, h0, c0);
+        if (S.id < 0)
+            return S;
+        rnn_geom s = geom_of(stgG_node(g, S)->attr);
+        X = block(g, S, 1, T + 1, 0, H);
+        hn[l] = block(g, S, T, T + 1, 0, H);
+        cn[l] = r->mode == STG_LSTM ? block(g, S, T, T + 1, s.oc, H) : stgG_t(-1);
+    }
+    if (h_n)
+        *h_n = L == 1 ? stg_reshape(g, hn[0], 3, state.d) : stg_concat(g, L, hn, 0);
+    if (c_n && r->mode == STG_LSTM)
+        *c_n = L == 1 ? stg_reshape(g, cn[0], 3, state.d) : stg_concat(g, L, cn, 0);
+    return r->batch_first ? stg_swapaxes(g, X, 0, 1) : X;
+}
+
+const stg_op stg_op_rnn_init = {
+    .name = "rnn_init",
+    .flags = STG_OPF_SERIAL,
+    .attr_size = sizeof(rnn_attr),
+    .print_attr = print_rnn,
+    .run = run_init,
+    .backward = backward_init,
+};
+const stg_op stg_op_rnn_cell = {
+    .name = "rnn_cell",
+    .flags = STG_OPF_CHAIN,
+    .attr_size = sizeof(rnn_attr),
+    .print_attr = print_rnn,
+    .prepare = prepare_cell,
+    .run = run_cell,
+    .backward = backward_cell,
+    .flops = flops_cell,
+};
+const stg_op stg_op_rnn_cell_grad = {
+    .name = "rnn_cell_grad",
+    .flags = STG_OPF_CHAIN,
+    .attr_size = sizeof(rnn_attr),
+    .print_attr = print_rnn,
+    .prepare = prepare_cell_grad,
+    .run = run_cell_grad,
+};
+const stg_op stg_op_rnn_hgrad = {
+    .name = "rnn_hgrad",
+    .flags = STG_OPF_CHAIN,
+    .attr_size = sizeof(rnn_attr),
+    .print_attr = print_rnn,
+    .prepare = prepare_hgrad,
+    .run = run_hgrad,
+    .flops = flops_hgrad,
+};
