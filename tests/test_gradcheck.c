@@ -20,7 +20,7 @@
 #define H 1e-2f
 #define ATOL 2e-3
 #define RTOL 2e-2
-#define MAXIN 4
+#define MAXIN 5
 
 typedef struct fd_case {
     const char *name;
@@ -250,6 +250,24 @@ static stg_tensor f_layer_norm(stg_graph *g, const stg_tensor *x)
     return stg_layer_norm(g, x[0], 2, x[1], x[2], 1e-5f);
 }
 
+/* a recurrent layer whose weights are the inputs x[1..4]: x (T 3, N 2, 3),
+ * hidden 2; the outputs and the final state both reach the loss */
+static stg_tensor rnn_of(stg_graph *g, const stg_tensor *x, stg_rnn_mode mode)
+{
+    stg_rnn r = {.mode = mode, .input_size = 3, .hidden_size = 2};
+    r.weight_ih[0] = x[1], r.weight_hh[0] = x[2], r.bias_ih[0] = x[3], r.bias_hh[0] = x[4];
+    stg_tensor hn, cn, out = stg_rnn_apply(g, &r, x[0], (stg_tensor){-1}, (stg_tensor){-1}, &hn, &cn);
+    stg_tensor y = stg_add(g, stg_sum(g, out, 0, NULL, 0), stg_sum(g, stg_mul(g, hn, hn), 0, NULL, 0));
+    return mode == STG_LSTM ? stg_add(g, y, stg_sum(g, cn, 0, NULL, 0)) : y;
+}
+
+static stg_tensor f_lstm(stg_graph *g, const stg_tensor *x) { return rnn_of(g, x, STG_LSTM); }
+static stg_tensor f_gru(stg_graph *g, const stg_tensor *x) { return rnn_of(g, x, STG_GRU); }
+static stg_tensor f_rnn_tanh(stg_graph *g, const stg_tensor *x)
+{
+    return rnn_of(g, x, STG_RNN_TANH);
+}
+
 #define D(...) {__VA_ARGS__}
 static const fd_case cases[] = {
     {"matmul_mm", 2, {2, 2}, {D(2, 3), D(3, 4)}, f_matmul, -1, 1},
@@ -324,6 +342,9 @@ static const fd_case cases[] = {
     {"batch_norm", 3, {4, 1, 1}, {D(2, 3, 2, 3), D(3), D(3)}, f_batch_norm, -1, 1},
     {"batch_norm_plain", 1, {2}, {D(5, 4)}, f_batch_norm_plain, -1, 1},
     {"embedding", 1, {2}, {D(4, 3)}, f_embedding, -1, 1},
+    {"lstm", 5, {3, 2, 2, 1, 1}, {D(3, 2, 3), D(8, 3), D(8, 2), D(8), D(8)}, f_lstm, -1, 1},
+    {"gru", 5, {3, 2, 2, 1, 1}, {D(3, 2, 3), D(6, 3), D(6, 2), D(6), D(6)}, f_gru, -1, 1},
+    {"rnn_tanh", 5, {3, 2, 2, 1, 1}, {D(3, 2, 3), D(2, 3), D(2, 2), D(2), D(2)}, f_rnn_tanh, -1, 1},
     {"layer_norm", 3, {3, 2, 2}, {D(2, 3, 4), D(3, 4), D(3, 4)}, f_layer_norm, -1, 1},
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))

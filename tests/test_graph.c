@@ -649,6 +649,63 @@ static void test_embedding_and_layer_norm(void **state)
     stg_graph_free(g);
 }
 
+/* Recurrent layers: shapes of the output and states, PyTorch's parameter
+ * names and shapes, and each misuse refused with what was expected. */
+static void test_rnn_shapes(void **state)
+{
+    (void)state;
+    stg_graph *g = stg_graph_new();
+    stg_rnn r = {.mode = STG_LSTM, .input_size = 5, .hidden_size = 7, .num_layers = 2,
+                 .batch_first = 1};
+    assert_int_equal(stg_rnn_params(g, &r, "lstm"), STG_OK);
+    int64_t d[3];
+    assert_int_equal(stg_tensor_shape(g, r.weight_ih[0], d), 2);
+    assert_true(d[0] == 28 && d[1] == 5);
+    assert_int_equal(stg_tensor_shape(g, r.weight_hh[1], d), 2);
+    assert_true(d[0] == 28 && d[1] == 7);
+    stg_tensor x = stg_input(g, "x", 3, (int64_t[]){4, 9, 5}); /* N 4, T 9 */
+    stg_tensor hn, cn;
+    EXPECT_SHAPE(g, stg_rnn_apply(g, &r, x, NEG_ID, NEG_ID, &hn, &cn), 4, 9, 7);
+    EXPECT_SHAPE(g, hn, 2, 4, 7);
+    EXPECT_SHAPE(g, cn, 2, 4, 7);
+    stg_tensor h0 = stg_input(g, "h0", 3, (int64_t[]){1, 4, 7});
+    EXPECT_ERROR(g, stg_rnn_apply(g, &r, x, h0, NEG_ID, NULL, NULL), STG_SHAPE, "lstm",
+                 "h0 is (1,4,7)", "expected (2,4,7)");
+    stg_graph_free(g);
+
+    g = stg_graph_new();
+    r = (stg_rnn){.mode = STG_GRU, .input_size = 5, .hidden_size = 7};
+    assert_int_equal(stg_rnn_params(g, &r, NULL), STG_OK);
+    x = stg_input(g, "x", 3, (int64_t[]){9, 4, 6});
+    EXPECT_ERROR(g, stg_rnn_apply(g, &r, x, NEG_ID, NEG_ID, NULL, NULL), STG_SHAPE, "gru",
+                 "x (9,4,6)", "(T, N, input_size 5)");
+    stg_graph_free(g);
+    g = stg_graph_new();
+    assert_int_equal(stg_rnn_params(g, &r, NULL), STG_OK);
+    x = stg_input(g, "x", 3, (int64_t[]){9, 4, 5});
+    stg_tensor c0 = stg_input(g, "c0", 3, (int64_t[]){1, 4, 7});
+    EXPECT_ERROR(g, stg_rnn_apply(g, &r, x, NEG_ID, c0, NULL, NULL), STG_INVALID, "gru",
+                 "c0 is for an LSTM only");
+    stg_graph_free(g);
+    g = stg_graph_new();
+    assert_int_equal(stg_rnn_params(g, &r, NULL), STG_OK);
+    r.weight_hh[0] = stg_param(g, "w", 2, (int64_t[]){21, 6});
+    x = stg_input(g, "x", 3, (int64_t[]){9, 4, 5});
+    EXPECT_ERROR(g, stg_rnn_apply(g, &r, x, NEG_ID, NEG_ID, NULL, NULL), STG_SHAPE, "gru",
+                 "weight_hh_l0 is (21,6)", "expected (21,7)");
+    stg_graph_free(g);
+    g = stg_graph_new();
+    r = (stg_rnn){.mode = STG_RNN_TANH, .input_size = 5, .hidden_size = 7, .num_layers = 9};
+    assert_int_equal(stg_rnn_params(g, &r, NULL), STG_INVALID);
+    assert_non_null(strstr(stg_graph_message(g), "num_layers 9"));
+    stg_graph_free(g);
+    g = stg_graph_new();
+    r = (stg_rnn){.mode = (stg_rnn_mode)7, .input_size = 5, .hidden_size = 7};
+    assert_int_equal(stg_rnn_params(g, &r, NULL), STG_INVALID);
+    assert_non_null(strstr(stg_graph_message(g), "unknown mode 7"));
+    stg_graph_free(g);
+}
+
 /* torch.flatten's shapes, and a start after the end refused */
 static void test_flatten(void **state)
 {
@@ -1838,6 +1895,7 @@ int main(void)
         cmocka_unit_test(test_batch_norm_shapes),
         cmocka_unit_test(test_flatten),
         cmocka_unit_test(test_embedding_and_layer_norm),
+        cmocka_unit_test(test_rnn_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

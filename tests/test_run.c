@@ -398,6 +398,69 @@ static void test_embedding_layer_norm_threads(void **state)
     assert_memory_equal(dlw[0], dlw[1], sizeof dlw[0]);
 }
 
+/* A two-layer LSTM and a GRU trained with Adam: steps allocate nothing,
+ * and the parameters are the same bits at 1 and 2 threads. */
+static void run_recurrent(int threads, stg_rnn_mode mode, float *params, int64_t *count)
+{
+    enum { T = 10, N = 16, I = 8, H = 64 };
+    stg_graph *g = stg_graph_new();
+    stg_tensor x = stg_input(g, "x", 3, (int64_t[]){N, T, I});
+    stg_tensor y = stg_input_i32(g, "y", 1, (int64_t[]){N});
+    stg_rnn r = {.mode = mode, .input_size = I, .hidden_size = H, .num_layers = 2,
+                 .batch_first = 1};
+    assert_int_equal(stg_rnn_params(g, &r, "rnn"), STG_OK);
+    stg_tensor hn, out = stg_rnn_apply(g, &r, x, (stg_tensor){-1}, (stg_tensor){-1}, &hn, NULL);
+    stg_tensor last = stg_reshape(g, stg_slice(g, out, 1, T - 1, T, 1), 2, (int64_t[]){N, H});
+    stg_tensor fc = stg_param(g, "fc", 2, (int64_t[]){H, 10});
+    stg_tensor loss = stg_softmax_cross_entropy(g, stg_matmul(g, last, fc), y, STG_REDUCE_MEAN);
+    loss = stg_add(g, loss, stg_scale(g, stg_sum(g, stg_mul(g, hn, hn), 0, NULL, 0), 1e-3f));
+    assert_int_equal(stg_graph_status(g), STG_OK);
+    stg_plan *p = tu_plan(g, loss, threads, STG_OPTIM_ADAM);
+    stg_tensor all[9] = {fc};
+    int n = 1;
+    for (int l = 0; l < 2; l++) {
+        all[n++] = r.weight_ih[l], all[n++] = r.weight_hh[l];
+        all[n++] = r.bias_ih[l], all[n++] = r.bias_hh[l];
+    }
+    for (int k = 0; k < n; k++)
+        assert_int_equal(stg_plan_init(p, all[k], STG_INIT_UNIFORM, -0.125f, 0.125f, 90 + k),
+                         STG_OK);
+    tu_fill(stg_plan_data(p, x), N * T * I, 91, -1, 1);
+    int32_t *yv = stg_plan_data_i32(p, y);
+    for (int i = 0; i < N; i++)
+        yv[i] = (i * 3) % 10;
+    assert_int_equal(stg_plan_step(p), STG_OK);
+    float first = stg_plan_loss(p);
+    long before = allochook_calls();
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(stg_plan_step(p), STG_OK);
+    long calls = allochook_calls() - before;
+    if (allochook_works())
+        assert_int_equal(calls, 0);
+    assert_true(stg_plan_loss(p) < first);
+    *count = 0;
+    for (int k = 0; k < n; k++) {
+        int64_t m = stg_tensor_numel(g, all[k]);
+        memcpy(params + *count, stg_plan_data(p, all[k]), (size_t)m * sizeof(float));
+        *count += m;
+    }
+    stg_plan_free(p);
+    stg_graph_free(g);
+}
+
+static void test_recurrent_steps(void **state)
+{
+    (void)state;
+    static float a[200000], b[200000];
+    for (int mode = STG_LSTM; mode <= STG_GRU; mode++) {
+        int64_t na, nb;
+        run_recurrent(1, (stg_rnn_mode)mode, a, &na);
+        run_recurrent(2, (stg_rnn_mode)mode, b, &nb);
+        assert_int_equal(na, nb);
+        assert_memory_equal(a, b, (size_t)na * sizeof(float));
+    }
+}
+
 /* Dropout: y = x m / (1 - p) with P(m = 0) = p, its gradient g m / (1 - p)
  * (checked as g y / x), the same masks at 1 and 2 threads and after a
  * resume, new masks each step, the identity in an inference plan. */
@@ -847,6 +910,7 @@ int main(void)
         cmocka_unit_test(test_dropout),
         cmocka_unit_test(test_batch_norm_training),
         cmocka_unit_test(test_embedding_layer_norm_threads),
+        cmocka_unit_test(test_recurrent_steps),
         cmocka_unit_test(test_inference_plan_shares_parameters),
         cmocka_unit_test(test_loss_falls),
         cmocka_unit_test(test_sgd_update_and_grad_persistence),
