@@ -173,6 +173,10 @@ void stgV_axpy(int64_t n, float c, const float *x, float *y);
 void stgV_axpy4(int64_t n, const float c[4], const float *x, int64_t cs, float *y);
 /* y = c x */
 void stgV_scale(int64_t n, float c, const float *x, float *y);
+/* y = sigmoid(x), y = tanh(x), within a few ulp, vectorised (vector_math.c);
+ * y may be x */
+void stgV_sigmoid(int64_t n, const float *x, float *y);
+void stgV_tanh(int64_t n, const float *x, float *y);
 
 /* ---- planned nodes ----------------------------------------------------- */
 

@@ -254,3 +254,112 @@ double mlp_flops(const mlp_spec *spec)
     }
     return f;
 }
+
+/* One recurrent layer's products per step: forward, and the two gradients
+ * (the first layer's input gradient included). */
+static double lstm_layer_flops(int batch, int64_t steps, int64_t in, int64_t hidden)
+{
+    return 3.0 * (double)steps * 2.0 * batch * (double)(in + hidden) * 4.0 * (double)hidden;
+}
+
+static stg_plan *lstm_step_plan(int batch, stg_plan_options *opts, char *err, size_t errlen)
+{
+    stg_graph *g = stg_graph_new();
+    if (!g) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    stg_tensor x = stg_input(g, "x", 3, (int64_t[]){batch, 28, 28});
+    stg_tensor y = stg_input_i32(g, "y", 1, (int64_t[]){batch});
+    stg_rnn r = {.mode = STG_LSTM, .input_size = 28, .hidden_size = 128, .batch_first = 1};
+    stg_rnn_params(g, &r, "lstm");
+    stg_tensor fc = stg_param(g, "fc1.weight", 2, (int64_t[]){128, 10});
+    stg_tensor fb = stg_param(g, "fc1.bias", 1, (int64_t[]){10});
+    stg_tensor out = stg_rnn_apply(g, &r, x, (stg_tensor){-1}, (stg_tensor){-1}, NULL, NULL);
+    stg_tensor last = stg_reshape(g, stg_slice(g, out, 1, 27, 28, 1), 2, (int64_t[]){batch, 128});
+    stg_tensor logits = stg_add(g, stg_matmul(g, last, fc), fb);
+    stg_tensor loss = stg_softmax_cross_entropy(g, logits, y, STG_REDUCE_MEAN);
+    opts->optimizer = STG_OPTIM_ADAM;
+    opts->lr = 1e-3f;
+    stg_plan *p = NULL;
+    if (stg_graph_status(g) != STG_OK || stg_plan_create(g, loss, opts, &p) != STG_OK)
+        return fail(g, err, errlen);
+    stg_tensor ps[6] = {r.weight_ih[0], r.weight_hh[0], r.bias_ih[0], r.bias_hh[0], fc, fb};
+    for (int k = 0; k < 6; k++)
+        stg_plan_init(p, ps[k], STG_INIT_UNIFORM, -0.088f, 0.088f, 30 + (uint64_t)k);
+    stg_plan_init(p, x, STG_INIT_UNIFORM, 0.0f, 1.0f, 1);
+    int32_t *labels = stg_plan_data_i32(p, y);
+    for (int i = 0; i < batch; i++)
+        labels[i] = (int32_t)((i * 7) % 10);
+    stg_graph_free(g);
+    return p;
+}
+
+static double lstm_step_flops(int batch)
+{
+    return lstm_layer_flops(batch, 28, 28, 128) + 3.0 * 2.0 * batch * 128 * 10;
+}
+
+enum { CHARLM_STEPS = 64, CHARLM_EMBED = 64, CHARLM_HIDDEN = 256 };
+
+static stg_plan *charlm_step_plan(int batch, stg_plan_options *opts, char *err, size_t errlen)
+{
+    stg_graph *g = stg_graph_new();
+    if (!g) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    int64_t T = CHARLM_STEPS, V = CHARLM_VOCAB, E = CHARLM_EMBED, H = CHARLM_HIDDEN;
+    stg_tensor x = stg_input_i32(g, "chars", 2, (int64_t[]){batch, T});
+    stg_tensor y = stg_input_i32(g, "next", 2, (int64_t[]){batch, T});
+    stg_tensor emb = stg_param(g, "embed.weight", 2, (int64_t[]){V, E});
+    stg_rnn r = {.mode = STG_LSTM, .input_size = E, .hidden_size = H, .batch_first = 1};
+    stg_rnn_params(g, &r, "lstm");
+    stg_tensor fc = stg_param(g, "fc.weight", 2, (int64_t[]){H, V});
+    stg_tensor fb = stg_param(g, "fc.bias", 1, &V);
+    stg_tensor out = stg_rnn_apply(g, &r, stg_embedding(g, emb, x, -1), (stg_tensor){-1},
+                                   (stg_tensor){-1}, NULL, NULL);
+    stg_tensor logits = stg_add(g, stg_matmul(g, out, fc), fb);
+    stg_tensor loss = stg_softmax_cross_entropy(g, logits, y, STG_REDUCE_MEAN);
+    opts->optimizer = STG_OPTIM_ADAM;
+    opts->lr = 2e-3f;
+    stg_plan *p = NULL;
+    if (stg_graph_status(g) != STG_OK || stg_plan_create(g, loss, opts, &p) != STG_OK)
+        return fail(g, err, errlen);
+    stg_tensor ps[7] = {emb, r.weight_ih[0], r.weight_hh[0], r.bias_ih[0], r.bias_hh[0], fc, fb};
+    for (int k = 0; k < 7; k++)
+        stg_plan_init(p, ps[k], STG_INIT_UNIFORM, -0.0625f, 0.0625f, 40 + (uint64_t)k);
+    int32_t *xv = stg_plan_data_i32(p, x), *yv = stg_plan_data_i32(p, y);
+    for (int64_t i = 0; i < batch * T; i++) {
+        xv[i] = (int32_t)((i * 31 + 7) % V);
+        yv[i] = (int32_t)((i * 17 + 3) % V);
+    }
+    stg_graph_free(g);
+    return p;
+}
+
+static double charlm_step_flops(int batch)
+{
+    return lstm_layer_flops(batch, CHARLM_STEPS, CHARLM_EMBED, CHARLM_HIDDEN) +
+           3.0 * 2.0 * batch * CHARLM_STEPS * CHARLM_HIDDEN * (double)CHARLM_VOCAB;
+}
+
+static const model_step steps[] = {
+    {"lenet", 64, lenet_plan, lenet_flops},
+    {"lstm", 64, lstm_step_plan, lstm_step_flops},
+    {"charlm", 32, charlm_step_plan, charlm_step_flops},
+};
+
+const model_step *model_steps(int *count)
+{
+    *count = (int)(sizeof steps / sizeof steps[0]);
+    return steps;
+}
+
+const model_step *model_step_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++)
+        if (!strcmp(steps[i].name, name))
+            return &steps[i];
+    return NULL;
+}

@@ -69,4 +69,20 @@ stg_plan *lenet_plan(int batch, stg_plan_options *opts, char *err, size_t errlen
  * forward, both gradients, but not the first convolution's input gradient). */
 double lenet_flops(int batch);
 
+/* BENCH.md's model steps: lenet, lstm (28 steps of 28 inputs, LSTM 128,
+ * linear 128-10 on the last state, Adam) and charlm (int32 characters of a
+ * CHARLM_VOCAB-letter alphabet, embedding 64 -> LSTM 256 -> linear ->
+ * cross-entropy at each of 64 steps, Adam), random inputs and labels; each
+ * with its default batch and its FLOPs per step (products only, forward and
+ * backward). */
+typedef struct model_step {
+    const char *name;
+    int batch;
+    stg_plan *(*plan)(int batch, stg_plan_options *opts, char *err, size_t errlen);
+    double (*flops)(int batch);
+} model_step;
+#define CHARLM_VOCAB 98
+const model_step *model_steps(int *count);
+const model_step *model_step_find(const char *name);
+
 #endif

@@ -29,7 +29,7 @@ static const char *const mode_names[] = {"fwd", "fwd+bwd", "step"};
 /* One timed configuration and what its rounds measured. */
 typedef struct config {
     const matmul_case *mc; /* NULL for the training steps */
-    bool lenet;            /* the lenet step rather than the mlp one */
+    const model_step *ms;  /* a model's step (lenet, lstm, charlm) rather than the mlp's */
     bench_mode mode;
     int batch, threads;
     stg_guard guard;           /* what a step checks (--guard-loss) */
@@ -73,7 +73,7 @@ static void usage(FILE *f)
     for (int i = 0; i < n; i++)
         fprintf(f, " %s", mc[i].name);
     fprintf(f,
-            " mlp lenet\n"
+            " mlp lenet lstm charlm\n"
             "  --modes LIST      matmul modes: fwd,fwd+bwd (default both)\n"
             "  --batches LIST    mlp batch sizes (default 1,16,64,256)\n"
             "  --threads LIST    thread counts (default 1,2)\n"
@@ -143,6 +143,11 @@ static mlp_spec bench_mlp(int batch)
     return spec;
 }
 
+static const char *case_name(const config *c)
+{
+    return c->mc ? c->mc->name : c->ms ? c->ms->name : "mlp";
+}
+
 static stg_plan *build_plan(config *c)
 {
     char err[512];
@@ -154,15 +159,14 @@ static stg_plan *build_plan(config *c)
     stg_plan *p;
     if (c->mc) {
         p = matmul_plan(c->mc, c->mode == MODE_FWDBWD, &o, err, sizeof err);
-    } else if (c->lenet) {
-        p = lenet_plan(c->batch, &o, err, sizeof err);
+    } else if (c->ms) {
+        p = c->ms->plan(c->batch, &o, err, sizeof err);
     } else {
         mlp_spec spec = bench_mlp(c->batch);
         p = mlp_plan(&spec, &o, err, sizeof err);
     }
     if (!p)
-        fprintf(stderr, "stg-bench: %s: %s\n", c->mc ? c->mc->name : c->lenet ? "lenet" : "mlp",
-                err);
+        fprintf(stderr, "stg-bench: %s: %s\n", case_name(c), err);
     return p;
 }
 
@@ -205,17 +209,12 @@ static double min_of(const double *v, int n)
     return m;
 }
 
-static const char *case_name(const config *c)
-{
-    return c->mc ? c->mc->name : c->lenet ? "lenet" : "mlp";
-}
-
 /* The same case at one thread, for the scaling column. */
 static const config *one_thread(const config *cs, int n, const config *c)
 {
     for (int i = 0; i < n; i++)
         if (cs[i].threads == 1 && cs[i].mc == c->mc && cs[i].mode == c->mode &&
-            cs[i].batch == c->batch && cs[i].lenet == c->lenet)
+            cs[i].batch == c->batch && cs[i].ms == c->ms)
             return &cs[i];
     return NULL;
 }
@@ -395,7 +394,7 @@ int main(int argc, char **argv)
             strcpy(buf, v);
             ncases = 0;
             for (char *s = strtok(buf, ","); s; s = strtok(NULL, ",")) {
-                if (strcmp(s, "mlp") && strcmp(s, "lenet") && !matmul_case_find(s))
+                if (strcmp(s, "mlp") && !model_step_find(s) && !matmul_case_find(s))
                     die_usage("unknown case '%s'", s);
                 if (ncases == 32)
                     die_usage("--cases: too many cases");
@@ -470,8 +469,10 @@ int main(int argc, char **argv)
 
     /* the configurations, in the order of BENCH.md */
     int n = 0;
-    for (int k = 0; k < nmc + 2; k++) {
-        const char *name = k < nmc ? mcs[k].name : k == nmc ? "mlp" : "lenet";
+    int nms;
+    const model_step *mss = model_steps(&nms);
+    for (int k = 0; k < nmc + 1 + nms; k++) {
+        const char *name = k < nmc ? mcs[k].name : k == nmc ? "mlp" : mss[k - nmc - 1].name;
         bool wanted = ncases == 0;
         for (int i = 0; i < ncases; i++)
             wanted |= !strcmp(cases[i], name);
@@ -494,11 +495,11 @@ int main(int argc, char **argv)
                     c->mode = v ? MODE_FWDBWD : MODE_FWD;
                     c->flops = matmul_case_flops(mc, v == 1);
                     c->bytes = matmul_case_bytes(mc, v == 1);
-                } else if (k == nmc + 1) { /* BENCH.md: lenet at batch 64 */
-                    c->lenet = true;
+                } else if (k > nmc) { /* BENCH.md's model steps, at their batch */
+                    c->ms = &mss[k - nmc - 1];
                     c->mode = MODE_STEP;
-                    c->batch = 64;
-                    c->flops = lenet_flops(64);
+                    c->batch = c->ms->batch;
+                    c->flops = c->ms->flops(c->batch);
                 } else {
                     mlp_spec spec = bench_mlp(batches[v]);
                     c->mode = MODE_STEP;
@@ -540,8 +541,8 @@ int main(int argc, char **argv)
             printf("%s\n", gemm.why);
             fflush(stdout);
         }
-        /* no BLIS-alone baseline for lenet; a convolution's is its GEMMs alone */
-        if (blis && !cs[i].lenet) {
+        /* no BLIS-alone baseline for the model steps; a convolution's is its GEMMs alone */
+        if (blis && !cs[i].ms) {
             if (cs[i].mc) {
                 cs[i].blis = blis_matmul_job(cs[i].mc, cs[i].mode == MODE_FWDBWD);
             } else {

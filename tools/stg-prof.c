@@ -18,13 +18,15 @@ static void usage(FILE *f)
     const matmul_case *mc = matmul_cases(&n);
     fprintf(f,
             "usage: stg-prof [options]\n"
-            "  --model NAME      mlp (BENCH.md: 784,512,256,10; the default) or a matmul case:\n"
+            "  --model NAME      mlp (BENCH.md: 784,512,256,10; the default), a model step\n"
+            "                    (lenet, lstm, charlm) or a matmul case:\n"
             "                   ");
     for (int i = 0; i < n; i++)
         fprintf(f, " %s", mc[i].name);
     fprintf(f, "\n"
                "  --layers LIST     an MLP with these layer sizes instead (e.g. 784,300,100,10)\n"
-               "  --batch N         batch size of an MLP (default 64)\n"
+               "  --batch N         batch size of an MLP or a model step (default 64; 32\n"
+               "                    for charlm)\n"
                "  --mode M          matmul cases: fwd or fwd+bwd (default fwd+bwd)\n"
                "  --threads N       threads per step (default 2)\n"
                "  --steps N         steps timed; the table shows medians (default 200)\n"
@@ -40,6 +42,7 @@ int main(int argc, char **argv)
 {
     const char *model = "mlp", *layers = NULL, *mode = "fwd+bwd", *trace = NULL, *dot = NULL;
     long batch = 64, threads = 2, steps = 200, warmup = 20;
+    bool batch_set = false;
     int memory = 0;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -76,7 +79,7 @@ int main(int argc, char **argv)
         else if (!strcmp(o, "--dot"))
             dot = v;
         else if (!strcmp(o, "--batch"))
-            batch = cli_number("stg-prof", o, v, 1, 1 << 20);
+            batch = cli_number("stg-prof", o, v, 1, 1 << 20), batch_set = true;
         else if (!strcmp(o, "--threads"))
             threads = cli_number("stg-prof", o, v, 1, 1024);
         else if (!strcmp(o, "--steps"))
@@ -112,10 +115,13 @@ int main(int argc, char **argv)
         p = mlp_plan(&spec, &o, err, sizeof err);
     } else {
         const matmul_case *mc = matmul_case_find(model);
-        if (!mc && !strcmp(model, "lenet")) {
-            snprintf(title, sizeof title, "lenet, batch %ld, %.1f MFLOP of convolutions and "
-                     "products", batch, lenet_flops((int)batch) / 1e6);
-            p = lenet_plan((int)batch, &o, err, sizeof err);
+        const model_step *ms = mc ? NULL : model_step_find(model);
+        if (ms) {
+            if (!batch_set)
+                batch = ms->batch;
+            snprintf(title, sizeof title, "%s, batch %ld, %.1f MFLOP of products", ms->name,
+                     batch, ms->flops((int)batch) / 1e6);
+            p = ms->plan((int)batch, &o, err, sizeof err);
         } else if (!mc) {
             fprintf(stderr, "stg-prof: unknown model '%s' (mlp or a matmul case; see --help)\n",
                     model);

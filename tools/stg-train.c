@@ -116,9 +116,13 @@ static const char usage_text[] =
     "  --data DIR          data directory with train-*/t10k-*-idx?-ubyte.gz\n"
     "                      (default " DEFAULT_DATA ")\n"
     "  --classes K         classes; every label must be below K (default 10)\n"
-    "  --model M           mlp|lenet (default mlp); lenet: conv 16 3x3 pad 1 -> max\n"
-    "                      pool 2 -> relu -> conv 32 3x3 pad 1 -> max pool 2 -> relu\n"
-    "                      -> linear 128 -> relu -> linear, 10 epochs by default\n"
+    "  --model M           mlp|lenet|lstm (default mlp); lenet: conv 16 3x3 pad 1 ->\n"
+    "                      max pool 2 -> relu -> conv 32 3x3 pad 1 -> max pool 2 ->\n"
+    "                      relu -> linear 128 -> relu -> linear, 10 epochs by\n"
+    "                      default; lstm: each image read row by row (28 steps of\n"
+    "                      28 pixels) by an LSTM, a linear classifier on its last\n"
+    "                      output; Adam and 10 epochs by default\n"
+    "  --hidden H          lstm: the state size (default 128)\n"
     "  --layers L          mlp: hidden sizes, comma-separated (default 512,256;\n"
     "                      \"none\" for a linear classifier)\n"
     "  --activation A      relu|tanh|sigmoid|gelu|leaky_relu|elu (default relu)\n"
@@ -129,8 +133,8 @@ static const char usage_text[] =
     "                      activation of the classifier (default 0: none)\n"
     "  --batch B           batch size (default 64); the last partial batch of\n"
     "                      each epoch is dropped\n"
-    "  --epochs N          epochs (default 15; 10 for lenet)\n"
-    "  --optimizer O       sgd|adam|adamw (default sgd)\n"
+    "  --epochs N          epochs (default 15; 10 for lenet and lstm)\n"
+    "  --optimizer O       sgd|adam|adamw (default sgd; adam for lstm)\n"
     "  --lr LR             learning rate (default 0.05 for sgd, 0.001 for adam/adamw)\n"
     "  --momentum M        SGD momentum (default 0.9)\n"
     "  --nesterov          SGD with Nesterov momentum (default off)\n"
@@ -208,7 +212,7 @@ typedef enum act_kind {
 static const char *const act_names[] = {"relu", "tanh", "sigmoid", "gelu", "leaky_relu", "elu"};
 #define NACT ((int)(sizeof act_names / sizeof act_names[0]))
 
-typedef enum model_kind { MODEL_MLP, MODEL_LENET } model_kind;
+typedef enum model_kind { MODEL_MLP, MODEL_LENET, MODEL_LSTM } model_kind;
 
 typedef struct options {
     const char *data;
@@ -224,7 +228,8 @@ typedef struct options {
     int epochs, stop_after;
     stg_optimizer optimizer;
     float lr, momentum, weight_decay, clip_norm, gamma;
-    int lr_set, wd_set, nesterov;
+    int lr_set, wd_set, nesterov, optimizer_set;
+    int64_t hidden; /* --hidden: the LSTM's state size */
     stg_schedule_kind schedule;
     int step_epochs;
     int threads, classes;
@@ -349,7 +354,7 @@ static void parse_options(options *o, int argc, char **argv)
             "--data", "--model", "--layers", "--activation", "--batch", "--epochs", "--optimizer",
             "--lr", "--momentum", "--weight-decay", "--clip-norm", "--schedule",
             "--step-epochs", "--gamma", "--threads", "--seed", "--save", "--resume", "--eval", "--csv",
-            "--stop-after", "--classes", "--dropout"};
+            "--stop-after", "--classes", "--dropout", "--hidden"};
         const char *name = NULL, *val = NULL;
         size_t nlen = strcspn(arg, "=");
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++)
@@ -373,8 +378,8 @@ static void parse_options(options *o, int argc, char **argv)
                 usage_error("--data: empty directory name");
             o->data = val;
         } else if (!strcmp(name, "--model")) {
-            static const char *const names[] = {"mlp", "lenet"};
-            o->model = (model_kind)choose("--model", val, names, 2);
+            static const char *const names[] = {"mlp", "lenet", "lstm"};
+            o->model = (model_kind)choose("--model", val, names, 3);
         } else if (!strcmp(name, "--layers")) {
             parse_layers(o, val);
             o->layers_set = 1;
@@ -383,6 +388,8 @@ static void parse_options(options *o, int argc, char **argv)
             o->act_set = 1;
         } else if (!strcmp(name, "--dropout")) {
             o->dropout = parse_float(name, val, 0.0, 0, 1.0);
+        } else if (!strcmp(name, "--hidden")) {
+            o->hidden = parse_int(name, val, 1, 1 << 16);
         } else if (!strcmp(name, "--classes")) {
             o->classes = (int)parse_int(name, val, 2, 256);
         } else if (!strcmp(name, "--batch")) {
@@ -394,6 +401,7 @@ static void parse_options(options *o, int argc, char **argv)
             static const char *const names[] = {"sgd", "adam", "adamw"};
             static const stg_optimizer kinds[] = {STG_OPTIM_SGD, STG_OPTIM_ADAM, STG_OPTIM_ADAMW};
             o->optimizer = kinds[choose(name, val, names, 3)];
+            o->optimizer_set = 1;
         } else if (!strcmp(name, "--lr")) {
             o->lr = parse_float(name, val, 0.0, 1, HUGE_VAL);
             o->lr_set = 1;
@@ -447,8 +455,21 @@ static void parse_options(options *o, int argc, char **argv)
         }
     }
 
-    if (o->model == MODEL_LENET && (o->layers_set || o->act_set))
+    if (o->model != MODEL_MLP && (o->layers_set || o->act_set))
         usage_error("--layers and --activation apply to --model mlp only");
+    if (o->model != MODEL_LSTM && o->hidden)
+        usage_error("--hidden applies to --model lstm only");
+    if (o->model == MODEL_LSTM && o->batch_norm)
+        usage_error("--batch-norm applies to --model mlp and lenet only");
+    if (o->model == MODEL_LSTM) { /* a linear classifier on the last state; Adam */
+        o->nlayers = 0;
+        if (!o->hidden)
+            o->hidden = 128;
+        if (!o->epochs_set)
+            o->epochs = 10;
+        if (!o->optimizer_set)
+            o->optimizer = STG_OPTIM_ADAM;
+    }
     if (o->model == MODEL_LENET) { /* its classifier: 128 hidden, relu */
         o->nlayers = 1;
         o->layers[0] = 128;
@@ -621,6 +642,31 @@ static stg_tensor lenet_features(model *m, stg_graph *g, const options *o, int64
     return stg_reshape(g, h, 2, (int64_t[]){batch, *width});
 }
 
+/* The LSTM's part: each image's rows as a sequence (batch-first), and its
+ * output at the last step; *width gets H.  Its parameters are named as in
+ * PyTorch's nn.LSTM inside a module 'lstm' and start, as there, uniform in
+ * +-1/sqrt(H). */
+static stg_tensor lstm_features(model *m, stg_graph *g, const options *o, int64_t batch,
+                                int64_t *width)
+{
+    int64_t rows = o->img_rows, cols = o->img_cols, H = o->hidden;
+    stg_rnn r = {.mode = STG_LSTM, .input_size = cols, .hidden_size = H, .batch_first = 1};
+    if (stg_rnn_params(g, &r, "lstm") != STG_OK)
+        return (stg_tensor){-1};
+    stg_tensor ps[4] = {r.weight_ih[0], r.weight_hh[0], r.bias_ih[0], r.bias_hh[0]};
+    for (int k = 0; k < 4; k++) {
+        int j = m->nparams++;
+        m->params[j] = ps[k];
+        m->fan_in[j] = H;
+        m->init[j] = INIT_BIAS;
+        snprintf(m->names[j], sizeof m->names[j], "lstm parameter %d", k);
+    }
+    stg_tensor x = stg_reshape(g, m->x, 3, (int64_t[]){batch, rows, cols});
+    stg_tensor out = stg_rnn_apply(g, &r, x, (stg_tensor){-1}, (stg_tensor){-1}, NULL, NULL);
+    *width = H;
+    return stg_reshape(g, stg_slice(g, out, 1, rows - 1, rows, 1), 2, (int64_t[]){batch, H});
+}
+
 /* Builds the model for 'batch' rows.  A training plan ('train') minimises the
  * loss with the optimizer 'optim' of 'o'; otherwise the plan is an inference
  * plan that keeps the logits and the loss and reads its parameters from
@@ -646,6 +692,8 @@ static int model_build(model *m, const options *o, int64_t batch, int64_t in, in
     int64_t width = in;
     if (o->model == MODEL_LENET)
         h = lenet_features(m, g, o, batch, &width);
+    else if (o->model == MODEL_LSTM)
+        h = lstm_features(m, g, o, batch, &width);
     int bn_layer = o->model == MODEL_LENET ? 3 : 1;
     for (int l = 0; l <= o->nlayers; l++) {
         int64_t out = l < o->nlayers ? o->layers[l] : classes;
@@ -850,6 +898,10 @@ static void describe(char *buf, size_t len, const options *o, int64_t in, int64_
             used += (size_t)snprintf(buf + used, len - used, "-%lld %s", (long long)classes,
                                      act_names[o->act]);
     }
+    if (o->model == MODEL_LSTM)
+        used = (size_t)snprintf(buf, len, "lstm %lld steps of %lld, hidden %lld -> %lld",
+                                (long long)o->img_rows, (long long)o->img_cols,
+                                (long long)o->hidden, (long long)classes);
     if (o->batch_norm && used < len)
         used += (size_t)snprintf(buf + used, len - used, ", batch norm");
     if (o->dropout > 0.0f && used < len)

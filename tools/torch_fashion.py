@@ -40,7 +40,7 @@ import struct
 import sys
 import time
 
-from torch_peer import check_env, make_lenet, make_model
+from torch_peer import check_env, make_lenet, make_lstm, make_model
 
 import numpy as np
 import torch
@@ -110,7 +110,9 @@ def main():
                          "and OMP_NUM_THREADS to T in the environment")
     ap.add_argument("--seed", type=int, default=0,
                     help="seeds the init (torch.manual_seed) and the shuffle")
-    ap.add_argument("--model", choices=("mlp", "lenet"), default="mlp")
+    ap.add_argument("--model", choices=("mlp", "lenet", "lstm"), default="mlp")
+    ap.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    ap.add_argument("--hidden", type=int, default=128, help="lstm: the state size")
     ap.add_argument("--schedule", choices=("constant", "cosine"), default="constant")
     ap.add_argument("--drop-last", action="store_true",
                     help="drop each epoch's last partial batch (as stg-train)")
@@ -131,10 +133,15 @@ def main():
         x_train = x_train.reshape(-1, 1, 28, 28)
         x_test = x_test.reshape(-1, 1, 28, 28)
     torch.manual_seed(args.seed)
-    make = make_lenet if args.model == "lenet" else make_model
-    model = make(batch_norm=args.batch_norm, dropout=args.dropout)
-    opt = torch.optim.SGD(model.parameters(), lr=args.lr,
-                          momentum=args.momentum)
+    if args.model == "lstm":
+        model = make_lstm(args.hidden)
+    else:
+        make = make_lenet if args.model == "lenet" else make_model
+        model = make(batch_norm=args.batch_norm, dropout=args.dropout)
+    if args.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
     gen = torch.Generator().manual_seed(args.seed)
     n = x_train.shape[0]
     per_epoch = n // args.batch if args.drop_last else (n + args.batch - 1) // args.batch

@@ -108,3 +108,22 @@ def make_lenet(batch_norm=False, dropout=0.0):
         layers.append(nn.Dropout(dropout))
     layers.append(nn.Linear(128, 10))
     return nn.Sequential(*layers)
+
+
+def make_lstm(hidden=128, rows=28, cols=28):
+    """stg-train --model lstm: each image's rows as a sequence (batch-first)
+    through nn.LSTM(cols, hidden), a linear classifier on the last step's
+    output; PyTorch's default init.  It takes (N, rows * cols)."""
+    from torch import nn
+
+    class RowLSTM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(cols, hidden, batch_first=True)
+            self.fc1 = nn.Linear(hidden, 10)
+
+        def forward(self, x):
+            out, _ = self.lstm(x.reshape(-1, rows, cols))
+            return self.fc1(out[:, -1, :])
+
+    return RowLSTM()

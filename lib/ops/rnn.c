@@ -138,12 +138,36 @@ static void run_init(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
 static stg_status prepare_cell(stg_prep *cx, stg_pnode *pn)
 {
     const rnn_attr *a = pn->node->attr;
-    return prepare_shares(cx, pn, a->hidden, gates_of(a->mode));
+    /* the recurrent product's share, and one row of the share for tanh(c) */
+    return prepare_shares(cx, pn, a->hidden, gates_of(a->mode) + 1);
 }
 
-static float act(int mode, float x)
+/* y = p + r (+ b), for one gate's share of a row */
+STG_CLONES static void preact(int64_t n, const float *restrict p, const float *restrict r,
+                              const float *restrict b, float *restrict y)
 {
-    return mode == STG_RNN_RELU ? (x <= 0.0f ? 0.0f : x) : tanhf(x);
+    if (b)
+        for (int64_t j = 0; j < n; j++)
+            y[j] = p[j] + r[j] + b[j];
+    else
+        for (int64_t j = 0; j < n; j++)
+            y[j] = p[j] + r[j];
+}
+
+/* LSTM: c = f c_prev + i g; tc = c (tanh taken after) */
+STG_CLONES static void lstm_c(int64_t n, const float *restrict i, const float *restrict f,
+                              const float *restrict g, const float *restrict cprev,
+                              float *restrict c)
+{
+    for (int64_t j = 0; j < n; j++)
+        c[j] = f[j] * cprev[j] + i[j] * g[j];
+}
+
+STG_CLONES static void mul(int64_t n, const float *restrict x, const float *restrict y,
+                           float *restrict z)
+{
+    for (int64_t j = 0; j < n; j++)
+        z[j] = x[j] * y[j];
 }
 
 static void run_cell(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
@@ -162,37 +186,54 @@ static void run_cell(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
     float *R = work + (wbytes + STG_ALIGN - 1) / STG_ALIGN * STG_ALIGN / sizeof(float);
     const float *P = pn->in[1] + t * N * s->g * H, *W = pn->in[2];
     const float *b = a->has_bias ? pn->in[3] : NULL;
+    float *tmp = R + s->g * N * len;
     /* R[g] (N x len) = h_{t} (the previous state) times the rows lo..hi of
      * gate g of W_hh, transposed */
     for (int64_t g = 0; g < s->g; g++)
         stgK_gemm(d->kern, work, N, len, H, S + at(s, t, 0), s->width, 1, W + (g * H + lo) * H,
                   1, H, 0.0f, R + g * N * len, len, 1);
+    /* then the gates, a whole share of a row at a time so the
+     * nonlinearities run as vector loops */
     for (int64_t n = 0; n < N; n++) {
-        const float *prev = S + at(s, t, n), *p = P + n * s->g * H;
-        float *row = S + at(s, t + 1, n);
-        for (int64_t j = lo; j < hi; j++) {
-            float r[4];
-            for (int64_t g = 0; g < s->g; g++)
-                r[g] = R[(g * N + n) * len + (j - lo)] + (b ? b[g * H + j] : 0.0f);
-            if (a->mode == STG_LSTM) {
-                float i = stgK_sigmoid(p[j] + r[0]), f = stgK_sigmoid(p[H + j] + r[1]);
-                float gg = tanhf(p[2 * H + j] + r[2]), o = stgK_sigmoid(p[3 * H + j] + r[3]);
-                float c = f * prev[s->oc + j] + i * gg;
-                row[j] = o * tanhf(c);
-                row[s->oc + j] = c;
-                row[s->oa + j] = i, row[s->oa + H + j] = f;
-                row[s->oa + 2 * H + j] = gg, row[s->oa + 3 * H + j] = o;
-            } else if (a->mode == STG_GRU) {
-                float rr = stgK_sigmoid(p[j] + r[0]), z = stgK_sigmoid(p[H + j] + r[1]);
-                float nn = tanhf(p[2 * H + j] + rr * r[2]);
-                row[j] = (1.0f - z) * nn + z * prev[j];
-                row[s->oa + j] = rr, row[s->oa + H + j] = z, row[s->oa + 2 * H + j] = nn;
-                row[s->ohn + j] = r[2];
-            } else {
-                row[j] = act(a->mode, p[j] + r[0]);
-                row[s->oa + j] = 0.0f;
+        const float *prev = S + at(s, t, n) + lo, *p = P + n * s->g * H + lo;
+        float *row = S + at(s, t + 1, n) + lo, *ga = row + s->oa;
+#define RG(g) (R + ((g) * N + n) * len)
+#define BG(g) (b ? b + (g) * H + lo : NULL)
+        if (a->mode == STG_LSTM) {
+            for (int64_t g = 0; g < 4; g++)
+                preact(len, p + g * H, RG(g), BG(g), ga + g * H);
+            stgV_sigmoid(len, ga, ga);
+            stgV_sigmoid(len, ga + H, ga + H);
+            stgV_tanh(len, ga + 2 * H, ga + 2 * H);
+            stgV_sigmoid(len, ga + 3 * H, ga + 3 * H);
+            lstm_c(len, ga, ga + H, ga + 2 * H, prev + s->oc, row + s->oc);
+            stgV_tanh(len, row + s->oc, tmp);
+            mul(len, ga + 3 * H, tmp, row);
+        } else if (a->mode == STG_GRU) {
+            for (int64_t g = 0; g < 2; g++)
+                preact(len, p + g * H, RG(g), BG(g), ga + g * H);
+            stgV_sigmoid(len, ga, ga);
+            stgV_sigmoid(len, ga + H, ga + H);
+            float *hn = row + s->ohn, *nn = ga + 2 * H;
+            const float *rn = RG(2), *bn = BG(2), *pn_ = p + 2 * H, *rr = ga, *z = ga + H;
+            for (int64_t j = 0; j < len; j++) {
+                hn[j] = rn[j] + (bn ? bn[j] : 0.0f);
+                nn[j] = pn_[j] + rr[j] * hn[j];
             }
+            stgV_tanh(len, nn, nn);
+            for (int64_t j = 0; j < len; j++)
+                row[j] = (1.0f - z[j]) * nn[j] + z[j] * prev[j];
+        } else {
+            preact(len, p, RG(0), BG(0), row);
+            if (a->mode == STG_RNN_TANH)
+                stgV_tanh(len, row, row);
+            else
+                for (int64_t j = 0; j < len; j++)
+                    row[j] = row[j] <= 0.0f ? 0.0f : row[j];
+            memset(ga, 0, (size_t)len * sizeof *ga);
         }
+#undef RG
+#undef BG
     }
 }
 
@@ -214,7 +255,28 @@ static stg_status prepare_cell_grad(stg_prep *cx, stg_pnode *pn)
     d->s = geom_of(pn->node->attr);
     d->blocks = (d->s.h + 15) / 16;
     pn->serial = d->s.n * d->s.h * d->s.g < STG_GRAIN;
+    int64_t per = (d->blocks + cx->threads - 1) / cx->threads * 16;
+    stgP_scratch(cx, pn, (size_t)(pn->serial || per > d->s.h ? d->s.h : per) * sizeof(float),
+                 true); /* tanh(c) of one row's share */
     return STG_OK;
+}
+
+/* One LSTM row's share: the gate gradients from dh, dc and the saved gates;
+ * dc_prev += dc f.  tc = tanh(c). */
+STG_CLONES static void lstm_back(int64_t n, int64_t H, const float *restrict ga,
+                                 const float *restrict tc, const float *restrict cprev,
+                                 const float *restrict dh, const float *restrict dcin,
+                                 float *restrict da, float *restrict dcprev)
+{
+    const float *i = ga, *f = ga + H, *g = ga + 2 * H, *o = ga + 3 * H;
+    for (int64_t j = 0; j < n; j++) {
+        float dc = dcin[j] + dh[j] * o[j] * (1.0f - tc[j] * tc[j]);
+        da[j] = dc * g[j] * i[j] * (1.0f - i[j]);
+        da[H + j] = dc * cprev[j] * f[j] * (1.0f - f[j]);
+        da[2 * H + j] = dc * i[j] * (1.0f - g[j] * g[j]);
+        da[3 * H + j] = dh[j] * tc[j] * o[j] * (1.0f - o[j]);
+        dcprev[j] += dc * f[j];
+    }
 }
 
 static void run_cell_grad(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
@@ -225,24 +287,20 @@ static void run_cell_grad(const stg_pnode *pn, const stg_step *sx, int tid, int 
     int64_t lo, hi, t = a->t, H = s->h;
     (void)sx;
     hidden_share(pn, d, tid, nt, &lo, &hi);
-    float *dS = pn->out;
+    float *dS = pn->out, *tc = stgR_scratch(pn, tid);
     const float *S = pn->in[1];
     for (int64_t n = 0; n < s->n; n++) {
         const float *row = S + at(s, t + 1, n), *prev = S + at(s, t, n);
         float *drow = dS + at(s, t + 1, n), *dprev = dS + at(s, t, n);
+        if (a->mode == STG_LSTM && hi > lo) {
+            stgV_tanh(hi - lo, row + s->oc + lo, tc);
+            lstm_back(hi - lo, H, row + s->oa + lo, tc, prev + s->oc + lo, drow + lo,
+                      drow + s->oc + lo, drow + s->oa + lo, dprev + s->oc + lo);
+            continue;
+        }
         for (int64_t j = lo; j < hi; j++) {
             float dh = drow[j];
-            if (a->mode == STG_LSTM) {
-                float i = row[s->oa + j], f = row[s->oa + H + j];
-                float gg = row[s->oa + 2 * H + j], o = row[s->oa + 3 * H + j];
-                float tc = tanhf(row[s->oc + j]);
-                float dc = drow[s->oc + j] + dh * o * (1.0f - tc * tc);
-                drow[s->oa + j] = dc * gg * i * (1.0f - i);
-                drow[s->oa + H + j] = dc * prev[s->oc + j] * f * (1.0f - f);
-                drow[s->oa + 2 * H + j] = dc * i * (1.0f - gg * gg);
-                drow[s->oa + 3 * H + j] = dh * tc * o * (1.0f - o);
-                dprev[s->oc + j] += dc * f;
-            } else if (a->mode == STG_GRU) {
+            if (a->mode == STG_GRU) {
                 float rr = row[s->oa + j], z = row[s->oa + H + j], nn = row[s->oa + 2 * H + j];
                 float dn = dh * (1.0f - z) * (1.0f - nn * nn);
                 drow[s->oa + j] = dn * row[s->ohn + j] * rr * (1.0f - rr);
