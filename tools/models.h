@@ -81,7 +81,7 @@ typedef struct model_step {
     stg_plan *(*plan)(int batch, stg_plan_options *opts, char *err, size_t errlen);
     double (*flops)(int batch);
 } model_step;
-#define CHARLM_VOCAB 98
+#define CHARLM_VOCAB 256 /* bytes, as stg-charlm */
 const model_step *model_steps(int *count);
 const model_step *model_step_find(const char *name);
 

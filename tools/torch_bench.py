@@ -4,7 +4,7 @@
 Run it from the build directory (where stg-bench is) with /usr/bin/python3,
 the interpreter with Debian's torch.  --cases takes names from dot mv
 mv_batched vm mm_square mm_batched mm_bcast_right mm_bcast_both mlp_layer
-conv2 mlp lenet (default: all); the matmul and conv2 cases run in modes 'fwd' and 'fwd+bwd', mlp
+conv2 mlp lenet lstm charlm (default: all); the matmul and conv2 cases run in modes 'fwd' and 'fwd+bwd', mlp
 runs its training 'step' at each of --batches.
 
 PyTorch at its best (BENCH.md): Debian's torch does its GEMMs through
@@ -69,7 +69,7 @@ MATMUL_CASES = {
 # convolution cases, timed like the products: (x, w), conv2d with padding 1
 CONV_CASES = {"conv2": ((64, 16, 14, 14), (32, 16, 3, 3))}
 MATMUL_CASES.update(CONV_CASES)
-ALL_CASES = list(MATMUL_CASES) + ["mlp", "lenet"]
+ALL_CASES = list(MATMUL_CASES) + ["mlp", "lenet", "lstm", "charlm"]
 MATMUL_MODES = ("fwd", "fwd+bwd")
 SEED = 0
 
@@ -170,6 +170,46 @@ def lenet_step_fn(batch):
     return training_step_fn(make_lenet, (batch, 1, 28, 28))
 
 
+def lstm_step_fn(batch):
+    """The BENCH.md lstm training step: Adam lr 0.001, as stg-bench's."""
+    import torch
+    import torch.nn.functional as F
+    from torch_peer import make_lstm
+
+    torch.manual_seed(SEED)
+    model = make_lstm()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.rand(batch, 784, dtype=torch.float32)
+    y = torch.randint(0, 10, (batch,), dtype=torch.int64)
+
+    def step():
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return step
+
+
+def charlm_step_fn(batch, steps=64, vocab=256):
+    """The BENCH.md charlm training step: 64 steps of bytes, embedding 64,
+    LSTM 256, linear, cross-entropy at every step, Adam lr 0.002."""
+    import torch
+    import torch.nn.functional as F
+    from torch_peer import make_charlm
+
+    torch.manual_seed(SEED)
+    model = make_charlm(vocab)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    x = torch.randint(0, vocab, (batch, steps), dtype=torch.int64)
+    y = torch.randint(0, vocab, (batch, steps), dtype=torch.int64)
+
+    def step():
+        opt.zero_grad()
+        logits, _ = model(x)
+        F.cross_entropy(logits.reshape(-1, vocab), y.reshape(-1)).backward()
+        opt.step()
+    return step
+
+
 def mapped_files():
     """(start, end, path) of every file mapped into this process."""
     out = []
@@ -231,6 +271,10 @@ def worker(args):
             jobs = [("step", b, mlp_step_fn(b)) for b in args.batches]
         elif case == "lenet":
             jobs = [("step", 64, lenet_step_fn(64))]    # BENCH.md: batch 64 only
+        elif case == "lstm":
+            jobs = [("step", 64, lstm_step_fn(64))]
+        elif case == "charlm":
+            jobs = [("step", 32, charlm_step_fn(32))]
         else:
             jobs = [(m, 0, matmul_fn(case, m)) for m in MATMUL_MODES]
         for mode, batch, fn in jobs:

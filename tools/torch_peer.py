@@ -127,3 +127,23 @@ def make_lstm(hidden=128, rows=28, cols=28):
             return self.fc1(out[:, -1, :])
 
     return RowLSTM()
+
+
+def make_charlm(vocab=256, embed=64, hidden=256):
+    """stg-charlm's model: bytes -> Embedding(vocab, embed) -> LSTM(embed,
+    hidden, batch_first) -> Linear(hidden, vocab); forward(x, state) returns
+    the logits (N, T, vocab) and the final state."""
+    from torch import nn
+
+    class CharLM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(vocab, embed)
+            self.lstm = nn.LSTM(embed, hidden, batch_first=True)
+            self.fc = nn.Linear(hidden, vocab)
+
+        def forward(self, x, state=None):
+            out, state = self.lstm(self.embed(x), state)
+            return self.fc(out), state
+
+    return CharLM()
