@@ -5,7 +5,7 @@
 set -eu
 
 packages="gcc make autoconf automake libtool pkg-config libblis-dev libcmocka-dev zlib1g-dev
-          dataset-fashion-mnist"
+          dataset-fashion-mnist fortunes"
 
 missing=""
 for p in $packages; do

@@ -354,11 +354,8 @@ static double now_seconds(void)
  * streams of windows with the state carried. */
 static double validate(model *ev, const unsigned char *v, size_t n)
 {
-    size_t stride = (n - 1) / (size_t)ev->batch;
+    size_t stride = (n - 1) / (size_t)ev->batch; /* n is at least batch (steps + 1) + 1 */
     int64_t windows = (int64_t)((stride - 1) / (size_t)ev->steps);
-    if (windows < 1)
-        die(1, "the validation text (%zu bytes) is too short for %lld streams of %lld steps", n,
-            (long long)ev->batch, (long long)ev->steps);
     reset_state(ev);
     double sum = 0.0;
     for (int64_t w = 0; w < windows; w++) {
@@ -441,14 +438,14 @@ int main(int argc, char **argv)
         return sample(&o);
 
     text t = read_text(o.data);
-    size_t ntrain = t.n / 10 * 9;
+    size_t ntrain = t.n / 10 * 9, need = (size_t)o.batch * (size_t)(o.steps + 1) + 1;
     const unsigned char *train = t.b, *val = t.b + ntrain;
     size_t nval = t.n - ntrain;
+    if (ntrain < need || nval < need)
+        die(1, "%s: %zu bytes of text are too few for %ld streams of %ld steps (the training "
+            "and the validation part each need %zu)", o.data, t.n, o.batch, o.steps, need);
     size_t stride = (ntrain - 1) / (size_t)o.batch;
     int64_t per_epoch = (int64_t)((stride - 1) / (size_t)o.steps);
-    if (per_epoch < 1)
-        die(1, "%s: %zu bytes of text are too few for %ld streams of %ld steps", o.data, t.n,
-            o.batch, o.steps);
 
     model m, ev;
     build(&m, &o, o.batch, o.steps, true, NULL);
