@@ -133,15 +133,35 @@ static stg_status prepare_embed(stg_prep *cx, stg_pnode *pn)
     return STG_OK;
 }
 
-/* embed: zeros of x's shape with g written where the slice was. */
+/* The first of g's elements whose place in the output is at or past 'at'
+ * (places grow with the index: a slice keeps the order). */
+static int64_t first_at(const stg_copy *c, int64_t at)
+{
+    int64_t lo = 0, hi = c->loop.total;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2, off[STG_LOOP_OPS];
+        stgS_loop_offsets(&c->loop, mid, off);
+        if (c->dst_off + off[0] < at)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* embed: zeros of x's shape with g written where the slice was.  Each
+ * thread owns a range of the output: it zeroes it, then writes the
+ * elements of g that land in it. */
 static void run_embed(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
 {
     const stg_copy *c = pn->desc;
-    (void)sx, (void)nt;
-    if (tid != 0)
-        return; /* zeroing and writing must not interleave across threads */
-    memset(pn->out, 0, (size_t)stgS_numel(&pn->node->shape) * sizeof(float));
-    stgK_copy(c, pn->out, pn->in[0], 0, c->loop.total);
+    int64_t lo, hi;
+    (void)sx;
+    stgR_share(pn, stgS_numel(&pn->node->shape), tid, nt, &lo, &hi);
+    if (hi <= lo)
+        return;
+    memset(pn->out + lo, 0, (size_t)(hi - lo) * sizeof(float));
+    stgK_copy(c, pn->out, pn->in[0], first_at(c, lo), first_at(c, hi));
 }
 
 /* ---- pad ------------------------------------------------------------------ */
