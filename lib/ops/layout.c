@@ -414,7 +414,6 @@ const stg_op stg_op_flip = {
 };
 const stg_op stg_op_embed = {
     .name = "embed",
-    .flags = STG_OPF_SERIAL,
     .attr_size = sizeof(slice_attr),
     .print_attr = print_slice,
     .prepare = prepare_embed,
