@@ -119,3 +119,52 @@ void stgK_gemm(const stgK_kernel *kr, float *work, int64_t m, int64_t n, int64_t
     else
         loops(kr, work, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
 }
+
+/* ---- B packed ahead of time -------------------------------------------- */
+
+size_t stgK_packed_b_floats(const stgK_kernel *kr, int64_t k, int64_t n)
+{
+    return (size_t)round_up(round_up(n, kr->nr) * k + slack(kr), 16);
+}
+
+void stgK_pack_b(const stgK_kernel *kr, int64_t k, int64_t n, const float *b, int64_t rsb,
+                 int64_t csb, float *bp)
+{
+    int64_t width = round_up(n, kr->nr);
+    for (int64_t pc = 0; pc < k; pc += kr->kc)
+        pack_b(kr, min64(kr->kc, k - pc), n, b + pc * rsb, rsb, csb, bp + width * pc);
+}
+
+bool stgK_gemm_packed_b(const stgK_kernel *kr, float *work, int64_t m, int64_t n, int64_t k,
+                        const float *a, int64_t rsa, int64_t csa, const float *bp, int64_t col0,
+                        int64_t n_all, float beta, float *c, int64_t rsc, int64_t csc)
+{
+    if (stgK_gemm_transposes(kr, rsc, csc) || col0 % kr->nr != 0)
+        return false;
+    if (k == 0) {
+        scale_c(m, n, beta, c, rsc, csc);
+        return true;
+    }
+    int64_t width = round_up(n_all, kr->nr);
+    /* the same loop nest as 'loops', B's blocks already packed (KC blocks
+     * in the same order, so every element sums in the same order) */
+    for (int64_t pc = 0; pc < k; pc += kr->kc) {
+        int64_t kc = min64(kr->kc, k - pc);
+        float bt = pc == 0 ? beta : 1.0f;
+        const float *bblock = bp + width * pc + col0 * kc;
+        for (int64_t ic = 0; ic < m; ic += kr->mc) {
+            int64_t mc = min64(kr->mc, m - ic);
+            pack_a(kr, mc, kc, a + ic * rsa + pc * csa, rsa, csa, work);
+            for (int64_t jr = 0; jr < n; jr += kr->nr) {
+                const float *bpan = bblock + jr * kc;
+                for (int64_t ir = 0; ir < mc; ir += kr->mr) {
+                    const float *apan = work + ir * kc;
+                    kr->tile(kr, min64(kr->mr, mc - ir), min64(kr->nr, n - jr), kc, apan, bpan,
+                             bt, c + (ic + ir) * rsc + jr * csc, rsc, csc, apan + kr->mr * kc,
+                             bpan);
+                }
+            }
+        }
+    }
+    return true;
+}

@@ -111,4 +111,20 @@ void stgK_gemm(const stgK_kernel *kr, float *work, int64_t m, int64_t n, int64_t
                const float *a, int64_t rsa, int64_t csa, const float *b, int64_t rsb,
                int64_t csb, float beta, float *c, int64_t rsc, int64_t csc);
 
+/* B packed once for many products that share it (a recurrent weight, used
+ * at every step): its KC blocks one after the other, each as NR-wide
+ * panels.  Floats it takes, 64-byte multiples, slack included: */
+size_t stgK_packed_b_floats(const stgK_kernel *kr, int64_t k, int64_t n);
+/* Packs B (k x n, strides rsb, csb) into 'bp' (64-byte aligned). */
+void stgK_pack_b(const stgK_kernel *kr, int64_t k, int64_t n, const float *b, int64_t rsb,
+                 int64_t csb, float *bp);
+/* C = A B' + beta C where B' is columns [col0, col0 + n) of a B of n_all
+ * columns packed by stgK_pack_b (col0 a multiple of NR): the same bits as
+ * stgK_gemm on the unpacked B.  Only for a C that the kernel takes as it is
+ * (not stgK_gemm_transposes); false, doing nothing, otherwise.  'work'
+ * needs stgK_gemm_workspace(kr, m, n, k) bytes. */
+bool stgK_gemm_packed_b(const stgK_kernel *kr, float *work, int64_t m, int64_t n, int64_t k,
+                        const float *a, int64_t rsa, int64_t csa, const float *bp, int64_t col0,
+                        int64_t n_all, float beta, float *c, int64_t rsc, int64_t csc);
+
 #endif /* STG_GEMM_H */

@@ -77,17 +77,101 @@ static inline int64_t at(const rnn_geom *s, int64_t r, int64_t n)
 typedef struct cell_desc {
     rnn_geom s;
     const stgK_kernel *kern;
-    int64_t blocks; /* hidden units split into this many 16-aligned shares */
+    int64_t block;  /* hidden units are shared in blocks of this many: the kernel's NR */
+    int64_t blocks; /* ... and there are this many */
+    int64_t packed[4]; /* where each packed W_hh piece starts in rnn_pack's output */
 } cell_desc;
 
-/* A share of the hidden units (or of H columns): whole 16-wide blocks. */
+/* A share of the hidden units (or of H columns): whole blocks. */
 static void hidden_share(const stg_pnode *pn, const cell_desc *d, int tid, int nt, int64_t *lo,
                          int64_t *hi)
 {
     int64_t blo, bhi;
     stgR_share(pn, d->blocks, tid, nt, &blo, &bhi);
-    *lo = blo * 16 < d->s.h ? blo * 16 : d->s.h;
-    *hi = bhi * 16 < d->s.h ? bhi * 16 : d->s.h;
+    *lo = blo * d->block < d->s.h ? blo * d->block : d->s.h;
+    *hi = bhi * d->block < d->s.h ? bhi * d->block : d->s.h;
+}
+
+/* ---- W_hh packed once per step ---------------------------------------------- */
+
+/* rnn_pack's pieces, in order: W_hh^T of each gate (H x H, for the cells),
+ * then W_hh as the hgrad products' B (G H x H; a GRU's as its 2H rows and
+ * its last H rows).  Offsets in floats; returns the total. */
+static int64_t pack_layout(const stgK_kernel *kr, const rnn_attr *a, int64_t *off)
+{
+    int64_t H = a->hidden, G = gates_of(a->mode), at = 0;
+    for (int64_t g = 0; g < G; g++) {
+        off[g] = at;
+        at += (int64_t)stgK_packed_b_floats(kr, H, H);
+    }
+    return at;
+}
+
+/* Floats rnn_pack's output needs with any kernel (NR up to 64, MR up to 32):
+ * the graph is built before the plan chooses one. */
+static int64_t pack_bound(const rnn_attr *a)
+{
+    int64_t H = a->hidden, G = gates_of(a->mode);
+    int64_t one = ((H + 63) * H + 128 + 15) / 16 * 16;
+    return G * one + 64;
+}
+
+/* The hgrad products' B pieces: W_hh itself (its rows are the K of dA
+ * W_hh), packed per KC block; a GRU's in two parts. */
+static int64_t hpack_layout(const stgK_kernel *kr, const rnn_attr *a, int64_t at, int64_t *off)
+{
+    int64_t H = a->hidden, G = gates_of(a->mode);
+    off[0] = at;
+    if (a->mode == STG_GRU) {
+        at += (int64_t)stgK_packed_b_floats(kr, 2 * H, H);
+        off[1] = at;
+        return at + (int64_t)stgK_packed_b_floats(kr, H, H);
+    }
+    return at + (int64_t)stgK_packed_b_floats(kr, G * H, H);
+}
+
+static int64_t hpack_bound(const rnn_attr *a)
+{
+    int64_t H = a->hidden, G = gates_of(a->mode);
+    return 2 * (((H + 63) * G * H + 128 + 15) / 16 * 16) + 64;
+}
+
+typedef struct pack_desc {
+    const stgK_kernel *kern;
+    int64_t off[4], hoff[2];
+} pack_desc;
+
+static stg_status prepare_pack(stg_prep *cx, stg_pnode *pn)
+{
+    pack_desc *d = stgP_opdata(cx, pn, sizeof *d);
+    if (!d)
+        return STG_NOMEM;
+    const rnn_attr *a = pn->node->attr;
+    d->kern = cx->kern;
+    int64_t end = hpack_layout(cx->kern, a, pack_layout(cx->kern, a, d->off), d->hoff);
+    if (end > stgS_numel(&pn->node->shape))
+        return stgP_fail(cx, STG_STATE, "rnn_pack: %lld floats of packed weights do not fit the "
+                         "%lld planned", (long long)end, (long long)stgS_numel(&pn->node->shape));
+    return STG_OK;
+}
+
+/* Each thread packs whole pieces. */
+static void run_pack(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
+{
+    const pack_desc *d = pn->desc;
+    const rnn_attr *a = pn->node->attr;
+    const float *W = pn->in[0];
+    int64_t H = a->hidden, G = gates_of(a->mode), pieces = G + (a->mode == STG_GRU ? 2 : 1);
+    (void)sx;
+    for (int64_t q = tid; q < pieces; q += nt) {
+        if (q < G) /* gate q's W_hh^T: B[k][j] = W[(q H + j) H + k] */
+            stgK_pack_b(d->kern, H, H, W + q * H * H, 1, H, pn->out + d->off[q]);
+        else if (a->mode == STG_GRU) /* rows [0, 2H), then [2H, 3H) */
+            stgK_pack_b(d->kern, q == G ? 2 * H : H, H, W + (q == G ? 0 : 2 * H * H), H, 1,
+                        pn->out + d->hoff[q - G]);
+        else
+            stgK_pack_b(d->kern, G * H, H, W, H, 1, pn->out + d->hoff[0]);
+    }
 }
 
 /* 'extra' floats of per-thread scratch besides a GEMM workspace for an
@@ -99,8 +183,13 @@ static stg_status prepare_shares(stg_prep *cx, stg_pnode *pn, int64_t k, int64_t
         return STG_NOMEM;
     d->s = geom_of(pn->node->attr);
     d->kern = cx->kern;
-    d->blocks = (d->s.h + 15) / 16;
-    int64_t per = (d->blocks + cx->threads - 1) / cx->threads * 16;
+    d->block = cx->kern->nr;
+    d->blocks = (d->s.h + d->block - 1) / d->block;
+    int64_t hoff[2] = {0, 0};
+    hpack_layout(cx->kern, pn->node->attr, pack_layout(cx->kern, pn->node->attr, d->packed), hoff);
+    if (pn->node->op == &stg_op_rnn_hgrad)
+        d->packed[0] = hoff[0], d->packed[1] = hoff[1];
+    int64_t per = (d->blocks + cx->threads - 1) / cx->threads * d->block;
     if (per > d->s.h)
         per = d->s.h;
     pn->serial = 2.0 * (double)d->s.n * (double)d->s.h * (double)k < 2e5;
@@ -184,14 +273,16 @@ static void run_cell(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
     float *S = pn->out, *work = stgR_scratch(pn, tid);
     size_t wbytes = stgK_gemm_workspace(d->kern, N, len, H);
     float *R = work + (wbytes + STG_ALIGN - 1) / STG_ALIGN * STG_ALIGN / sizeof(float);
-    const float *P = pn->in[1] + t * N * s->g * H, *W = pn->in[2];
-    const float *b = a->has_bias ? pn->in[3] : NULL;
+    const float *P = pn->in[1] + t * N * s->g * H, *W = pn->in[2], *packed = pn->in[3];
+    const float *b = a->has_bias ? pn->in[4] : NULL;
     float *tmp = R + s->g * N * len;
     /* R[g] (N x len) = h_{t} (the previous state) times the rows lo..hi of
-     * gate g of W_hh, transposed */
+     * gate g of W_hh, transposed (packed once per step by rnn_pack) */
     for (int64_t g = 0; g < s->g; g++)
-        stgK_gemm(d->kern, work, N, len, H, S + at(s, t, 0), s->width, 1, W + (g * H + lo) * H,
-                  1, H, 0.0f, R + g * N * len, len, 1);
+        if (!stgK_gemm_packed_b(d->kern, work, N, len, H, S + at(s, t, 0), s->width, 1,
+                                packed + d->packed[g], lo, H, 0.0f, R + g * N * len, len, 1))
+            stgK_gemm(d->kern, work, N, len, H, S + at(s, t, 0), s->width, 1,
+                      W + (g * H + lo) * H, 1, H, 0.0f, R + g * N * len, len, 1);
     /* then the gates, a whole share of a row at a time so the
      * nonlinearities run as vector loops */
     for (int64_t n = 0; n < N; n++) {
@@ -253,6 +344,7 @@ static stg_status prepare_cell_grad(stg_prep *cx, stg_pnode *pn)
     if (!d)
         return STG_NOMEM;
     d->s = geom_of(pn->node->attr);
+    d->block = 16;
     d->blocks = (d->s.h + 15) / 16;
     pn->serial = d->s.n * d->s.h * d->s.g < STG_GRAIN;
     int64_t per = (d->blocks + cx->threads - 1) / cx->threads * 16;
@@ -336,17 +428,19 @@ static void run_hgrad(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
     if (hi <= lo)
         return;
     float *dS = pn->out, *work = stgR_scratch(pn, tid);
-    const float *W = pn->in[1];
+    const float *W = pn->in[1], *packed = pn->in[2];
     float *c = dS + at(s, t, 0) + lo;
     const float *da = dS + at(s, t + 1, 0) + s->oa;
-    if (a->mode == STG_GRU) { /* r and z from the gate block, n from W_hn h's gradient */
-        stgK_gemm(d->kern, work, N, hi - lo, 2 * H, da, s->width, 1, W + lo, H, 1, 1.0f, c,
-                  s->width, 1);
-        stgK_gemm(d->kern, work, N, hi - lo, H, dS + at(s, t + 1, 0) + s->ohn, s->width, 1,
-                  W + 2 * H * H + lo, H, 1, 1.0f, c, s->width, 1);
-    } else {
-        stgK_gemm(d->kern, work, N, hi - lo, s->g * H, da, s->width, 1, W + lo, H, 1, 1.0f, c,
-                  s->width, 1);
+    /* r and z from the gate block and, for a GRU, n from W_hn h's gradient */
+    int parts = a->mode == STG_GRU ? 2 : 1;
+    for (int k = 0; k < parts; k++) {
+        int64_t kk = a->mode == STG_GRU ? (k ? H : 2 * H) : s->g * H;
+        const float *ak = k ? dS + at(s, t + 1, 0) + s->ohn : da;
+        const float *wk = W + (k ? 2 * H * H : 0) + lo;
+        if (!stgK_gemm_packed_b(d->kern, work, N, hi - lo, kk, ak, s->width, 1,
+                                packed + d->packed[k], lo, H, 1.0f, c, s->width, 1))
+            stgK_gemm(d->kern, work, N, hi - lo, kk, ak, s->width, 1, wk, H, 1, 1.0f, c, s->width,
+                      1);
     }
 }
 
@@ -376,7 +470,7 @@ static void backward_cell(stg_ad *ad, int32_t id, stg_tensor gout)
     stg_graph *g = ad->g;
     const stg_node *n = &g->nodes[id];
     rnn_attr a = *(const rnn_attr *)n->attr;
-    int32_t prev = n->in[0], w = n->in[2];
+    int32_t prev = n->in[0], w = n->in[2], pack = n->in[3];
     if (gout.id < 0 || !stgD_needs(ad, prev))
         return;
     stg_shape s = n->shape;
@@ -387,8 +481,8 @@ static void backward_cell(stg_ad *ad, int32_t id, stg_tensor gout)
     stg_tensor d1 = stgG_add(g, &stg_op_rnn_cell_grad, 2, in1, &s, &a);
     if (d1.id < 0)
         return;
-    int32_t in2[2] = {d1.id, w};
-    stgD_accumulate(ad, prev, stgG_add(g, &stg_op_rnn_hgrad, 2, in2, &s, &a));
+    int32_t in2[3] = {d1.id, w, pack};
+    stgD_accumulate(ad, prev, stgG_add(g, &stg_op_rnn_hgrad, 3, in2, &s, &a));
 }
 
 /* Columns [from, from + len) of rows [r0, r1) of a (T + 1, N, W) tensor. */
@@ -570,13 +664,14 @@ static stg_tensor layer(stg_graph *g, const stg_rnn *r, int l, stg_tensor X, stg
             *(k ? &a.has_c0 : &a.has_h0) = 1;
         }
     rnn_geom s = geom_of(&a);
-    stg_shape ss = {3, {T + 1, N, s.width}};
+    stg_shape ss = {3, {T + 1, N, s.width}}, ps = {1, {pack_bound(&a) + hpack_bound(&a)}};
+    stg_tensor pack = stgG_add(g, &stg_op_rnn_pack, 1, &W.id, &ps, &a);
     stg_tensor S = stgG_add(g, &stg_op_rnn_init, nin, in, &ss, &a);
     stg_tensor init = S;
-    for (int64_t t = 0; t < T && S.id >= 0; t++) {
+    for (int64_t t = 0; t < T && S.id >= 0 && pack.id >= 0; t++) {
         a.t = t;
-        int32_t cin[4] = {S.id, P.id, W.id, b.id};
-        S = stgG_add(g, &stg_op_rnn_cell, a.has_bias ? 4 : 3, cin, &ss, &a);
+        int32_t cin[5] = {S.id, P.id, W.id, pack.id, b.id};
+        S = stgG_add(g, &stg_op_rnn_cell, a.has_bias ? 5 : 4, cin, &ss, &a);
     }
     if (S.id >= 0)
         ((rnn_attr *)stgG_node(g, init)->attr)->last = S.id;
@@ -646,6 +741,13 @@ STG_API stg_tensor stg_rnn_apply(stg_graph *g, const stg_rnn *r, stg_tensor x, s
     return r->batch_first ? stg_swapaxes(g, X, 0, 1) : X;
 }
 
+const stg_op stg_op_rnn_pack = {
+    .name = "rnn_pack",
+    .attr_size = sizeof(rnn_attr),
+    .print_attr = print_rnn,
+    .prepare = prepare_pack,
+    .run = run_pack,
+};
 const stg_op stg_op_rnn_init = {
     .name = "rnn_init",
     .flags = STG_OPF_SERIAL,
