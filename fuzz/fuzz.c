@@ -1,7 +1,7 @@
 /*
  * One libFuzzer binary for stgrad's harnesses, since they share the whole
  * library (one instrumented build instead of three): STG_FUZZ=checkpoint,
- * idx or graph chooses the harness.
+ * idx, graph or safetensors chooses the harness.
  *
  *   STG_FUZZ=idx ./fuzz/stg-fuzz -max_total_time=60 CORPUS_DIR
  */
@@ -27,12 +27,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     static const struct {
         const char *name;
         int (*fn)(const uint8_t *, size_t);
-    } all[] = {{"checkpoint", fuzz_checkpoint}, {"idx", fuzz_idx}, {"graph", fuzz_graph}};
+    } all[] = {{"checkpoint", fuzz_checkpoint}, {"idx", fuzz_idx}, {"graph", fuzz_graph},
+               {"safetensors", fuzz_safetensors}};
     for (size_t i = 0; which && i < sizeof all / sizeof all[0]; i++)
         if (!strcmp(which, all[i].name))
             harness = all[i].fn;
     if (!harness) {
-        fprintf(stderr, "stg-fuzz: set STG_FUZZ to checkpoint, idx or graph\n");
+        fprintf(stderr, "stg-fuzz: set STG_FUZZ to checkpoint, idx, graph or safetensors\n");
         exit(2);
     }
     return 0;

@@ -623,6 +623,15 @@ STG_API stg_status stg_plan_init(stg_plan *p, stg_tensor t, stg_init_kind kind, 
  * would get the same name make both calls fail with STG_INVALID (rename a
  * parameter), as do NULL arguments.  The format is described in README.md. */
 STG_API stg_status stg_plan_save(stg_plan *p, const char *path);
+/* Loads every parameter and running statistic of the plan, by name, from a
+ * safetensors file (tools/export_state_dict.py writes one from a PyTorch
+ * state_dict; README.md, "Weights from PyTorch").  The whole file is
+ * checked first: a missing or unexpected name (BatchNorm's
+ * num_batches_tracked excepted), a dtype other than F32, a shape other than
+ * the plan's, or a malformed header returns STG_FORMAT with a message
+ * naming the tensor, and the plan is unchanged.  Optimizer state and the
+ * step count are not touched. */
+STG_API stg_status stg_plan_load_safetensors(stg_plan *p, const char *path);
 STG_API stg_status stg_plan_load(stg_plan *p, const char *path);
 
 /* Memory: the arena's size, and the sum of the sizes of all buffers it holds

@@ -874,6 +874,170 @@ static int remove_tmpdir(void **state)
     return tmpdir_remove(tmpdir);
 }
 
+/* ---- safetensors from PyTorch ----------------------------------------------- */
+
+/* tools/gen_reference.py's small model, built with PyTorch's names. */
+typedef struct small_model {
+    stg_graph *g;
+    stg_tensor x, y;
+    stg_plan *p;
+} small_model;
+
+static small_model small_build(void)
+{
+    small_model m = {.g = stg_graph_new()};
+    stg_graph *g = m.g;
+    int64_t five = 5, three = 3;
+    m.x = stg_input_i32(g, "x", 2, (int64_t[]){2, 3});
+    stg_tensor emb = stg_param(g, "emb.weight", 2, (int64_t[]){10, 4});
+    stg_rnn r = {.mode = STG_LSTM, .input_size = 4, .hidden_size = 5, .num_layers = 2,
+                 .batch_first = 1};
+    assert_int_equal(stg_rnn_params(g, &r, "lstm"), STG_OK);
+    stg_tensor out = stg_rnn_apply(g, &r, stg_embedding(g, emb, m.x, -1), (stg_tensor){-1},
+                                   (stg_tensor){-1}, NULL, NULL);
+    stg_tensor h = stg_reshape(g, stg_slice(g, out, 1, 2, 3, 1), 2, (int64_t[]){2, 5});
+    h = stg_layer_norm(g, h, 1, stg_param(g, "ln.weight", 1, &five),
+                       stg_param(g, "ln.bias", 1, &five), 1e-5f);
+    h = stg_batch_norm(g, h, stg_param(g, "bn.weight", 1, &five), stg_param(g, "bn.bias", 1, &five),
+                       stg_stat(g, "bn.running_mean", 1, &five, 0.0f),
+                       stg_stat(g, "bn.running_var", 1, &five, 1.0f), NULL);
+    stg_tensor fc = stg_param(g, "fc.weight", 2, (int64_t[]){3, 5});
+    m.y = stg_add(g, stg_matmul(g, h, stg_transpose(g, fc, (int[]){1, 0})),
+                  stg_param(g, "fc.bias", 1, &three));
+    stg_graph_keep(g, m.y);
+    assert_int_equal(stg_graph_status(g), STG_OK);
+    stg_plan_options o;
+    stg_plan_options_init(&o);
+    o.inference = 1;
+    assert_int_equal(stg_plan_create(g, (stg_tensor){-1}, &o, &m.p), STG_OK);
+    return m;
+}
+
+static void spit(const char *path, const unsigned char *b, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    fclose(f);
+}
+
+/* Replaces the first 'from' in the header with 'to' (same length). */
+static void edit(unsigned char *b, size_t n, const char *from, const char *to)
+{
+    size_t len = strlen(from);
+    for (size_t i = 8; i + len <= n; i++)
+        if (!memcmp(b + i, from, len)) {
+            memcpy(b + i, to, len);
+            return;
+        }
+    fail_msg("'%s' is not in the file", from);
+}
+
+/* A PyTorch state_dict (Embedding, 2-layer LSTM, LayerNorm, BatchNorm with
+ * its running statistics, Linear) loads by name: every tensor is
+ * PyTorch's, and the model gives PyTorch's eval-mode output.  Then damaged
+ * copies: each refused with its message, the plan unchanged. */
+static void test_load_safetensors(void **state)
+{
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/state_dict.safetensors", STG_TEST_DATA);
+    FILE *rf = tu_open_data("state_dict_ref.txt");
+    tu_case c;
+    assert_true(tu_read_case(rf, &c));
+    fclose(rf);
+    small_model m = small_build();
+    assert_int_equal(stg_plan_load_safetensors(m.p, path), STG_OK);
+    int checked = 0;
+    for (int i = 0; i < c.nt; i++) {
+        if (!strcmp(c.t[i].role, "x") || !strcmp(c.t[i].role, "y"))
+            continue;
+        int32_t id = -1;
+        for (int32_t k = 0; k < m.g->n; k++)
+            if (m.g->nodes[k].name && !strcmp(m.g->nodes[k].name, c.t[i].role))
+                id = k;
+        if (id < 0)
+            fail_msg("the model has no tensor '%s'", c.t[i].role);
+        float got[256];
+        assert_true(c.t[i].n <= 256);
+        assert_int_equal(stg_plan_get(m.p, (stg_tensor){id}, got, c.t[i].n), STG_OK);
+        for (int64_t k = 0; k < c.t[i].n; k++)
+            assert_true(got[k] == c.t[i].v[k]); /* F32 in the file, F32 here: exact */
+        checked++;
+    }
+    assert_int_equal(checked, 17); /* emb 1, lstm 8, ln 2, bn 4, fc 2: all but num_batches_tracked */
+    const tu_tensor *x = tu_find(&c, "x"), *y = tu_find(&c, "y");
+    int32_t *xv = stg_plan_data_i32(m.p, m.x);
+    for (int k = 0; k < 6; k++)
+        xv[k] = (int32_t)x->v[k];
+    assert_int_equal(stg_plan_forward(m.p), STG_OK);
+    assert_true(tu_err(stg_plan_data(m.p, m.y), y->v, 6, 2e-5, 1e-4) <= 1.0);
+
+    /* damaged copies */
+    char dir[256], bad[300];
+    assert_int_equal(tmpdir_make(dir, sizeof dir, "stg_safetensors"), 0);
+    snprintf(bad, sizeof bad, "%s/bad.safetensors", dir);
+    size_t n;
+    unsigned char *orig = slurp(path, &n), *work = malloc(n);
+    assert_non_null(work);
+    stg_tensor fcb = {-1};
+    for (int32_t k = 0; k < m.g->n; k++)
+        if (m.g->nodes[k].name && !strcmp(m.g->nodes[k].name, "fc.bias"))
+            fcb.id = k;
+    float keep[3];
+    assert_int_equal(stg_plan_get(m.p, fcb, keep, 3), STG_OK);
+    struct {
+        const char *from, *to;
+        stg_status st;
+        const char *want;
+    } cases[] = {
+        {"\"fc.bias\":{\"dtype\":\"F32\"", "\"fc.bias\":{\"dtype\":\"F64\"", STG_FORMAT,
+         "tensor 'fc.bias' has dtype F64"},
+        {"\"fc.bias\"", "\"fc.biaz\"", STG_FORMAT, "has no tensor 'fc.bias'"},
+        {"\"fc.bias\":{\"dtype\":\"F32\",\"shape\":[3]",
+         "\"fc.bias\":{\"dtype\":\"F32\",\"shape\":[4]", STG_FORMAT,
+         "tensor 'fc.bias' has shape (4,) in the file, (3,) in the plan"},
+        {"\"emb.weight\":{", "\"emb.weight\":[", STG_FORMAT, "not valid JSON"},
+        {"num_batches_tracked", "num_batches_trackeX", STG_FORMAT,
+         "has tensor 'bn.num_batches_trackeX', which the plan lacks"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memcpy(work, orig, n);
+        edit(work, n, cases[i].from, cases[i].to);
+        /* change the values too: a refused file must change nothing */
+        for (size_t k = n - 12; k < n; k++)
+            work[k] ^= 0x5a;
+        spit(bad, work, n);
+        assert_int_equal(stg_plan_load_safetensors(m.p, bad), cases[i].st);
+        if (!strstr(stg_plan_message(m.p), cases[i].want))
+            fail_msg("case %zu: message '%s' lacks '%s'", i, stg_plan_message(m.p), cases[i].want);
+        float now[3];
+        assert_int_equal(stg_plan_get(m.p, fcb, now, 3), STG_OK);
+        assert_memory_equal(now, keep, sizeof keep);
+    }
+    spit(bad, orig, n - 5); /* cut: the last tensor's data is not all there */
+    assert_int_equal(stg_plan_load_safetensors(m.p, bad), STG_FORMAT);
+    assert_non_null(strstr(stg_plan_message(m.p), "data_offsets"));
+    memcpy(work, orig, n);
+    work[7] = 0x7f; /* a header length beyond the file */
+    spit(bad, work, n);
+    assert_int_equal(stg_plan_load_safetensors(m.p, bad), STG_FORMAT);
+    assert_non_null(strstr(stg_plan_message(m.p), "its header claims"));
+    spit(bad, orig, 5);
+    assert_int_equal(stg_plan_load_safetensors(m.p, bad), STG_FORMAT);
+    assert_int_equal(stg_plan_load_safetensors(m.p, "/nonexistent/x.safetensors"), STG_IO);
+    assert_int_equal(stg_plan_load_safetensors(NULL, path), STG_INVALID);
+    float now[3];
+    assert_int_equal(stg_plan_get(m.p, fcb, now, 3), STG_OK);
+    assert_memory_equal(now, keep, sizeof keep);
+    tmpdir_remove(dir);
+    free(orig);
+    free(work);
+    tu_free_case(&c);
+    stg_plan_free(m.p);
+    stg_graph_free(m.g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -890,6 +1054,7 @@ int main(void)
         cmocka_unit_test(test_atomic_save),
         cmocka_unit_test(test_no_parameters),
         cmocka_unit_test(test_inference_plan_loads_training_checkpoint),
+        cmocka_unit_test(test_load_safetensors),
     };
     return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
 }

@@ -10,7 +10,7 @@
 
 static bool read_tensor(FILE *f, tu_tensor *t)
 {
-    if (fscanf(f, " tensor %15s %d", t->role, &t->nd) != 2 || t->nd < 0 || t->nd > STG_MAX_DIMS)
+    if (fscanf(f, " tensor %47s %d", t->role, &t->nd) != 2 || t->nd < 0 || t->nd > STG_MAX_DIMS)
         return false;
     t->n = 1;
     for (int i = 0; i < t->nd; i++) {

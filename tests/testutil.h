@@ -11,7 +11,7 @@
 #define TU_MAX_TENSORS 32
 
 typedef struct tu_tensor {
-    char role[16];
+    char role[48];
     int nd;
     int64_t d[STG_MAX_DIMS];
     int64_t n;

@@ -942,6 +942,51 @@ def rnn_cases():
     return cases
 
 
+def state_dict_case(out_dir):
+    """A small PyTorch model's state_dict as tests/data/state_dict.safetensors
+    (tools/export_state_dict.py), and state_dict_ref.txt: every tensor by
+    name, an input and the model's eval-mode output on it.  Model: bytes ->
+    Embedding(10, 4) -> LSTM(4, 5, 2 layers, batch_first) -> LayerNorm(5) on
+    the last step -> BatchNorm1d(5) (running statistics moved by two
+    training batches) -> Linear(5, 3)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from export_state_dict import save_safetensors
+
+    class Small(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(10, 4)
+            self.lstm = torch.nn.LSTM(4, 5, 2, batch_first=True)
+            self.ln = torch.nn.LayerNorm(5)
+            self.bn = torch.nn.BatchNorm1d(5)
+            self.fc = torch.nn.Linear(5, 3)
+
+        def forward(self, x):
+            out, _ = self.lstm(self.emb(x))
+            return self.fc(self.bn(self.ln(out[:, -1, :])))
+
+    g = generator_for("state_dict")
+    m = Small()
+    with torch.no_grad():
+        for _, prm in m.named_parameters():
+            prm.copy_(uniform(g, prm.shape, -0.8, 0.8).float())
+    m.train()
+    for _ in range(2):
+        m(torch.randint(0, 10, (6, 3), generator=g))
+    m.eval()
+    x = torch.randint(0, 10, (2, 3), generator=g)
+    with torch.no_grad():
+        y = m(x)
+    sd = m.state_dict()
+    save_safetensors(sd, os.path.join(out_dir, "state_dict.safetensors"))
+    parts = ["case state_dict small\n"]
+    for name, t in sd.items():
+        if t.is_floating_point():
+            parts.append(fmt_tensor(name, t.double()))
+    parts += [fmt_tensor("x", x.double()), fmt_tensor("y", y.double()), "end\n"]
+    return ["".join(parts)]
+
+
 def nonfinite_cases():
     """The first case of every op of ops_ref.txt and of every operand rank
     pair of matmul_ref.txt, with NaN, +inf and -inf in each float input."""
@@ -978,6 +1023,8 @@ def main():
                seq_cases())
     write_file(os.path.join(out_dir, "rnn_ref.txt"), "recurrent layers: outputs, final "
                "states and every gradient", rnn_cases())
+    write_file(os.path.join(out_dir, "state_dict_ref.txt"), "a PyTorch state_dict "
+               "(state_dict.safetensors) and its model's output", state_dict_case(out_dir))
     write_file(os.path.join(out_dir, "bn_running_ref.txt"), "batch norm running statistics "
                "over several steps, then inference", running_cases())
     write_file(os.path.join(out_dir, "nonfinite_ref.txt"), "every op with NaN, +inf "
