@@ -137,10 +137,11 @@ static void backward_embed(stg_ad *ad, int32_t id, stg_tensor gout)
     if (!stgD_needs(ad, w) || gout.id < 0)
         return;
     embed_attr a = *(const embed_attr *)n->attr;
+    int32_t idx = n->in[1]; /* 'n' moves as the graph grows */
     stg_tensor gc = contiguous(g, gout);
     if (gc.id < 0)
         return;
-    int32_t in[2] = {gc.id, n->in[1]};
+    int32_t in[2] = {gc.id, idx};
     stg_shape s = g->nodes[w].shape;
     stgD_accumulate(ad, w, stgG_add(g, &stg_op_embedding_grad, 2, in, &s, &a));
 }

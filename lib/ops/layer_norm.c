@@ -192,12 +192,12 @@ static void backward_ln(stg_ad *ad, int32_t id, stg_tensor gout)
     if (gout.id < 0)
         return;
     int64_t rows = n->shape.d[0], dim = n->shape.d[1];
+    stg_shape s = n->shape; /* 'n' moves as the graph grows */
     stg_tensor g2 = as_rows(g, gout, rows, dim);
     if (g2.id < 0)
         return;
     if (stgD_needs(ad, x)) {
         int32_t in[4] = {g2.id, x, stats, w};
-        stg_shape s = n->shape;
         stgD_accumulate(ad, x, stgG_add(g, &stg_op_ln_grad_x, a.has_w ? 4 : 3, in, &s, &a));
     }
     if (dw || db) {
@@ -207,9 +207,9 @@ static void backward_ln(stg_ad *ad, int32_t id, stg_tensor gout)
             int32_t leaf = k == 0 ? b : w;
             if (leaf < 0 || !(k == 0 ? db : dw))
                 continue;
-            const stg_shape *ls = &g->nodes[leaf].shape;
+            stg_shape ls = g->nodes[leaf].shape;
             stg_tensor rowk = stg_slice(g, r, 0, k, k + 1, 1);
-            stgD_accumulate(ad, leaf, stg_reshape(g, rowk, ls->nd, ls->d));
+            stgD_accumulate(ad, leaf, stg_reshape(g, rowk, ls.nd, ls.d));
         }
     }
 }

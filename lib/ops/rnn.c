@@ -544,9 +544,9 @@ static void backward_init(stg_ad *ad, int32_t id, stg_tensor gout)
     int64_t off[2] = {0, s.oc};
     for (int k = 0; k < 2; k++)
         if (state[k] >= 0 && stgD_needs(ad, state[k])) {
-            const stg_shape *ss = &g->nodes[state[k]].shape;
-            stgD_accumulate(ad, state[k], stg_reshape(g, block(g, gout, 0, 1, off[k], H), ss->nd,
-                                                      ss->d));
+            stg_shape ss = g->nodes[state[k]].shape; /* a copy: nodes move as the graph grows */
+            stgD_accumulate(ad, state[k], stg_reshape(g, block(g, gout, 0, 1, off[k], H), ss.nd,
+                                                      ss.d));
         }
 }
 
