@@ -14,6 +14,9 @@
 
 #include "internal.h"
 
+/* Failures are reported in the plan's message (stg_plan_message). */
+#define fail stgP_message
+
 /* Creates "<path>.tmp.<pid>" (or ".<pid>.<n>" when a stale one is in the
  * way) with O_EXCL, so the permissions follow the umask as for any new file. */
 static int open_temp(const char *path, char *tmp, size_t cap)
@@ -50,17 +53,6 @@ static void sync_dir(const char *path)
         close(fd);
     }
     free(dir);
-}
-
-static stg_status fail(stg_plan *p, stg_status s, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static stg_status fail(stg_plan *p, stg_status s, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(p->step_msg, sizeof p->step_msg, fmt, ap);
-    va_end(ap);
-    return s;
 }
 
 stg_status stgW_write_atomic(stg_plan *p, const char *what, const char *path,

@@ -19,6 +19,9 @@
 
 #include "internal.h"
 
+/* Failures are reported in the plan's message (stg_plan_message). */
+#define fail stgP_message
+
 #define CK_MAGIC "STGRADCK"
 #define CK_VERSION 1u
 #define CK_HEADER 24u      /* magic, version, tensor count, step count */
@@ -50,17 +53,6 @@ typedef struct ck_entry {
     unsigned dtype, nd;
     uint64_t off, bytes;
 } ck_entry;
-
-static stg_status fail(stg_plan *p, stg_status s, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static stg_status fail(stg_plan *p, stg_status s, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(p->step_msg, sizeof p->step_msg, fmt, ap);
-    va_end(ap);
-    return s;
-}
 
 /* ---- little-endian bytes ------------------------------------------------ */
 

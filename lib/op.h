@@ -259,6 +259,11 @@ typedef struct stg_matmul_info {
 } stg_matmul_info;
 bool stgK_matmul_info(const stg_pnode *pn, stg_matmul_info *info);
 
+/* t itself when its layout is contiguous (a view with an offset
+ * included), else a contiguous copy of it: for kernels that read plain
+ * rows. */
+stg_tensor stgK_contiguous(stg_graph *g, stg_tensor t);
+
 /* The batched product a b with the output shape 'out', whose batch dims
  * may lack or be 1 where a's and b's are not: those are summed, as in the
  * gradient of a weight shared across a batch (one GEMM when the strides

@@ -82,6 +82,15 @@ void *stgP_opdata(stg_prep *cx, stg_pnode *pn, size_t bytes)
     return pn->desc;
 }
 
+stg_status stgP_message(stg_plan *p, stg_status s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->step_msg, sizeof p->step_msg, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
 stg_status stgP_fail(stg_prep *cx, stg_status s, const char *fmt, ...)
 {
     va_list ap;

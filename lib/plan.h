@@ -138,6 +138,10 @@ void stgX_json_string(FILE *f, const char *s);
  * (returning 0 or an errno value), which is flushed, synced and renamed over
  * 'path'.  On failure the temporary file is removed, 'path' is untouched and
  * the plan's message names 'what' and the file. */
+/* Writes the plan's message (stg_plan_message) and returns 's': for the
+ * calls that report into it (save, load). */
+stg_status stgP_message(stg_plan *p, stg_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 stg_status stgW_write_atomic(stg_plan *p, const char *what, const char *path,
                              int (*body)(FILE *f, void *ctx), void *ctx);
 

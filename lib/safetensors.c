@@ -24,6 +24,9 @@
 
 #include "internal.h"
 
+/* Failures are reported in the plan's message (stg_plan_message). */
+#define fail stgP_message
+
 #define ST_HEADER_MAX ((uint64_t)64 << 20)
 #define ST_NAME_MAX 512
 
@@ -42,17 +45,6 @@ typedef struct st_parse {
     stg_plan *p;
     stg_status status;
 } st_parse;
-
-static stg_status fail(stg_plan *p, stg_status s, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static stg_status fail(stg_plan *p, stg_status s, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(p->step_msg, sizeof p->step_msg, fmt, ap);
-    va_end(ap);
-    return s;
-}
 
 /* ---- a small JSON reader --------------------------------------------------- */
 

@@ -119,16 +119,6 @@ static double flops_embed_grad(const stg_graph *g, const stg_node *n)
     return (double)stgS_numel(&g->nodes[n->in[0]].shape);
 }
 
-/* A contiguous version of t (t itself when it is one). */
-static stg_tensor contiguous(stg_graph *g, stg_tensor t)
-{
-    const stg_node *n = stgG_node(g, t);
-    if (stgS_is_contiguous(&n->shape, &n->lay))
-        return t;
-    stg_shape s = n->shape;
-    return stgG_add(g, &stg_op_copy, 1, &t.id, &s, NULL);
-}
-
 static void backward_embed(stg_ad *ad, int32_t id, stg_tensor gout)
 {
     stg_graph *g = ad->g;
@@ -138,7 +128,7 @@ static void backward_embed(stg_ad *ad, int32_t id, stg_tensor gout)
         return;
     embed_attr a = *(const embed_attr *)n->attr;
     int32_t idx = n->in[1]; /* 'n' moves as the graph grows */
-    stg_tensor gc = contiguous(g, gout);
+    stg_tensor gc = stgK_contiguous(g, gout);
     if (gc.id < 0)
         return;
     int32_t in[2] = {gc.id, idx};
@@ -169,7 +159,7 @@ STG_API stg_tensor stg_embedding(stg_graph *g, stg_tensor w, stg_tensor idx, int
     if (!stgS_numel_ok(&out))
         return stgG_fail(g, STG_SHAPE, "embedding: idx %s times dim %lld is too many elements",
                          stgS_str(is, bi, sizeof bi), (long long)ws->d[1]);
-    stg_tensor wc = contiguous(g, w);
+    stg_tensor wc = stgK_contiguous(g, w);
     if (wc.id < 0)
         return wc;
     embed_attr a = {padding_idx};

@@ -552,15 +552,6 @@ static void backward_init(stg_ad *ad, int32_t id, stg_tensor gout)
 
 /* ---- the builder --------------------------------------------------------------- */
 
-static stg_tensor contiguous(stg_graph *g, stg_tensor t)
-{
-    const stg_node *n = stgG_node(g, t);
-    if (n->base == t.id && stgS_is_contiguous(&n->shape, &n->lay))
-        return t;
-    stg_shape s = n->shape;
-    return stgG_add(g, &stg_op_copy, 1, &t.id, &s, NULL);
-}
-
 static const char *mode_name(stg_rnn_mode m)
 {
     static const char *const names[] = {"rnn_tanh", "rnn_relu", "lstm", "gru"};
@@ -640,15 +631,15 @@ static stg_tensor layer(stg_graph *g, const stg_rnn *r, int l, stg_tensor X, stg
                         stg_tensor c0)
 {
     const stg_shape *xs = &stgG_node(g, X)->shape;
-    int64_t T = xs->d[0], N = xs->d[1], H = r->hidden_size, G = gates_of(r->mode);
+    int64_t T = xs->d[0], N = xs->d[1], H = r->hidden_size;
     stg_tensor P = stg_matmul(g, X, stg_swapaxes(g, r->weight_ih[l], 0, 1));
     if (!r->no_bias)
         P = stg_add(g, P, r->bias_ih[l]);
     if (!stgG_ok(g))
         return stgG_t(-1);
-    P = contiguous(g, P);
-    stg_tensor W = contiguous(g, r->weight_hh[l]);
-    stg_tensor b = r->no_bias ? stgG_t(-1) : contiguous(g, r->bias_hh[l]);
+    P = stgK_contiguous(g, P);
+    stg_tensor W = stgK_contiguous(g, r->weight_hh[l]);
+    stg_tensor b = r->no_bias ? stgG_t(-1) : stgK_contiguous(g, r->bias_hh[l]);
     rnn_attr a = {.mode = r->mode, .has_bias = !r->no_bias, .steps = T, .batch = N, .hidden = H};
     int32_t in[5] = {P.id, W.id}, nin = 2;
     if (a.has_bias)
@@ -660,7 +651,7 @@ static stg_tensor layer(stg_graph *g, const stg_rnn *r, int l, stg_tensor X, stg
                                        (int64_t[]){N, H});
             if (v.id < 0)
                 return v;
-            in[nin++] = contiguous(g, v).id;
+            in[nin++] = stgK_contiguous(g, v).id;
             *(k ? &a.has_c0 : &a.has_h0) = 1;
         }
     rnn_geom s = geom_of(&a);
@@ -675,7 +666,6 @@ static stg_tensor layer(stg_graph *g, const stg_rnn *r, int l, stg_tensor X, stg
     }
     if (S.id >= 0)
         ((rnn_attr *)stgG_node(g, init)->attr)->last = S.id;
-    (void)G;
     return S;
 }
 

@@ -17,6 +17,14 @@ static stg_tensor copy(stg_graph *g, stg_tensor a)
     return stgG_add(g, &stg_op_copy, 1, &a.id, &stgG_node(g, a)->shape, NULL);
 }
 
+stg_tensor stgK_contiguous(stg_graph *g, stg_tensor t)
+{
+    const stg_node *n = stgG_node(g, t);
+    if (stgS_is_contiguous(&n->shape, &n->lay))
+        return t;
+    return copy(g, t);
+}
+
 STG_API stg_tensor stg_reshape(stg_graph *g, stg_tensor a, int ndim, const int64_t *dims)
 {
     if (!stgG_ok(g) || !stgG_check_tensor(g, "reshape", a))
