@@ -715,6 +715,7 @@ typedef struct stg_node_info {
     double wait_ns;     /* median of the threads' mean wait at the barrier
                            before it (0 where there is none) */
     char attrs[80];     /* the op's attributes, e.g. "axes=0 keepdims", or "" */
+    int64_t step;       /* the time step of a recurrent layer's node, else -1 */
 } stg_node_info;
 STG_API stg_status stg_plan_node_info(const stg_plan *p, int pos, stg_node_info *info);
 /* One thread's medians for node 'pos': time in its kernel, wait before it.

@@ -76,7 +76,8 @@ typedef struct stg_step {
  * for any other input), for checkpoints; 'commit', for a forward node
  * that stages state (batch norm's running statistics), adds the UPDATE
  * nodes that write it, which a training plan runs after the guard so that
- * a failed step changes nothing.
+ * a failed step changes nothing; 'step', for the nodes of a recurrence,
+ * the time step a node belongs to (profiles group them by it).
  *
  * An op with attributes declares their struct's size, a printer (for
  * profiles, traces and DOT files) and, where bitwise equality of the
@@ -97,6 +98,7 @@ typedef struct stg_op {
     double (*flops)(const stg_graph *g, const stg_node *n);
     const char *(*state)(int input);
     void (*commit)(stg_graph *g, int32_t id);
+    int64_t (*step)(const void *attr);
 } stg_op;
 
 #define STG_OP(name) extern const stg_op stg_op_##name;

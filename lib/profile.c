@@ -193,6 +193,7 @@ void stgX_node_info(const stg_plan *p, int32_t pos, stg_node_info *info)
         info->bytes_written = 4.0 * (double)stgS_numel(&n->shape);
     }
     stgO_attr_str(n->op, n->attr, info->attrs, sizeof info->attrs);
+    info->step = n->op->step ? n->op->step(n->attr) : -1;
     int32_t b = p->bufof[n->base];
     info->offset = b >= 0 ? (int64_t)p->bufs[b].offset : -1;
     info->bytes = b >= 0 ? (int64_t)p->bufs[b].bytes : 0;
@@ -298,8 +299,10 @@ STG_API stg_status stg_plan_write_profile(const stg_plan *p, FILE *f)
     for (int32_t i = 0; i < p->nsched; i++) {
         stg_node_info in;
         stgX_node_info(p, i, &in);
-        char what[64], shapes[160], out[96], io[260];
-        snprintf(what, sizeof what, "%s%s%s%s%s", in.op, *in.about ? " (" : "", in.about,
+        char what[96], shapes[160], out[96], io[260], step[32] = "";
+        if (in.step >= 0)
+            snprintf(step, sizeof step, " t=%lld", (long long)in.step);
+        snprintf(what, sizeof what, "%s%s%s%s%s%s", in.op, step, *in.about ? " (" : "", in.about,
                  *in.about ? ")" : "", in.serial && p->threads > 1 ? " *" : "");
         stgX_input_shapes(p, p->sched[i].id, shapes, sizeof shapes);
         stgS_str(&p->sched[i].node->shape, out, sizeof out);

@@ -43,7 +43,15 @@ static void print_rnn(const void *attr, char *buf, size_t len)
     snprintf(buf, len, "%s t=%lld", names[a->mode], (long long)a->t);
 }
 
+/* The step a cell, a cell gradient or an hgrad node belongs to. */
+static int64_t step_of(const void *attr)
+{
+    return ((const rnn_attr *)attr)->t;
+}
+
 /* ---- the row layout ---------------------------------------------------------- */
+
+static int gates_of(int mode);
 
 static int gates_of(int mode)
 {
@@ -70,6 +78,18 @@ static rnn_geom geom_of(const rnn_attr *a)
 static inline int64_t at(const rnn_geom *s, int64_t r, int64_t n)
 {
     return (r * s->n + n) * s->width;
+}
+
+/* What one step's node moves: two rows of the state buffer, a step's
+ * projections or gate gradients, and the recurrent weight (not the whole
+ * buffers its inputs are). */
+static void traffic_step(const stg_graph *g, const stg_node *n, double *read, double *written)
+{
+    (void)g;
+    rnn_geom s = geom_of(n->attr);
+    double row = 4.0 * (double)(s.n * s.width);
+    *read = 2.0 * row + 4.0 * (double)(s.g * s.h * s.h);
+    *written = row;
 }
 
 /* ---- op data: shares of the hidden units, GEMM scratch ------------------------ */
@@ -755,6 +775,8 @@ const stg_op stg_op_rnn_cell = {
     .run = run_cell,
     .backward = backward_cell,
     .flops = flops_cell,
+    .step = step_of,
+    .traffic = traffic_step,
 };
 const stg_op stg_op_rnn_cell_grad = {
     .name = "rnn_cell_grad",
@@ -763,6 +785,8 @@ const stg_op stg_op_rnn_cell_grad = {
     .print_attr = print_rnn,
     .prepare = prepare_cell_grad,
     .run = run_cell_grad,
+    .step = step_of,
+    .traffic = traffic_step,
 };
 const stg_op stg_op_rnn_hgrad = {
     .name = "rnn_hgrad",
@@ -772,4 +796,6 @@ const stg_op stg_op_rnn_hgrad = {
     .prepare = prepare_hgrad,
     .run = run_hgrad,
     .flops = flops_hgrad,
+    .step = step_of,
+    .traffic = traffic_step,
 };
