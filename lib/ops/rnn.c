@@ -2,7 +2,8 @@
  * Recurrent layers (torch.nn.RNN, LSTM, GRU), unrolled over a fixed length
  * T.  One layer is:
  *
- *   P    = x W_ih^T + b_ih                  (T, N, G H): every step's input projection, one GEMM
+ *   P    = x W_ih^T + b                     (T, N, G H): every step's input projection, one
+ *                                           GEMM; b = b_ih + b_hh (a GRU's: b_ih)
  *   S    = rnn_init(P, W_hh, b_hh, h0, c0)  (T + 1, N, W): row 0 holds the initial state
  *   S    = rnn_cell(S, P, W_hh, b_hh)       step t: row t + 1 from row t, in place (CHAIN)
  *   out  = S[1:, :, 0:H]                    a view: h of every step
@@ -652,15 +653,19 @@ static stg_tensor layer(stg_graph *g, const stg_rnn *r, int l, stg_tensor X, stg
 {
     const stg_shape *xs = &stgG_node(g, X)->shape;
     int64_t T = xs->d[0], N = xs->d[1], H = r->hidden_size;
+    /* An LSTM's or an RNN's two biases are added to the same pre-activations:
+     * one sum of both goes into P, and their gradients are one sum of dP.
+     * A GRU's b_hn is scaled by r inside the step, so it stays there. */
+    bool fold = !r->no_bias && r->mode != STG_GRU;
     stg_tensor P = stg_matmul(g, X, stg_swapaxes(g, r->weight_ih[l], 0, 1));
     if (!r->no_bias)
-        P = stg_add(g, P, r->bias_ih[l]);
+        P = stg_add(g, P, fold ? stg_add(g, r->bias_ih[l], r->bias_hh[l]) : r->bias_ih[l]);
     if (!stgG_ok(g))
         return stgG_t(-1);
     P = stgK_contiguous(g, P);
     stg_tensor W = stgK_contiguous(g, r->weight_hh[l]);
-    stg_tensor b = r->no_bias ? stgG_t(-1) : stgK_contiguous(g, r->bias_hh[l]);
-    rnn_attr a = {.mode = r->mode, .has_bias = !r->no_bias, .steps = T, .batch = N, .hidden = H};
+    stg_tensor b = r->no_bias || fold ? stgG_t(-1) : stgK_contiguous(g, r->bias_hh[l]);
+    rnn_attr a = {.mode = r->mode, .has_bias = b.id >= 0, .steps = T, .batch = N, .hidden = H};
     int32_t in[5] = {P.id, W.id}, nin = 2;
     if (a.has_bias)
         in[nin++] = b.id;
