@@ -67,6 +67,26 @@ static void scale_c(int64_t m, int64_t n, float beta, float *c, int64_t rsc, int
             c[i * rsc + j * csc] = beta == 0.0f ? 0.0f : c[i * rsc + j * csc];
 }
 
+/* C[0:m, 0:n] = A[0:m, 0:kc] times one packed block of B (plus C when bt
+ * is 1): A packed MC rows at a time into 'ap', then MR x NR tiles. */
+static void block_product(const stgK_kernel *kr, float *ap, int64_t m, int64_t n, int64_t kc,
+                          const float *a, int64_t rsa, int64_t csa, const float *bp, float bt,
+                          float *c, int64_t rsc, int64_t csc)
+{
+    for (int64_t ic = 0; ic < m; ic += kr->mc) {
+        int64_t mc = min64(kr->mc, m - ic);
+        pack_a(kr, mc, kc, a + ic * rsa, rsa, csa, ap);
+        for (int64_t jr = 0; jr < n; jr += kr->nr) {
+            const float *bpan = bp + jr * kc;
+            for (int64_t ir = 0; ir < mc; ir += kr->mr) {
+                const float *apan = ap + ir * kc;
+                kr->tile(kr, min64(kr->mr, mc - ir), min64(kr->nr, n - jr), kc, apan, bpan, bt,
+                         c + (ic + ir) * rsc + jr * csc, rsc, csc, apan + kr->mr * kc, bpan);
+            }
+        }
+    }
+}
+
 static void loops(const stgK_kernel *kr, float *work, int64_t m, int64_t n, int64_t k,
                   const float *a, int64_t rsa, int64_t csa, const float *b, int64_t rsb,
                   int64_t csb, float beta, float *c, int64_t rsc, int64_t csc)
@@ -77,21 +97,9 @@ static void loops(const stgK_kernel *kr, float *work, int64_t m, int64_t n, int6
         int64_t nc = min64(kr->nc, n - jc);
         for (int64_t pc = 0; pc < k; pc += kr->kc) {
             int64_t kc = min64(kr->kc, k - pc);
-            float bt = pc == 0 ? beta : 1.0f;
             pack_b(kr, kc, nc, b + pc * rsb + jc * csb, rsb, csb, bp);
-            for (int64_t ic = 0; ic < m; ic += kr->mc) {
-                int64_t mc = min64(kr->mc, m - ic);
-                pack_a(kr, mc, kc, a + ic * rsa + pc * csa, rsa, csa, ap);
-                for (int64_t jr = 0; jr < nc; jr += kr->nr) {
-                    const float *bpan = bp + jr * kc;
-                    for (int64_t ir = 0; ir < mc; ir += kr->mr) {
-                        const float *apan = ap + ir * kc;
-                        float *ct = c + (ic + ir) * rsc + (jc + jr) * csc;
-                        kr->tile(kr, min64(kr->mr, mc - ir), min64(kr->nr, nc - jr), kc, apan,
-                                 bpan, bt, ct, rsc, csc, apan + kr->mr * kc, bpan);
-                    }
-                }
-            }
+            block_product(kr, ap, m, nc, kc, a + pc * csa, rsa, csa, bp, pc == 0 ? beta : 1.0f,
+                          c + jc * csc, rsc, csc);
         }
     }
 }
@@ -150,21 +158,8 @@ bool stgK_gemm_packed_b(const stgK_kernel *kr, float *work, int64_t m, int64_t n
      * in the same order, so every element sums in the same order) */
     for (int64_t pc = 0; pc < k; pc += kr->kc) {
         int64_t kc = min64(kr->kc, k - pc);
-        float bt = pc == 0 ? beta : 1.0f;
-        const float *bblock = bp + width * pc + col0 * kc;
-        for (int64_t ic = 0; ic < m; ic += kr->mc) {
-            int64_t mc = min64(kr->mc, m - ic);
-            pack_a(kr, mc, kc, a + ic * rsa + pc * csa, rsa, csa, work);
-            for (int64_t jr = 0; jr < n; jr += kr->nr) {
-                const float *bpan = bblock + jr * kc;
-                for (int64_t ir = 0; ir < mc; ir += kr->mr) {
-                    const float *apan = work + ir * kc;
-                    kr->tile(kr, min64(kr->mr, mc - ir), min64(kr->nr, n - jr), kc, apan, bpan,
-                             bt, c + (ic + ir) * rsc + jr * csc, rsc, csc, apan + kr->mr * kc,
-                             bpan);
-                }
-            }
-        }
+        block_product(kr, work, m, n, kc, a + pc * csa, rsa, csa, bp + width * pc + col0 * kc,
+                      pc == 0 ? beta : 1.0f, c, rsc, csc);
     }
     return true;
 }
