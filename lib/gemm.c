@@ -135,12 +135,20 @@ size_t stgK_packed_b_floats(const stgK_kernel *kr, int64_t k, int64_t n)
     return (size_t)round_up(round_up(n, kr->nr) * k + slack(kr), 16);
 }
 
+void stgK_pack_b_cols(const stgK_kernel *kr, int64_t k, int64_t n_all, int64_t col0, int64_t n,
+                      const float *b, int64_t rsb, int64_t csb, float *bp)
+{
+    int64_t width = round_up(n_all, kr->nr);
+    for (int64_t pc = 0; pc < k; pc += kr->kc) {
+        int64_t kc = min64(kr->kc, k - pc);
+        pack_b(kr, kc, n, b + pc * rsb, rsb, csb, bp + width * pc + col0 * kc);
+    }
+}
+
 void stgK_pack_b(const stgK_kernel *kr, int64_t k, int64_t n, const float *b, int64_t rsb,
                  int64_t csb, float *bp)
 {
-    int64_t width = round_up(n, kr->nr);
-    for (int64_t pc = 0; pc < k; pc += kr->kc)
-        pack_b(kr, min64(kr->kc, k - pc), n, b + pc * rsb, rsb, csb, bp + width * pc);
+    stgK_pack_b_cols(kr, k, n, 0, n, b, rsb, csb, bp);
 }
 
 bool stgK_gemm_packed_b(const stgK_kernel *kr, float *work, int64_t m, int64_t n, int64_t k,

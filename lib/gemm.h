@@ -118,6 +118,11 @@ size_t stgK_packed_b_floats(const stgK_kernel *kr, int64_t k, int64_t n);
 /* Packs B (k x n, strides rsb, csb) into 'bp' (64-byte aligned). */
 void stgK_pack_b(const stgK_kernel *kr, int64_t k, int64_t n, const float *b, int64_t rsb,
                  int64_t csb, float *bp);
+/* Packs B (k x n) as columns [col0, col0 + n) of a packed B of n_all
+ * columns (col0 a multiple of NR): a packed B's columns may come from
+ * several matrices, in any order of whole panels. */
+void stgK_pack_b_cols(const stgK_kernel *kr, int64_t k, int64_t n_all, int64_t col0, int64_t n,
+                      const float *b, int64_t rsb, int64_t csb, float *bp);
 /* C = A B' + beta C where B' is columns [col0, col0 + n) of a B of n_all
  * columns packed by stgK_pack_b (col0 a multiple of NR): the same bits as
  * stgK_gemm on the unpacked B.  Only for a C that the kernel takes as it is

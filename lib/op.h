@@ -179,6 +179,8 @@ void stgV_scale(int64_t n, float c, const float *x, float *y);
  * y may be x */
 void stgV_sigmoid(int64_t n, const float *x, float *y);
 void stgV_tanh(int64_t n, const float *x, float *y);
+/* y = e^x within a few ulp: 0 below -87, infinity past the largest float */
+void stgV_exp(int64_t n, const float *x, float *y);
 
 /* ---- planned nodes ----------------------------------------------------- */
 

@@ -2,6 +2,8 @@
  * Ops that cut, join and rearrange tensors.
  *
  *   y = slice(x, axis, start, stop, step)   a view      dx = embed(g)  (zeros, g at the slice)
+ *   (an embed of an embed is one embed: a slice of a slice, as the
+ *   recurrent layers take a block of their state, scatters its gradient once)
  *   y = flip(x, axis)                       a view      dx = flip(g)
  *   y = pad(x, before, after, value)        a copy      dx = the slice of g where x went
  *   y = concat(x_0 .. x_n-1, axis)          a copy      dx_i = the slice of g where x_i went
@@ -16,7 +18,7 @@
 
 #define MAX_CONCAT STG_MAX_INPUTS /* wider concats are built as trees */
 
-/* slice and its gradient, embed: where along 'axis' the slice lies. */
+/* slice: where along 'axis' the slice lies. */
 typedef struct slice_attr {
     int axis;
     int64_t start, step;
@@ -27,6 +29,26 @@ static void print_slice(const void *attr, char *buf, size_t len)
     const slice_attr *at = attr;
     snprintf(buf, len, "axis=%d start=%lld step=%lld", at->axis, (long long)at->start,
              (long long)at->step);
+}
+
+/* embed: where g lies in the output, along every axis (slices of slices
+ * compose into one box) */
+typedef struct embed_attr {
+    int64_t start[STG_MAX_DIMS], step[STG_MAX_DIMS];
+} embed_attr;
+
+static void print_embed(const void *attr, char *buf, size_t len)
+{
+    const embed_attr *at = attr;
+    int used = snprintf(buf, len, "start=(");
+    for (int i = 0; i < STG_MAX_DIMS && used > 0 && (size_t)used < len; i++)
+        used += snprintf(buf + used, len - (size_t)used, "%s%lld", i ? "," : "",
+                         (long long)at->start[i]);
+    for (int i = 0; i < STG_MAX_DIMS && used > 0 && (size_t)used < len; i++)
+        used += snprintf(buf + used, len - (size_t)used, "%s%lld", i ? "," : ") step=(",
+                         (long long)at->step[i]);
+    if (used > 0 && (size_t)used < len)
+        snprintf(buf + used, len - (size_t)used, ")");
 }
 
 /* pad: the fill value, and where x goes in the result. */
@@ -102,22 +124,40 @@ static void backward_flip(stg_ad *ad, int32_t id, stg_tensor gout)
 
 static void backward_slice(stg_ad *ad, int32_t id, stg_tensor gout)
 {
-    const stg_node *n = &ad->g->nodes[id];
+    stg_graph *g = ad->g;
+    const stg_node *n = &g->nodes[id];
     int32_t x = n->in[0];
     if (!stgD_needs(ad, x) || gout.id < 0)
         return;
-    slice_attr attr = *(const slice_attr *)n->attr;
-    stg_shape s = ad->g->nodes[x].shape;
-    stgD_accumulate(ad, x, stgG_add(ad->g, &stg_op_embed, 1, &gout.id, &s, &attr));
+    const slice_attr *sl = n->attr;
+    embed_attr attr;
+    for (int i = 0; i < STG_MAX_DIMS; i++)
+        attr.start[i] = 0, attr.step[i] = 1;
+    int32_t src = gout.id;
+    /* gout an embed (made by the backward of the slice this node feeds, and
+     * the whole gradient: another contribution would have made it an add):
+     * embed its source straight into x's input, composing the two boxes */
+    const stg_node *gn = stgG_node(g, gout);
+    if (gn->op == &stg_op_embed) {
+        attr = *(const embed_attr *)gn->attr;
+        src = gn->in[0];
+    }
+    attr.start[sl->axis] = sl->start + attr.start[sl->axis] * sl->step;
+    attr.step[sl->axis] *= sl->step;
+    stg_shape s = g->nodes[x].shape;
+    stgD_accumulate(ad, x, stgG_add(g, &stg_op_embed, 1, &src, &s, &attr));
 }
 
-/* Where a slice (axis, start, step) of a contiguous 'shape' lies, as a view. */
-static stg_layout slice_view(const stg_shape *shape, const slice_attr *at)
+/* Where a box of a contiguous 'shape' lies, as a view. */
+static stg_layout embed_view(const stg_shape *shape, const embed_attr *at)
 {
     stg_layout lay;
     stgS_contiguous(shape, &lay);
-    lay.off = at->start * lay.st[at->axis];
-    lay.st[at->axis] *= at->step;
+    lay.off = 0;
+    for (int i = 0; i < shape->nd; i++) {
+        lay.off += at->start[i] * lay.st[i];
+        lay.st[i] *= at->step[i];
+    }
     return lay;
 }
 
@@ -127,7 +167,7 @@ static stg_status prepare_embed(stg_prep *cx, stg_pnode *pn)
     if (!c)
         return STG_NOMEM;
     const stg_node *gn = pn->innode[0];
-    stg_layout dst = slice_view(&pn->node->shape, pn->node->attr), src = gn->lay;
+    stg_layout dst = embed_view(&pn->node->shape, pn->node->attr), src = gn->lay;
     src.off = 0;
     stgK_copy_init(c, &dst, &src, &gn->shape);
     return STG_OK;
@@ -414,8 +454,8 @@ const stg_op stg_op_flip = {
 };
 const stg_op stg_op_embed = {
     .name = "embed",
-    .attr_size = sizeof(slice_attr),
-    .print_attr = print_slice,
+    .attr_size = sizeof(embed_attr),
+    .print_attr = print_embed,
     .prepare = prepare_embed,
     .run = run_embed,
 };

@@ -115,17 +115,22 @@ static void hidden_share(const stg_pnode *pn, const cell_desc *d, int tid, int n
 
 /* ---- W_hh packed once per step ---------------------------------------------- */
 
-/* rnn_pack's pieces, in order: W_hh^T of each gate (H x H, for the cells),
- * then W_hh as the hgrad products' B (G H x H; a GRU's as its 2H rows and
- * its last H rows).  Offsets in floats; returns the total. */
+/* Columns of the cells' packed B: every gate's hidden units padded to
+ * whole NR-wide panels. */
+static int64_t cell_cols(const stgK_kernel *kr, const rnn_attr *a)
+{
+    return gates_of(a->mode) * ((a->hidden + kr->nr - 1) / kr->nr * kr->nr);
+}
+
+/* rnn_pack's pieces, in order: W_hh^T for the cells (H x G H), then W_hh as
+ * the hgrad products' B (G H x H; a GRU's as its 2H rows and its last H
+ * rows).  The cells' B has its panels in the order (block of NR hidden
+ * units, gate): a share of whole blocks is one run of columns, so a step's
+ * share of all gates is one product.  Offsets in floats; returns the total. */
 static int64_t pack_layout(const stgK_kernel *kr, const rnn_attr *a, int64_t *off)
 {
-    int64_t H = a->hidden, G = gates_of(a->mode), at = 0;
-    for (int64_t g = 0; g < G; g++) {
-        off[g] = at;
-        at += (int64_t)stgK_packed_b_floats(kr, H, H);
-    }
-    return at;
+    off[0] = 0;
+    return (int64_t)stgK_packed_b_floats(kr, a->hidden, cell_cols(kr, a));
 }
 
 /* Floats rnn_pack's output needs with any kernel (NR up to 64, MR up to 32):
@@ -176,28 +181,32 @@ static stg_status prepare_pack(stg_prep *cx, stg_pnode *pn)
     return STG_OK;
 }
 
-/* Each thread packs whole pieces. */
+/* Each thread packs whole pieces: the cells' panels, then hgrad's B. */
 static void run_pack(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
 {
     const pack_desc *d = pn->desc;
     const rnn_attr *a = pn->node->attr;
     const float *W = pn->in[0];
-    int64_t H = a->hidden, G = gates_of(a->mode), pieces = G + (a->mode == STG_GRU ? 2 : 1);
+    int64_t H = a->hidden, G = gates_of(a->mode), nr = d->kern->nr, blocks = (H + nr - 1) / nr;
+    int64_t panels = G * blocks, pieces = panels + (a->mode == STG_GRU ? 2 : 1);
     (void)sx;
     for (int64_t q = tid; q < pieces; q += nt) {
-        if (q < G) /* gate q's W_hh^T: B[k][j] = W[(q H + j) H + k] */
-            stgK_pack_b(d->kern, H, H, W + q * H * H, 1, H, pn->out + d->off[q]);
+        int64_t blk = q / G, g = q % G, cols = H - blk * nr < nr ? H - blk * nr : nr;
+        if (q < panels) /* block blk of gate g's W_hh^T: B[k][j] = W[(g H + blk NR + j) H + k] */
+            stgK_pack_b_cols(d->kern, H, cell_cols(d->kern, a), q * nr, cols,
+                             W + (g * H + blk * nr) * H, 1, H, pn->out + d->off[0]);
         else if (a->mode == STG_GRU) /* rows [0, 2H), then [2H, 3H) */
-            stgK_pack_b(d->kern, q == G ? 2 * H : H, H, W + (q == G ? 0 : 2 * H * H), H, 1,
-                        pn->out + d->hoff[q - G]);
+            stgK_pack_b(d->kern, q == panels ? 2 * H : H, H, W + (q == panels ? 0 : 2 * H * H),
+                        H, 1, pn->out + d->hoff[q - panels]);
         else
             stgK_pack_b(d->kern, G * H, H, W, H, 1, pn->out + d->hoff[0]);
     }
 }
 
-/* 'extra' floats of per-thread scratch besides a GEMM workspace for an
- * (N x share x k) product. */
-static stg_status prepare_shares(stg_prep *cx, stg_pnode *pn, int64_t k, int64_t extra_per_col)
+/* Per-thread scratch: a GEMM workspace for an (N x cols_per share x k)
+ * product, and 'extra' floats per hidden unit of the share and row. */
+static stg_status prepare_shares(stg_prep *cx, stg_pnode *pn, int64_t k, int64_t cols_per,
+                                 int64_t extra_per_col)
 {
     cell_desc *d = stgP_opdata(cx, pn, sizeof *d);
     if (!d)
@@ -210,13 +219,12 @@ static stg_status prepare_shares(stg_prep *cx, stg_pnode *pn, int64_t k, int64_t
     hpack_layout(cx->kern, pn->node->attr, pack_layout(cx->kern, pn->node->attr, d->packed), hoff);
     if (pn->node->op == &stg_op_rnn_hgrad)
         d->packed[0] = hoff[0], d->packed[1] = hoff[1];
+    /* a share's hidden units, in whole blocks */
     int64_t per = (d->blocks + cx->threads - 1) / cx->threads * d->block;
-    if (per > d->s.h)
-        per = d->s.h;
     pn->serial = 2.0 * (double)d->s.n * (double)d->s.h * (double)k < 2e5;
     if (pn->serial)
-        per = d->s.h;
-    size_t work = stgK_gemm_workspace(d->kern, d->s.n, per, k);
+        per = d->blocks * d->block;
+    size_t work = stgK_gemm_workspace(d->kern, d->s.n, cols_per * per, k);
     size_t more = (size_t)(d->s.n * per * extra_per_col) * sizeof(float);
     stgP_scratch(cx, pn, (work + STG_ALIGN - 1) / STG_ALIGN * STG_ALIGN + more, true);
     return STG_OK;
@@ -248,20 +256,23 @@ static void run_init(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
 static stg_status prepare_cell(stg_prep *cx, stg_pnode *pn)
 {
     const rnn_attr *a = pn->node->attr;
-    /* the recurrent product's share, and one row of the share for tanh(c) */
-    return prepare_shares(cx, pn, a->hidden, gates_of(a->mode) + 1);
+    /* the recurrent product of a share of every gate, its result, and one
+     * row of the share for tanh(c) */
+    int64_t G = gates_of(a->mode);
+    return prepare_shares(cx, pn, a->hidden, G, G + 1);
 }
 
-/* y = p + r (+ b), for one gate's share of a row */
-STG_CLONES static void preact(int64_t n, const float *restrict p, const float *restrict r,
-                              const float *restrict b, float *restrict y)
+/* y = p + r (+ b) for one gate's share of a row; r in the product's
+ * layout: runs of NR for this gate, G NR apart; p may be NULL */
+STG_CLONES static void preact(int64_t n, int64_t nr, int64_t G, const float *restrict p,
+                              const float *restrict r, const float *restrict b,
+                              float *restrict y)
 {
-    if (b)
-        for (int64_t j = 0; j < n; j++)
-            y[j] = p[j] + r[j] + b[j];
-    else
-        for (int64_t j = 0; j < n; j++)
-            y[j] = p[j] + r[j];
+    for (int64_t j0 = 0; j0 < n; j0 += nr, r += G * nr) {
+        int64_t m = n - j0 < nr ? n - j0 : nr;
+        for (int64_t j = 0; j < m; j++)
+            y[j0 + j] = (p ? p[j0 + j] : 0.0f) + r[j] + (b ? b[j0 + j] : 0.0f);
+    }
 }
 
 /* LSTM: c = f c_prev + i g; tc = c (tanh taken after) */
@@ -285,35 +296,40 @@ static void run_cell(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
     const cell_desc *d = pn->desc;
     const rnn_attr *a = pn->node->attr;
     const rnn_geom *s = &d->s;
-    int64_t lo, hi, t = a->t;
+    int64_t blo, bhi, t = a->t;
     (void)sx;
-    hidden_share(pn, d, tid, nt, &lo, &hi);
-    int64_t len = hi - lo, N = s->n, H = s->h;
+    stgR_share(pn, d->blocks, tid, nt, &blo, &bhi);
+    int64_t nr = d->block, G = s->g, N = s->n, H = s->h;
+    int64_t lo = blo * nr, hi = bhi * nr < H ? bhi * nr : H, len = hi - lo;
     if (len <= 0)
         return;
+    /* R (N x G (bhi - blo) NR) = h_{t} (the previous state) times the
+     * share's columns of W_hh^T, gates interleaved by blocks as rnn_pack
+     * laid them out: one product for every gate */
+    int64_t wide = G * (bhi - blo) * nr;
     float *S = pn->out, *work = stgR_scratch(pn, tid);
-    size_t wbytes = stgK_gemm_workspace(d->kern, N, len, H);
+    size_t wbytes = stgK_gemm_workspace(d->kern, N, wide, H);
     float *R = work + (wbytes + STG_ALIGN - 1) / STG_ALIGN * STG_ALIGN / sizeof(float);
-    const float *P = pn->in[1] + t * N * s->g * H, *W = pn->in[2], *packed = pn->in[3];
-    const float *b = a->has_bias ? pn->in[4] : NULL;
-    float *tmp = R + s->g * N * len;
-    /* R[g] (N x len) = h_{t} (the previous state) times the rows lo..hi of
-     * gate g of W_hh, transposed (packed once per step by rnn_pack) */
-    for (int64_t g = 0; g < s->g; g++)
-        if (!stgK_gemm_packed_b(d->kern, work, N, len, H, S + at(s, t, 0), s->width, 1,
-                                packed + d->packed[g], lo, H, 0.0f, R + g * N * len, len, 1))
-            stgK_gemm(d->kern, work, N, len, H, S + at(s, t, 0), s->width, 1,
-                      W + (g * H + lo) * H, 1, H, 0.0f, R + g * N * len, len, 1);
+    float *tmp = R + N * wide;
+    const float *P = pn->in[1] + t * N * G * H, *W = pn->in[2], *packed = pn->in[3];
+    const float *b = a->has_bias ? pn->in[4] : NULL, *h = S + at(s, t, 0);
+    if (!stgK_gemm_packed_b(d->kern, work, N, wide, H, h, s->width, 1, packed + d->packed[0],
+                            G * lo, cell_cols(d->kern, a), 0.0f, R, wide, 1))
+        for (int64_t q = 0; q < G * (bhi - blo); q++) {
+            int64_t blk = blo + q / G, g = q % G, cols = H - blk * nr < nr ? H - blk * nr : nr;
+            stgK_gemm(d->kern, work, N, cols, H, h, s->width, 1, W + (g * H + blk * nr) * H, 1,
+                      H, 0.0f, R + q * nr, wide, 1);
+        }
     /* then the gates, a whole share of a row at a time so the
      * nonlinearities run as vector loops */
     for (int64_t n = 0; n < N; n++) {
-        const float *prev = S + at(s, t, n) + lo, *p = P + n * s->g * H + lo;
+        const float *prev = S + at(s, t, n) + lo, *p = P + n * G * H + lo;
         float *row = S + at(s, t + 1, n) + lo, *ga = row + s->oa;
-#define RG(g) (R + ((g) * N + n) * len)
+#define RG(g) (R + n * wide + (g) * nr)
 #define BG(g) (b ? b + (g) * H + lo : NULL)
         if (a->mode == STG_LSTM) {
             for (int64_t g = 0; g < 4; g++)
-                preact(len, p + g * H, RG(g), BG(g), ga + g * H);
+                preact(len, nr, G, p + g * H, RG(g), BG(g), ga + g * H);
             stgV_sigmoid(len, ga, ga);
             stgV_sigmoid(len, ga + H, ga + H);
             stgV_tanh(len, ga + 2 * H, ga + 2 * H);
@@ -323,20 +339,19 @@ static void run_cell(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
             mul(len, ga + 3 * H, tmp, row);
         } else if (a->mode == STG_GRU) {
             for (int64_t g = 0; g < 2; g++)
-                preact(len, p + g * H, RG(g), BG(g), ga + g * H);
+                preact(len, nr, G, p + g * H, RG(g), BG(g), ga + g * H);
             stgV_sigmoid(len, ga, ga);
             stgV_sigmoid(len, ga + H, ga + H);
             float *hn = row + s->ohn, *nn = ga + 2 * H;
-            const float *rn = RG(2), *bn = BG(2), *pn_ = p + 2 * H, *rr = ga, *z = ga + H;
-            for (int64_t j = 0; j < len; j++) {
-                hn[j] = rn[j] + (bn ? bn[j] : 0.0f);
+            const float *pn_ = p + 2 * H, *rr = ga, *z = ga + H;
+            preact(len, nr, G, NULL, RG(2), BG(2), hn);
+            for (int64_t j = 0; j < len; j++)
                 nn[j] = pn_[j] + rr[j] * hn[j];
-            }
             stgV_tanh(len, nn, nn);
             for (int64_t j = 0; j < len; j++)
                 row[j] = (1.0f - z[j]) * nn[j] + z[j] * prev[j];
         } else {
-            preact(len, p, RG(0), BG(0), row);
+            preact(len, nr, G, p, RG(0), BG(0), row);
             if (a->mode == STG_RNN_TANH)
                 stgV_tanh(len, row, row);
             else
@@ -435,7 +450,7 @@ static void run_cell_grad(const stg_pnode *pn, const stg_step *sx, int tid, int 
 static stg_status prepare_hgrad(stg_prep *cx, stg_pnode *pn)
 {
     const rnn_attr *a = pn->node->attr;
-    return prepare_shares(cx, pn, gates_of(a->mode) * a->hidden, 0);
+    return prepare_shares(cx, pn, gates_of(a->mode) * a->hidden, 1, 0);
 }
 
 static void run_hgrad(const stg_pnode *pn, const stg_step *sx, int tid, int nt)
@@ -738,7 +753,10 @@ STG_API stg_tensor stg_rnn_apply(stg_graph *g, const stg_rnn *r, stg_tensor x, s
                              !shaped(g, op, what[3], r->bias_hh[l], &bs))))
             return stgG_t(-1);
     }
-    stg_tensor X = r->batch_first ? stg_swapaxes(g, x, 0, 1) : x;
+    /* Batch-first data is made time-major once, both ways: then the input
+     * projection, its gradients and whatever reads the output are single
+     * GEMMs instead of T products of N rows. */
+    stg_tensor X = r->batch_first ? stgK_contiguous(g, stg_swapaxes(g, x, 0, 1)) : x;
     stg_tensor hn[STG_RNN_MAX_LAYERS], cn[STG_RNN_MAX_LAYERS];
     for (int l = 0; l < L && stgG_ok(g); l++) {
         stg_tensor S = layer(g, r, l, X, h0, c0);
@@ -753,7 +771,7 @@ STG_API stg_tensor stg_rnn_apply(stg_graph *g, const stg_rnn *r, stg_tensor x, s
         *h_n = L == 1 ? stg_reshape(g, hn[0], 3, state.d) : stg_concat(g, L, hn, 0);
     if (c_n && r->mode == STG_LSTM)
         *c_n = L == 1 ? stg_reshape(g, cn[0], 3, state.d) : stg_concat(g, L, cn, 0);
-    return r->batch_first ? stg_swapaxes(g, X, 0, 1) : X;
+    return r->batch_first ? stgK_contiguous(g, stg_swapaxes(g, X, 0, 1)) : X;
 }
 
 const stg_op stg_op_rnn_pack = {
