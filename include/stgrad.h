@@ -47,7 +47,9 @@ extern "C" {
     X(NUMERIC, "a step produced a non-finite loss")                          \
     X(INDEX, "an index or label in a step is out of range")                 \
     X(IO, "a file could not be read or written")                            \
-    X(FORMAT, "a file is not a valid checkpoint for this plan")
+    X(FORMAT, "a file is not a valid checkpoint for this plan")                \
+    X(PEER, "the step failed on another process of a collective run")         \
+    X(COMM, "a collective operation (the gradient sum) failed")
 
 typedef enum stg_status {
 #define STG_STATUS_ENUM(name, msg) STG_##name,
@@ -435,6 +437,41 @@ typedef enum stg_wait {
                                 barrier */
 } stg_wait;
 
+/*
+ * Data-parallel training.  Several processes run the same plan, each on its
+ * share of the batch, and sum their parameter gradients through a hook
+ * the caller provides (libstgrad-mpi implements it over MPI).  The plan
+ * keeps every parameter gradient in one region of its arena, in buckets
+ * in the order the backward pass completes them; a bucket's sum starts
+ * as soon as its last gradient is written, so the exchange overlaps the
+ * rest of the backward pass, and is awaited before clipping, the guard and
+ * the updates, which then see the sum divided by 'size': the mean
+ * gradient, as one process would compute on the whole batch when every
+ * process's loss is the mean over an equal share.  A last small bucket
+ * carries one float per process, 1 where that process's step failed (a
+ * bad label, a non-finite loss): every process then fails the step, with
+ * STG_PEER where the failure was elsewhere, and no parameter changes on
+ * any of them.
+ *
+ * stgrad calls the functions from the thread that runs the step, one
+ * bucket at a time, buckets started in increasing order and each waited
+ * for once per step, and never touches a started bucket's floats before
+ * its wait returns.  Each returns 0, or nonzero to fail the step with
+ * STG_COMM.  The sum must give the same bits on every process, or the
+ * processes' parameters drift apart.
+ */
+typedef struct stg_collective {
+    int size; /* processes, >= 1 */
+    int rank; /* this process, 0 .. size - 1 */
+    /* starts summing 'count' floats at 'data' over the processes, in place */
+    int (*start_sum)(void *ctx, int bucket, float *data, int64_t count);
+    /* returns when the sum is in 'data' */
+    int (*wait_sum)(void *ctx, int bucket);
+    void *ctx;
+    size_t bucket_bytes; /* gradient bytes per bucket (0: 1 MiB); a bucket also
+                            closes at 7 gradients */
+} stg_collective;
+
 typedef struct stg_plan_options {
     int threads;             /* threads per step, the caller's included (the
                                 plan starts threads - 1 workers and joins them
@@ -479,6 +516,10 @@ typedef struct stg_plan_options {
                                 parameter is matched by id, name and shape.
                                 That plan must outlive this one; this one
                                 cannot load checkpoints. */
+    const stg_collective *collective; /* a training plan only: sum the
+                                gradients over processes through this hook
+                                (copied; ctx must outlive the plan); NULL:
+                                one process */
 } stg_plan_options;
 
 /* Fills 'opts' with the defaults. */
@@ -507,6 +548,11 @@ STG_API stg_status stg_plan_create(const stg_graph *g, stg_tensor loss,
  * No loss guard runs (stg_plan_loss returns 0).  Errors as stg_plan_create. */
 STG_API stg_status stg_plan_create_vjp(const stg_graph *g, stg_tensor out, stg_tensor gout,
                                        const stg_plan_options *opts, stg_plan **plan);
+/* Buckets of a plan with opts.collective (0 without), and the floats of
+ * bucket 'b' (0 when out of range): what a hook implementation sizes its
+ * buffers by before the first step.  The last bucket is the failure flags. */
+STG_API int stg_plan_buckets(const stg_plan *p);
+STG_API int64_t stg_plan_bucket_floats(const stg_plan *p, int b);
 /* The arena size in bytes that stg_plan_create would need for these arguments
  * (for a caller-provided arena). */
 STG_API stg_status stg_plan_arena_size(const stg_graph *g, stg_tensor loss,

@@ -28,12 +28,24 @@ enum {
                                      place: optimizer updates, commits of forward state */
     STG_OPF_EFFECT = 1 << 6,      /* always scheduled: acts on the step, not through an output */
     STG_OPF_SERIAL = 1 << 7,      /* its kernel always runs on thread 0 alone */
-    STG_OPF_CHAIN = 1 << 8        /* its output is always input 0's buffer, updated in place:
+    STG_OPF_CHAIN = 1 << 8,       /* its output is always input 0's buffer, updated in place:
                                      a new version of a buffer that the old version's
                                      only reader builds up step by step (a recurrence's
                                      states); input 0 is a node of the same shape that
                                      is not a view */
+    STG_OPF_COLLECTIVE = 1 << 9,  /* talks to the other processes (the gradient sums): it
+                                     runs in every step, a failed one included, since the
+                                     other processes wait for it (run.c) */
+    STG_OPF_EARLY = 1 << 10       /* scheduled as soon as its inputs are written (after
+                                     the forward pass), not in the order of ids */
 };
+
+/* The attributes of the gradient sums' nodes (ops/collective.c). */
+typedef struct stg_coll_attr {
+    int32_t bucket, buckets; /* this bucket, of how many (the last: the failure flags) */
+    int32_t size, rank;
+    int64_t floats; /* the bucket's, the padding between gradients included */
+} stg_coll_attr;
 
 /* What 'prepare' is given (plan.c): the plan's fixed facts, and the means
  * to ask for op data and scratch.  Nothing in it points into the arena,
@@ -61,6 +73,8 @@ typedef struct stg_step {
     float lr;             /* learning rate of this step (schedule applied) */
     float bias1, bias2;   /* Adam's 1 - beta1^t and 1 - beta2^t */
     uint64_t seed;        /* opts.seed: the key of random masks */
+    uint64_t call;        /* the plan's runs so far, this one included: a failed step's
+                             retry has the same number but not the same call */
     stg_fault *fault;
 } stg_step;
 

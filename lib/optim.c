@@ -319,6 +319,8 @@ void stgO_explain_nonfinite(stg_plan *p, const stg_step *sx)
     char first[240] = "";
     for (int32_t i = 0; i < guard; i++) {
         const stg_pnode *pn = &p->sched[i];
+        if (pn->node->op->flags & STG_OPF_COLLECTIVE)
+            continue; /* the other processes are not running this again */
         pn->node->op->run(pn, sx, 0, 1);
         if (pn->node->is_int || (pn->node->op->flags & STG_OPF_EFFECT))
             continue;
@@ -337,6 +339,9 @@ void stgO_explain_nonfinite(stg_plan *p, const stg_step *sx)
                  stgS_str(&pn->node->shape, shape, sizeof shape));
         break;
     }
+    if (!first[0] && p->region)
+        snprintf(first, sizeof first, "; this process's own values are finite: the sum over "
+                 "processes brought it from another");
     snprintf(sx->fault->msg, sizeof sx->fault->msg,
              "step: %s%s; parameters, optimizer state and step count are unchanged", what, first);
 }

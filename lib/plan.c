@@ -12,9 +12,15 @@
  *   5. place the buffers in one arena (arena.c), resolve every pointer, and
  *      mark the nodes that need a barrier before them.
  *
- * Invariants (stg_plan_check): a scheduled node's inputs have smaller ids;
- * every buffer lies inside the arena; buffers whose bytes overlap have
- * disjoint lifetimes.  Leaves, gradients of parameters, the loss and kept
+ * A data-parallel plan (opts.collective) also gets its gradient sums in
+ * step 1 (collective.c): their start nodes are scheduled early, right after
+ * the gradients they sum, and the gradients are placed in one region after
+ * the rest of the arena, bucket by bucket.
+ *
+ * Invariants (stg_plan_check): a scheduled node's inputs have smaller ids
+ * and are written before it; every buffer lies inside the arena; buffers
+ * whose bytes overlap have disjoint lifetimes, but for a bucket of the
+ * gradient region and its gradients.  Leaves, gradients of parameters, the loss and kept
  * tensors are persistent: their lifetime is the whole step.
  */
 #include <limits.h>
@@ -149,6 +155,8 @@ static stg_status extend(stg_plan *p)
         else
             p->grad[i] = -1;
     }
+    if (g->status == STG_OK && stgC_add_collectives(p) == STG_NOMEM && g->status == STG_OK)
+        return fail(STG_NOMEM, "plan: out of memory adding the gradient sums");
     p->nopt = g->n;
     if (g->status == STG_OK && stgO_add_updates(p) == STG_NOMEM && g->status == STG_OK)
         return fail(STG_NOMEM, "plan: out of memory adding optimizer updates");
@@ -160,6 +168,19 @@ static void root(const stg_graph *g, scratch *s, int32_t id)
 {
     s->needed[id] = true;
     s->persistent[g->nodes[id].base] = s->persistent[id] = true;
+}
+
+/* Whether every input of node e that a scheduled node writes is written
+ * by then: by nodes up to id 'upto' or by early nodes already placed. */
+static bool inputs_written(const stg_graph *g, const scratch *s, int32_t e, int32_t upto)
+{
+    for (int j = 0; j < g->nodes[e].nin; j++) {
+        int32_t b = g->nodes[g->nodes[e].in[j]].base;
+        bool scheduled = !(g->nodes[b].op->flags & STG_OPF_LEAF);
+        if (scheduled && b > upto && s->pos[b] < 0)
+            return false;
+    }
+    return true;
 }
 
 /* Step 2: what the roots need, and the schedule. */
@@ -185,15 +206,28 @@ static stg_status schedule(stg_plan *p, scratch *s)
         if (s->needed[i])
             for (int j = 0; j < g->nodes[i].nin; j++)
                 s->needed[g->nodes[i].in[j]] = true;
+    /* in the order of ids, but an early node right after the last node that
+     * writes one of its inputs (and after the forward pass) */
+    int32_t nearly = 0;
+    for (int32_t i = 0; i < g->n; i++) {
+        s->pos[i] = -1;
+        if (s->needed[i] && (g->nodes[i].op->flags & STG_OPF_EARLY))
+            s->last[nearly++] = i; /* 'last' is free until last_uses */
+    }
     for (int32_t i = 0; i < g->n; i++) {
         const stg_op *op = g->nodes[i].op;
-        s->pos[i] = -1;
-        if (s->needed[i] && !(op->flags & (STG_OPF_VIEW | STG_OPF_LEAF))) {
-            if (i < p->nfwd)
-                p->nsched_fwd = count + 1;
-            s->pos[i] = count++;
-        }
+        if (!s->needed[i] || (op->flags & (STG_OPF_VIEW | STG_OPF_LEAF | STG_OPF_EARLY)))
+            continue;
+        if (i < p->nfwd)
+            p->nsched_fwd = count + 1;
+        s->pos[i] = count++;
+        for (int32_t k = 0; i >= p->nfwd - 1 && k < nearly; k++)
+            if (s->pos[s->last[k]] < 0 && inputs_written(g, s, s->last[k], i))
+                s->pos[s->last[k]] = count++;
     }
+    for (int32_t k = 0; k < nearly; k++)
+        if (s->pos[s->last[k]] < 0)
+            s->pos[s->last[k]] = count++;
     p->nsched = count;
     p->sched = calloc(count_of(count), sizeof *p->sched);
     if (!p->sched)
@@ -310,6 +344,21 @@ static stg_status assign_buffers(stg_plan *p, scratch *s)
         p->buffer_bytes += b->bytes;
         p->bufof[i] = p->nbufs++;
     }
+    /* the gradient region: gradients, and buckets over them */
+    for (int32_t k = 0; p->region && k < p->region->nparts; k++) {
+        const stg_region_part *part = &p->region->parts[k];
+        if (p->bufof[part->node] < 0)
+            return fail(STG_STATE, "plan: gradient-region node %d has no buffer",
+                        (int)part->node);
+        stg_buffer *b = &p->bufs[p->bufof[part->node]];
+        if (g->nodes[part->node].op == &stg_op_grad_sum_wait)
+            p->buffer_bytes -= b->bytes; /* its gradients' bytes */
+        b->in_region = true;
+        b->region_at = part->at;
+        b->persistent = true;
+        b->first = 0;
+        b->last = p->nsched;
+    }
     /* scratch lives while its node runs, and only then */
     for (int32_t k = 0; k < p->nsched; k++) {
         stg_pnode *pn = &p->sched[k];
@@ -335,10 +384,17 @@ static stg_status place(stg_plan *p)
         return fail(STG_NOMEM, "plan: out of memory placing buffers");
     }
     for (int32_t i = 0; i < p->nbufs; i++)
-        iv[i] = (stg_interval){p->bufs[i].bytes, p->bufs[i].first, p->bufs[i].last, 0};
+        iv[i] = (stg_interval){p->bufs[i].in_region ? 0 : p->bufs[i].bytes, p->bufs[i].first,
+                               p->bufs[i].last, 0};
     p->arena_bytes = stgA_place(iv, p->nbufs, order);
+    /* the gradient region after the rest, in one piece */
+    size_t region = (p->arena_bytes + STG_ALIGN - 1) / STG_ALIGN * STG_ALIGN;
+    if (p->region)
+        p->arena_bytes = region + (size_t)p->region->floats * sizeof(float);
     for (int32_t i = 0; i < p->nbufs; i++)
-        p->bufs[i].offset = iv[i].offset;
+        p->bufs[i].offset = p->bufs[i].in_region
+                                ? region + (size_t)p->bufs[i].region_at * sizeof(float)
+                                : iv[i].offset;
     free(iv);
     free(order);
     return STG_OK;
@@ -497,6 +553,15 @@ static stg_status validate(const stg_graph *g, stg_tensor loss, stg_tensor seed,
     if (o->inference && loss.id >= 0)
         return fail(STG_INVALID, "plan: an inference plan has no loss (pass an invalid tensor, "
                     "{-1}, and keep the tensors to read with stg_graph_keep)");
+    const stg_collective *hook = o->collective;
+    if (hook && (o->inference || (loss.id < 0 && seed.id < 0)))
+        return fail(STG_INVALID, "plan: a collective hook is for training plans (a loss or a "
+                    "vjp), not for %s", o->inference ? "inference plans" : "forward-only plans");
+    if (hook && (hook->size < 1 || hook->rank < 0 || hook->rank >= hook->size || !hook->start_sum ||
+              !hook->wait_sum))
+        return fail(STG_INVALID, "plan: collective: size %d and rank %d (need size >= 1 and 0 <= "
+                    "rank < size) and start_sum %s, wait_sum %s (both needed)", hook->size, hook->rank,
+                    hook->start_sum ? "set" : "NULL", hook->wait_sum ? "set" : "NULL");
     if (o->threads < 0 || o->threads > 1024)
         return fail(STG_INVALID, "plan: threads = %d (need 0 to 1024)", o->threads);
     if (o->profile < 0 || o->profile > 1000000)
@@ -596,6 +661,7 @@ STG_API void stg_plan_free(stg_plan *p)
     free(p->bufof);
     free(p->grad);
     free(p->value);
+    stgC_free(p->region);
     stg_graph_free(p->g);
     free(p);
 }

@@ -30,7 +30,32 @@ typedef struct stg_buffer {
     bool scratch;  /* the owner's scratch (stgP_scratch), not its output */
     float *external; /* a parameter read from opts.share_params's storage
                         (0 bytes here), or NULL */
+    bool in_region;    /* placed in the gradient region, not by stgA_place: */
+    int64_t region_at; /* floats from the region's start */
 } stg_buffer;
+
+/* The gradient region of a plan with a collective hook (collective.c):
+ * what lies where, in floats from the region's start. */
+typedef struct stg_region_part {
+    int32_t node; /* a gradient, a bucket (a sum's wait node), the failure flags */
+    int64_t at;
+} stg_region_part;
+
+typedef struct stg_region {
+    stg_collective hook;   /* the caller's table, copied */
+    int nbuckets;
+    int64_t *bucket_floats;
+    stg_region_part *parts;
+    int32_t nparts;
+    int64_t floats;        /* the whole region */
+} stg_region;
+
+/* Adds the gradient sums to a training plan's graph (between the backward
+ * pass and the optimizer) when opts.collective is set: the buckets, their
+ * start and wait nodes, the failure flags, and p->grad replaced by views of
+ * the summed buckets. */
+stg_status stgC_add_collectives(struct stg_plan *p);
+void stgC_free(stg_region *r);
 
 struct stg_pool;
 
@@ -57,11 +82,14 @@ struct stg_plan {
     stg_plan_options opt;   /* optimizer hyper-parameters (arena fields unused) */
     stg_schedule sched_lr;  /* learning-rate schedule */
     int64_t steps;          /* steps completed */
+    uint64_t calls;         /* runs of the schedule (steps, failed ones included, and
+                               forward passes) */
     stg_fault fault;        /* what the first kernel that failed in a step said */
     char step_msg[512];     /* stg_plan_message: the last step's or call's message */
     stgK_kernel kern;   /* GEMM micro-kernel and block sizes */
     char kern_why[256]; /* which kernel and why, for people */
     struct stg_profile *prof; /* NULL unless opts.profile > 0 */
+    stg_region *region;       /* NULL unless opts.collective */
 };
 
 /* Element pointer of node 'id' (its base buffer + layout offset). */

@@ -2,6 +2,7 @@
  * What a user reads from and writes into a plan, and the plan checker.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -107,15 +108,34 @@ STG_API stg_status stg_plan_check(const stg_plan *p, char *msg, size_t len)
     if (!p)
         BAD("plan is NULL");
     const stg_graph *g = p->g;
+    int32_t *pos = calloc((size_t)g->n + 1, sizeof *pos);
+    if (!pos)
+        BAD("out of memory checking the plan");
+    for (int32_t i = 0; i < g->n; i++)
+        pos[i] = -1;
+    for (int32_t i = 0, prev = -1; i < p->nsched; i++) {
+        const stg_pnode *pn = &p->sched[i];
+        pos[pn->id] = i;
+        if (pn->node->op->flags & STG_OPF_EARLY)
+            continue;
+        if (pn->id <= prev) {
+            free(pos);
+            BAD("node %d (%s) is scheduled out of order", (int)pn->id, pn->node->op->name);
+        }
+        prev = pn->id;
+    }
     for (int32_t i = 0; i < p->nsched; i++) {
         const stg_pnode *pn = &p->sched[i];
-        if (i > 0 && pn->id <= p->sched[i - 1].id)
-            BAD("node %d (%s) is scheduled out of order", (int)pn->id, pn->node->op->name);
-        for (int j = 0; j < pn->node->nin; j++)
-            if (pn->node->in[j] >= pn->id)
+        for (int j = 0; j < pn->node->nin; j++) {
+            int32_t in = pn->node->in[j], b = g->nodes[in].base;
+            if (in >= pn->id || (pos[b] >= i && b != pn->id)) {
+                free(pos);
                 BAD("node %d (%s) reads node %d, which does not come before it", (int)pn->id,
-                    pn->node->op->name, (int)pn->node->in[j]);
+                    pn->node->op->name, (int)in);
+            }
+        }
     }
+    free(pos);
     for (int32_t b = 0; b < p->nbufs; b++) {
         const stg_buffer *x = &p->bufs[b];
         if (x->offset % STG_ALIGN || x->offset + x->bytes > p->arena_bytes)
@@ -127,7 +147,11 @@ STG_API stg_status stg_plan_check(const stg_plan *p, char *msg, size_t len)
             const stg_buffer *y = &p->bufs[c];
             bool bytes = x->offset < y->offset + y->bytes && y->offset < x->offset + x->bytes;
             bool times = x->first <= y->last && y->first <= x->last;
-            if (bytes && times)
+            /* a bucket of the gradient region is its gradients' bytes */
+            bool nested = x->in_region && y->in_region &&
+                          ((x->offset <= y->offset && y->offset + y->bytes <= x->offset + x->bytes) ||
+                           (y->offset <= x->offset && x->offset + x->bytes <= y->offset + y->bytes));
+            if (bytes && times && !nested)
                 BAD("buffers %d [%zu, %zu) live [%d, %d] and %d [%zu, %zu) live [%d, %d] share "
                     "bytes while both are live",
                     (int)b, x->offset, x->offset + x->bytes, (int)x->first, (int)x->last, (int)c,

@@ -103,17 +103,32 @@ static stg_status outcome(stg_fault *f)
     return f->status;
 }
 
+/* A step that failed stopped at a barrier; the other processes of a
+ * collective run still wait for its gradient sums and failure flags, so
+ * the collective nodes it did not reach run now, in order, on this thread
+ * (each runs once per step: it knows whether it already has). */
+static void finish_collectives(stg_plan *p, const stg_step *sx, int32_t to)
+{
+    if (!p->region || !atomic_load(&sx->fault->failed))
+        return;
+    for (int32_t i = 0; i < to; i++)
+        if (p->sched[i].node->op->flags & STG_OPF_COLLECTIVE)
+            p->sched[i].node->op->run(&p->sched[i], sx, 0, 1);
+}
+
 stg_status stgR_run(stg_plan *p, int32_t to, const stg_step *sx)
 {
     stg_profile *pf = to == p->nsched ? p->prof : NULL;
     if (!pf) {
         run_range(p, sx, 0, to, NULL);
+        finish_collectives(p, sx, to);
         return outcome(sx->fault);
     }
     size_t slot = (size_t)(pf->recorded % pf->keep), cells = (size_t)p->nsched * (size_t)p->threads;
     slot_rec rec = {pf->start + slot * cells, pf->busy + slot * cells, pf->wait + slot * cells,
                     now_ns()};
     run_range(p, sx, 0, to, &rec);
+    finish_collectives(p, sx, to);
     stg_status s = outcome(sx->fault);
     if (s == STG_OK) {
         pf->step[slot] = now_ns() - rec.t0;

@@ -16,7 +16,8 @@ static stg_status run(stg_plan *p, int32_t to, bool training)
                  "(fork); a child creates its own plans", p->threads);
         return STG_INVALID;
     }
-    stg_step sx = {.number = p->steps + 1, .seed = p->opt.seed, .fault = &p->fault};
+    stg_step sx = {.number = p->steps + 1, .seed = p->opt.seed, .call = ++p->calls,
+                   .fault = &p->fault};
     if (training)
         stgO_step_scalars(p, &sx);
     p->step_msg[0] = '\0';

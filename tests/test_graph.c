@@ -121,7 +121,8 @@ static void test_status_names(void **state)
                {STG_STATE, "STG_STATE"},   {STG_SMALL_ARENA, "STG_SMALL_ARENA"},
                {STG_NOT_FOUND, "STG_NOT_FOUND"}, {STG_NUMERIC, "STG_NUMERIC"},
                {STG_INDEX, "STG_INDEX"},   {STG_IO, "STG_IO"},
-               {STG_FORMAT, "STG_FORMAT"}};
+               {STG_FORMAT, "STG_FORMAT"}, {STG_PEER, "STG_PEER"},
+               {STG_COMM, "STG_COMM"}};
     int n = (int)(sizeof all / sizeof all[0]);
     for (int i = 0; i < n; i++) {
         const char *name = stg_status_name(all[i].s), *msg = stg_status_message(all[i].s);
@@ -137,7 +138,7 @@ static void test_status_names(void **state)
         }
     }
     /* The enum has exactly these values: the next one is out of range. */
-    assert_int_equal((int)STG_FORMAT, n - 1);
+    assert_int_equal((int)STG_COMM, n - 1);
     const stg_status bad[] = {(stg_status)n, (stg_status)-1, (stg_status)1000};
     for (int i = 0; i < 3; i++) {
         assert_string_equal(stg_status_name(bad[i]), "STG_UNKNOWN");
