@@ -19,13 +19,10 @@
 #include "allochook.h"
 #include "internal.h"
 #include "testutil.h"
+#include "tiny_model.h"
 
 #define MAXR 4
 #define MAXB 64
-#define GLOBAL 12 /* the global batch: 1, 2, 3 and 4 ranks get equal shares */
-#define IN 6
-#define HID 8
-#define OUT 3
 
 /* ---- the loopback group --------------------------------------------------- */
 
@@ -92,77 +89,6 @@ static void lb_free(lb_group *g)
         free(g->sum[r]);
 }
 
-/* ---- the model: a two-layer perceptron ---------------------------------- */
-
-typedef struct model {
-    stg_graph *g;
-    stg_tensor x, y, w1, b1, w2, b2, loss;
-} model;
-
-static model build(int batch)
-{
-    model m = {.g = stg_graph_new()};
-    int64_t xd[2] = {batch, IN}, w1d[2] = {IN, HID}, w2d[2] = {HID, OUT}, h = HID, o = OUT;
-    m.x = stg_input(m.g, "x", 2, xd);
-    m.y = stg_input_i32(m.g, "y", 1, (int64_t[]){batch});
-    m.w1 = stg_param(m.g, "w1", 2, w1d);
-    m.b1 = stg_param(m.g, "b1", 1, &h);
-    m.w2 = stg_param(m.g, "w2", 2, w2d);
-    m.b2 = stg_param(m.g, "b2", 1, &o);
-    stg_tensor hid = stg_tanh(m.g, stg_add(m.g, stg_matmul(m.g, m.x, m.w1), m.b1));
-    stg_tensor logits = stg_add(m.g, stg_matmul(m.g, hid, m.w2), m.b2);
-    m.loss = stg_softmax_cross_entropy(m.g, logits, m.y, STG_REDUCE_MEAN);
-    assert_int_equal(stg_graph_status(m.g), STG_OK);
-    return m;
-}
-
-static void options(stg_plan_options *o, const stg_collective *c)
-{
-    stg_plan_options_init(o);
-    o->optimizer = STG_OPTIM_ADAM;
-    o->lr = 0.05f;
-    o->clip_norm = 0.5f; /* small enough to clip: it must see the global norm */
-    o->collective = c;
-}
-
-static void init_params(stg_plan *p, const model *m)
-{
-    stg_tensor ps[4] = {m->w1, m->b1, m->w2, m->b2};
-    for (int k = 0; k < 4; k++)
-        assert_int_equal(stg_plan_init(p, ps[k], STG_INIT_UNIFORM, -0.5f, 0.5f, 7 + (uint64_t)k),
-                         STG_OK);
-}
-
-/* The global batch of step s (0-based): inputs and labels. */
-static void global_batch(int s, float *x, int32_t *y)
-{
-    tu_fill(x, GLOBAL * IN, 100 + (uint64_t)s, -2.0f, 2.0f);
-    for (int i = 0; i < GLOBAL; i++)
-        y[i] = (i * 7 + s * 5) % OUT;
-}
-
-static void load_share(stg_plan *p, const model *m, int s, int rank, int size)
-{
-    float x[GLOBAL * IN];
-    int32_t y[GLOBAL];
-    global_batch(s, x, y);
-    int per = GLOBAL / size;
-    memcpy(stg_plan_data(p, m->x), x + rank * per * IN, sizeof(float) * (size_t)(per * IN));
-    memcpy(stg_plan_data_i32(p, m->y), y + rank * per, sizeof(int32_t) * (size_t)per);
-}
-
-#define NPARAM_FLOATS (IN * HID + HID + HID * OUT + OUT)
-
-static void params_of(stg_plan *p, const model *m, float *out)
-{
-    stg_tensor ps[4] = {m->w1, m->b1, m->w2, m->b2};
-    int64_t n[4] = {IN * HID, HID, HID * OUT, OUT};
-    for (int k = 0; k < 4; k++) {
-        memcpy(out, stg_plan_data(p, ps[k]), sizeof(float) * (size_t)n[k]);
-        out += n[k];
-    }
-}
-
 /* ---- ranks as threads ------------------------------------------------------ */
 
 typedef struct job {
@@ -187,10 +113,11 @@ static void *run_rank(void *arg)
     stg_collective c = {.size = j->size, .rank = j->rank, .start_sum = lb_start,
                         .wait_sum = lb_wait, .ctx = &me, .bucket_bytes = j->bucket_bytes};
     model m = build(GLOBAL / j->size);
+    assert_int_equal(stg_graph_status(m.g), STG_OK);
     stg_plan_options o;
     options(&o, &c);
     stg_plan *p = tu_plan_with(m.g, m.loss, &o);
-    init_params(p, &m);
+    assert_int_equal(init_params(p, &m), STG_OK);
     if (j->resume)
         assert_int_equal(stg_plan_load(p, j->resume), STG_OK);
     pthread_barrier_wait(&j->g->bar);
@@ -240,10 +167,11 @@ static void run_group(job *jobs, int size, int from, int steps, const job *like)
 static void run_single(int steps, float *params)
 {
     model m = build(GLOBAL);
+    assert_int_equal(stg_graph_status(m.g), STG_OK);
     stg_plan_options o;
     options(&o, NULL);
     stg_plan *p = tu_plan_with(m.g, m.loss, &o);
-    init_params(p, &m);
+    assert_int_equal(init_params(p, &m), STG_OK);
     for (int s = 0; s < steps; s++) {
         load_share(p, &m, s, 0, 1);
         assert_int_equal(stg_plan_step(p), STG_OK);
@@ -525,7 +453,7 @@ static void test_misuse(void **state)
         options(&o, &refusing[k]);
         p = tu_plan_with(m.g, m.loss, &o);
         assert_int_equal(stg_plan_buckets(p), 2); /* four small gradients in one, the flags */
-        init_params(p, &m);
+        assert_int_equal(init_params(p, &m), STG_OK);
         float before[NPARAM_FLOATS], after[NPARAM_FLOATS];
         params_of(p, &m, before);
         assert_int_equal(stg_plan_step(p), STG_COMM);

@@ -5,7 +5,7 @@
 set -eu
 
 packages="gcc make autoconf automake libtool pkg-config libblis-dev libcmocka-dev zlib1g-dev
-          dataset-fashion-mnist fortunes"
+          dataset-fashion-mnist fortunes libopenmpi-dev openmpi-bin"
 
 missing=""
 for p in $packages; do

@@ -102,6 +102,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dist.h"
 #include "idx.h"
 #include "stgrad.h"
 
@@ -153,6 +154,10 @@ static const char usage_text[] =
     "  --csv FILE          also write each epoch's figures to FILE (created anew):\n"
     "                      epoch,train_loss,test_loss,test_acc,seconds,steps_per_s\n"
     "  --quiet             no header or progress bar, epoch lines only\n"
+    "  --mpi               data-parallel over the processes of an MPI run\n"
+    "                      (mpirun -np N " PROG " --mpi ...): --batch is the global\n"
+    "                      batch, each process takes its share of it; rank 0\n"
+    "                      prints and writes checkpoints and the CSV\n"
     "  --help              this text\n"
     "\n"
     "After each epoch: epoch E/N  train_loss X  test_loss Y  test_acc Z%  seconds S\n"
@@ -192,7 +197,7 @@ _Noreturn static void die(int status, const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
-    exit(status);
+    dist_abort(status); /* every process of an MPI run, or this one */
 }
 
 #define usage_error(...) die(2, __VA_ARGS__)
@@ -236,6 +241,8 @@ typedef struct options {
     uint64_t seed;
     const char *save, *resume, *eval, *csv;
     int quiet;
+    int mpi;                       /* --mpi */
+    const stg_collective *hook;    /* with --mpi: the gradient sums */
 } options;
 
 /* The index of 's' in names[0..n), or a usage error listing them. */
@@ -348,6 +355,10 @@ static void parse_options(options *o, int argc, char **argv)
         }
         if (!strcmp(arg, "--batch-norm")) {
             o->batch_norm = 1;
+            continue;
+        }
+        if (!strcmp(arg, "--mpi")) {
+            o->mpi = 1;
             continue;
         }
         static const char *const with_value[] = {
@@ -489,6 +500,12 @@ static void parse_options(options *o, int argc, char **argv)
         usage_error("--nesterov needs --momentum > 0");
     if (o->eval && (o->resume || o->save || o->csv))
         usage_error("--eval cannot be combined with --resume, --save or --csv");
+    if (o->mpi && !dist_available())
+        usage_error("--mpi: this build has no MPI (install libopenmpi-dev and openmpi-bin, "
+                    "then configure again)");
+    /* each process would normalise, and drop, over its share alone */
+    if (o->mpi && (o->eval || o->batch_norm || o->dropout > 0.0f))
+        usage_error("--mpi cannot be combined with --eval, --batch-norm or --dropout");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -735,6 +752,7 @@ static int model_build(model *m, const options *o, int64_t batch, int64_t in, in
         po.nesterov = optim == STG_OPTIM_SGD && momentum > 0.0f ? o->nesterov : 0;
         po.weight_decay = o->weight_decay;
         po.clip_norm = o->clip_norm;
+        po.collective = o->hook;
     } else {
         po.optimizer = STG_OPTIM_NONE;
         po.inference = 1; /* evaluation: dropout (and the like) in inference mode */
@@ -825,17 +843,22 @@ static void eval_run_batch(model *m, const idx_split *d, int64_t start, double *
 }
 
 /* Test loss (mean over images) and accuracy (%) of the parameters of the
- * model the evaluator was built for (its plans read them in place). */
+ * model the evaluator was built for (its plans read them in place).  The
+ * processes of an MPI run take every size-th batch each, and add up. */
 static void evaluate(evaluator *ev, const idx_split *test, double *loss, double *acc)
 {
     double loss_sum = 0.0;
-    int64_t correct = 0, start = 0;
-    for (; start + ev->full.batch <= test->n; start += ev->full.batch)
-        eval_run_batch(&ev->full, test, start, &loss_sum, &correct);
-    if (ev->rest.plan)
+    int64_t correct = 0, start = 0, k = 0;
+    int size = dist_size(), rank = dist_rank();
+    for (; start + ev->full.batch <= test->n; start += ev->full.batch, k++)
+        if (k % size == rank)
+            eval_run_batch(&ev->full, test, start, &loss_sum, &correct);
+    if (ev->rest.plan && k % size == rank)
         eval_run_batch(&ev->rest, test, start, &loss_sum, &correct);
-    *loss = loss_sum / (double)test->n;
-    *acc = 100.0 * (double)correct / (double)test->n;
+    double sums[2] = {loss_sum, (double)correct};
+    dist_sum(sums, 2);
+    *loss = sums[0] / (double)test->n;
+    *acc = 100.0 * sums[1] / (double)test->n;
 }
 
 static void evaluator_build(evaluator *ev, const options *o, const idx_split *test,
@@ -1035,6 +1058,21 @@ int main(int argc, char **argv)
     parse_options(&o, argc, argv);
     if (o.eval)
         return run_eval(&o);
+    char dmsg[256];
+    stg_collective hook;
+    if (o.mpi && dist_start(&argc, &argv, dmsg, sizeof dmsg))
+        die(1, "--mpi: %s", dmsg);
+    int nproc = dist_size(), rank = dist_rank(), lead = rank == 0;
+    if (o.batch % nproc)
+        die(2, "--batch: %lld is not a multiple of the %d processes", (long long)o.batch, nproc);
+    int64_t local = o.batch / nproc; /* this process's share of each batch */
+    if (o.mpi) {
+        if (dist_hook(&hook, dmsg, sizeof dmsg))
+            die(1, "--mpi: %s", dmsg);
+        o.hook = &hook;
+    }
+    if (!lead)
+        o.quiet = 1;
 
     /* every header first: the two splits must agree before any data is read */
     idx_split train = {0}, test = {0};
@@ -1056,10 +1094,11 @@ int main(int argc, char **argv)
 
     char msg[1024];
     model m;
-    if (model_build(&m, &o, o.batch, train.features, classes, 1, o.optimizer, o.momentum, NULL,
-                    msg,
-                    sizeof msg))
+    if (model_build(&m, &o, local, train.features, classes, 1, o.optimizer, o.momentum, NULL,
+                    msg, sizeof msg))
         die(1, "model: %s", msg);
+    if (o.mpi && dist_prepare(m.plan, dmsg, sizeof dmsg))
+        die(1, "--mpi: %s", dmsg);
     evaluator ev;
     evaluator_build(&ev, &o, &test, classes, &m);
 
@@ -1102,8 +1141,12 @@ int main(int argc, char **argv)
             printf(" weight_decay %g", (double)o.weight_decay);
         if (o.clip_norm > 0.0f)
             printf(" clip_norm %g", (double)o.clip_norm);
-        printf(" %s, %d threads, seed %llu\n", sched_names[o.schedule], stg_plan_threads(m.plan),
+        printf(" %s, %d threads, seed %llu", sched_names[o.schedule], stg_plan_threads(m.plan),
                (unsigned long long)o.seed);
+        if (o.mpi)
+            printf(", %d MPI processes of %lld images each, %d gradient buckets", nproc,
+                   (long long)local, stg_plan_buckets(m.plan));
+        printf("\n");
         stg_gemm_info gi;
         if (stg_plan_gemm_info(m.plan, &gi) == STG_OK)
             printf("%s: %s\n", PROG, gi.why);
@@ -1114,13 +1157,15 @@ int main(int argc, char **argv)
     }
     int end_epoch = o.stop_after ? o.stop_after : o.epochs;
     if (start_epoch >= end_epoch) {
-        printf("%s: %s has done %lld steps, %d epochs; nothing left to do for --%s %d\n", PROG,
+        if (lead)
+            printf("%s: %s has done %lld steps, %d epochs; nothing left to do for --%s %d\n", PROG,
                o.resume, (long long)stg_plan_steps(m.plan), start_epoch,
                o.stop_after ? "stop-after" : "epochs", end_epoch);
         evaluator_free(&ev);
         model_free(&m);
         idx_split_free(&train);
         idx_split_free(&test);
+        dist_finish();
         return 0;
     }
 
@@ -1135,7 +1180,7 @@ int main(int argc, char **argv)
     double total_seconds = 0.0;
     double last_loss = 0.0, last_acc = 0.0;
     FILE *csv = NULL;
-    if (o.csv) {
+    if (o.csv && lead) {
         if (!(csv = fopen(o.csv, "w")))
             die(1, "--csv: cannot create '%s': %s", o.csv, strerror(errno));
         fprintf(csv, "epoch,train_loss,test_loss,test_acc,seconds,steps_per_s\n");
@@ -1147,8 +1192,8 @@ int main(int argc, char **argv)
         int64_t first = epoch == start_epoch ? skip : 0;
         double t0 = now_seconds(), next_draw = t0;
         for (int64_t b = first; b < spe; b++) {
-            const int32_t *idx = perm + b * o.batch;
-            for (int64_t r = 0; r < o.batch; r++) {
+            const int32_t *idx = perm + b * o.batch + rank * local;
+            for (int64_t r = 0; r < local; r++) {
                 memcpy(x + r * F, train.images + (int64_t)idx[r] * F, (size_t)F * sizeof(float));
                 lab[r] = train.labels[idx[r]];
             }
@@ -1172,11 +1217,14 @@ int main(int argc, char **argv)
         total_seconds += seconds;
         int64_t done = spe - first;
         evaluate(&ev, &test, &last_loss, &last_acc);
+        dist_sum(&loss_sum, 1); /* the processes' losses: means over equal shares */
+        loss_sum /= nproc;
         end_progress_line();
-        printf("epoch %d/%d  train_loss %.4f  test_loss %.4f  test_acc %.2f%%  seconds %.2f "
-               "(steps/s %.1f)\n",
-               epoch + 1, o.epochs, done ? loss_sum / (double)done : 0.0, last_loss, last_acc,
-               seconds, seconds > 0 ? (double)done / seconds : 0.0);
+        if (lead)
+            printf("epoch %d/%d  train_loss %.4f  test_loss %.4f  test_acc %.2f%%  seconds %.2f "
+                   "(steps/s %.1f)\n",
+                   epoch + 1, o.epochs, done ? loss_sum / (double)done : 0.0, last_loss,
+                   last_acc, seconds, seconds > 0 ? (double)done / seconds : 0.0);
         fflush(stdout);
         if (csv) {
             fprintf(csv, "%d,%.6f,%.6f,%.4f,%.4f,%.3f\n", epoch + 1,
@@ -1185,7 +1233,7 @@ int main(int argc, char **argv)
             if (fflush(csv) || ferror(csv))
                 die(1, "--csv: writing '%s' failed: %s", o.csv, strerror(errno));
         }
-        if (o.save) {
+        if (o.save && lead) {
             st = stg_plan_save(m.plan, o.save);
             if (st != STG_OK)
                 checkpoint_error("--save", o.save, stg_plan_message(m.plan), st);
@@ -1195,6 +1243,13 @@ int main(int argc, char **argv)
         printf("%s: final test_acc %.2f%%  test_loss %.4f  training seconds %.2f%s%s\n", PROG,
                last_acc, last_loss, total_seconds, o.save ? "  saved " : "",
                o.save ? o.save : "");
+    if (o.mpi && !o.quiet) {
+        double exchange, blocked;
+        dist_times(&exchange, &blocked);
+        printf("%s: gradient exchange %.2f s, %.2f s of it waited for (%.0f%% hidden behind "
+               "the backward pass), rank 0\n", PROG, exchange, blocked,
+               exchange > 0 ? 100.0 * (1.0 - blocked / exchange) : 0.0);
+    }
 
     free(perm);
     evaluator_free(&ev);
@@ -1203,5 +1258,6 @@ int main(int argc, char **argv)
         die(1, "--csv: writing '%s' failed: %s", o.csv, strerror(errno));
     idx_split_free(&train);
     idx_split_free(&test);
+    dist_finish();
     return 0;
 }
