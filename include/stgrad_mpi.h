@@ -56,7 +56,7 @@ STG_API stg_status stg_mpi_prepare(stg_mpi *m, const stg_plan *p);
 
 /* Where the time of the exchanges went, summed over the buckets of every
  * step since the last reset, in seconds: 'exchange' from each start to the
- * end of its wait, 'blocked' inside waits.  1 - blocked / exchange is the
+ * end of its wait, 'blocked' inside the hook's calls (starts and waits).  1 - blocked / exchange is the
  * share of the exchange hidden behind the backward pass. */
 typedef struct stg_mpi_times {
     double exchange, blocked;

@@ -104,8 +104,10 @@ stg_status stgC_add_collectives(stg_plan *p)
     }
     for (int k = 0; k < n; k++) {
         int64_t f = padded(stgS_numel(&g->nodes[pair[k][0]].shape));
+        /* a new bucket where this gradient would take the current one past
+         * the size (a gradient larger than the size has a bucket alone) */
         if (k == 0 || k - first[nb - 1] == BUCKET_MEMBERS ||
-            (size_t)r->bucket_floats[nb - 1] * sizeof(float) >= cap)
+            (size_t)(r->bucket_floats[nb - 1] + f) * sizeof(float) > cap)
             first[nb++] = k;
         r->bucket_floats[nb - 1] += f;
     }

@@ -148,7 +148,9 @@ static int start_sum(void *ctx, int bucket_id, float *data, int64_t count)
         b->phase = 0;
         return 1;
     }
-    return progress(m, -1);
+    int e = progress(m, -1);
+    m->times.blocked += now() - b->t0; /* the step waits for these calls too */
+    return e;
 }
 
 static int wait_sum(void *ctx, int bucket_id)

@@ -71,6 +71,11 @@ void dist_times(double *exchange, double *blocked)
     *blocked = t.blocked;
 }
 
+void dist_times_reset(void)
+{
+    stg_mpi_times_reset(adapter);
+}
+
 void dist_finish(void)
 {
     stg_mpi_free(adapter);
@@ -121,6 +126,7 @@ int dist_prepare(const stg_plan *p, char *err, size_t len)
 }
 
 void dist_times(double *exchange, double *blocked) { *exchange = *blocked = 0.0; }
+void dist_times_reset(void) {}
 void dist_finish(void) {}
 _Noreturn void dist_abort(int status) { exit(status); }
 

@@ -21,6 +21,7 @@ int dist_hook(stg_collective *hook, char *err, size_t len);
 int dist_prepare(const stg_plan *p, char *err, size_t len);
 /* Seconds of gradient exchange since the start, and of it blocked in waits. */
 void dist_times(double *exchange, double *blocked);
+void dist_times_reset(void);
 /* Ends MPI; dist_abort ends every process of the run. */
 void dist_finish(void);
 _Noreturn void dist_abort(int status);

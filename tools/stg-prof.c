@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "dist.h"
 #include "models.h"
 #include "stgrad.h"
 
@@ -35,6 +36,10 @@ static void usage(FILE *f)
                "  --trace FILE      write a Chrome trace of the timed steps (Perfetto,\n"
                "                    chrome://tracing): the last --steps steps\n"
                "  --dot FILE        write the graph in Graphviz DOT (dot -Tsvg FILE)\n"
+               "  --mpi             data-parallel over the processes of an MPI run\n"
+               "                    (mpirun -np N stg-prof --mpi ...): --batch is the\n"
+               "                    global batch; rank 0 prints its own step, the\n"
+               "                    gradient sums' nodes included\n"
                "  --help            this text\n");
 }
 
@@ -43,7 +48,7 @@ int main(int argc, char **argv)
     const char *model = "mlp", *layers = NULL, *mode = "fwd+bwd", *trace = NULL, *dot = NULL;
     long batch = 64, threads = 2, steps = 200, warmup = 20;
     bool batch_set = false;
-    int memory = 0;
+    int memory = 0, mpi = 0;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(o, "--help")) {
@@ -51,6 +56,9 @@ int main(int argc, char **argv)
             return 0;
         } else if (!strcmp(o, "--memory")) {
             memory = 1;
+            continue;
+        } else if (!strcmp(o, "--mpi")) {
+            mpi = 1;
             continue;
         }
         static const char *const valued[] = {"--model", "--layers",  "--mode",  "--trace",
@@ -92,11 +100,32 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    char err[600], title[160];
+    char err[600], title[200];
     stg_plan_options o;
     stg_plan_options_init(&o);
     o.threads = (int)threads;
     o.profile = (int)steps;
+    stg_collective hook;
+    long global = batch;
+    if (mpi) {
+        if (!dist_available()) {
+            fprintf(stderr, "stg-prof: --mpi: this build has no MPI\n");
+            return 2;
+        }
+        if (dist_start(&argc, &argv, err, sizeof err) || dist_hook(&hook, err, sizeof err)) {
+            fprintf(stderr, "stg-prof: --mpi: %s\n", err);
+            dist_abort(1);
+        }
+        if (!batch_set || batch % dist_size()) {
+            fprintf(stderr, "stg-prof: --mpi needs a --batch that the %d processes divide\n",
+                    dist_size());
+            dist_abort(2);
+        }
+        batch /= dist_size(); /* this process's share */
+        o.collective = &hook;
+        if (dist_rank() != 0) /* the others time their steps and print nothing */
+            trace = dot = NULL, memory = 0;
+    }
     stg_plan *p = NULL;
     bool is_step = true;
     if (layers || !strcmp(model, "mlp")) {
@@ -112,6 +141,11 @@ int main(int argc, char **argv)
                           (long long)spec.sizes[l]);
         snprintf(title + w, sizeof title - (size_t)w, ", batch %ld, %.1f MFLOP of products",
                  batch, mlp_flops(&spec) / 1e6);
+        if (mpi) {
+            size_t used = strlen(title);
+            snprintf(title + used, sizeof title - used, " (of a global batch of %ld over %d "
+                     "processes)", global, dist_size());
+        }
         p = mlp_plan(&spec, &o, err, sizeof err);
     } else {
         const matmul_case *mc = matmul_case_find(model);
@@ -136,23 +170,42 @@ int main(int argc, char **argv)
     }
     if (!p) {
         fprintf(stderr, "stg-prof: building the plan failed: %s\n", err);
-        return 1;
+        dist_abort(1);
+    }
+    if (mpi && dist_prepare(p, err, sizeof err)) {
+        fprintf(stderr, "stg-prof: --mpi: %s\n", err);
+        dist_abort(1);
+    }
+    FILE *out = stdout;
+    if (dist_rank() != 0 && !(out = fopen("/dev/null", "w"))) {
+        fprintf(stderr, "stg-prof: cannot open /dev/null\n");
+        dist_abort(1);
     }
     stg_gemm_info gi;
     stg_plan_gemm_info(p, &gi);
-    printf("stg-prof: %s; %ld thread%s, %ld steps timed after %ld warm-up steps\n%s\n\n", title,
+    fprintf(out, "stg-prof: %s; %ld thread%s, %ld steps timed after %ld warm-up steps\n%s\n\n", title,
            threads, threads == 1 ? "" : "s", steps, warmup, gi.why);
     int rc = 0;
     for (long i = 0; i < warmup + steps && rc == 0; i++) {
-        if (i == warmup)
+        if (i == warmup) {
             stg_plan_profile_reset(p);
+            dist_times_reset();
+        }
         if ((is_step ? stg_plan_step(p) : stg_plan_forward(p)) != STG_OK) {
             fprintf(stderr, "stg-prof: step %ld failed: %s\n", i, stg_plan_message(p));
-            rc = 1;
+            dist_abort(1);
         }
     }
-    if (rc == 0 && stg_plan_write_profile(p, stdout) != STG_OK)
+    if (rc == 0 && stg_plan_write_profile(p, out) != STG_OK)
         rc = 1;
+    if (rc == 0 && mpi) {
+        double exchange, blocked;
+        dist_times(&exchange, &blocked);
+        fprintf(out, "gradient sums (rank 0): %.1f us per step from the starts to the ends of "
+                "the waits, %.1f us of it blocked in waits: %.0f%% hidden behind the backward "
+                "pass\n", 1e6 * exchange / (double)steps, 1e6 * blocked / (double)steps,
+                exchange > 0 ? 100.0 * (1.0 - blocked / exchange) : 0.0);
+    }
     if (rc == 0 && memory) {
         putchar('\n');
         if (stg_plan_write_memory(p, stdout) != STG_OK)
@@ -175,5 +228,8 @@ int main(int argc, char **argv)
         }
     }
     stg_plan_free(p);
+    if (out != stdout)
+        fclose(out);
+    dist_finish();
     return rc;
 }
