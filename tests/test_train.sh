@@ -1,7 +1,8 @@
 #!/bin/sh
 # stg-train end to end: option and data errors (status and message), a short
-# run on the real Fashion-MNIST files, and save + resume giving a checkpoint
-# identical to a straight run.  Skips (77) when the dataset is not installed.
+# run on the real Fashion-MNIST files, save + resume giving a checkpoint
+# identical to a straight run, and --mpi where the build has MPI.  Skips (77)
+# when the dataset is not installed.
 set -u
 tool=${TRAIN:-./stg-train}
 data=/usr/share/datasets/fashion-mnist
@@ -123,6 +124,48 @@ fi
 "$tool" --layers 64 --eval "$tmp/full.ck" >"$tmp/eval.out" 2>&1 || fails=$((fails + 1))
 grep -q "test_acc $acc%" "$tmp/eval.out" ||
     { echo "FAIL: --eval gave '$(cat "$tmp/eval.out")', training said $acc%"; fails=$((fails + 1)); }
+
+# --mpi: processes sharing each global batch.  A checkpoint resumes bitwise
+# with the same process count, and with another within rounding of the
+# one-process run; evaluation, reduced over the processes, is what --eval
+# of the checkpoint gives on one process.
+if [ "${HAVE_MPI:-no}" = yes ] && [ -n "${MPIRUN:-}" ]; then
+    mpi() {
+        np=$1
+        shift
+        "$MPIRUN" --allow-run-as-root --oversubscribe -np "$np" "$tool" --mpi "$@"
+    }
+    dp="--layers 64 --data $tmp/small --batch 48 --epochs 2 --threads 1 --quiet"
+    "$tool" $dp --save "$tmp/one.ck" >"$tmp/one.out" 2>&1 || fails=$((fails + 1))
+    mpi 2 $dp --save "$tmp/two.ck" >"$tmp/two.out" 2>&1 || fails=$((fails + 1))
+    mpi 2 $dp --stop-after 1 --save "$tmp/two1.ck" >/dev/null 2>&1 || fails=$((fails + 1))
+    mpi 2 $dp --resume "$tmp/two1.ck" --save "$tmp/two1.ck" >/dev/null 2>&1 ||
+        fails=$((fails + 1))
+    cmp -s "$tmp/two.ck" "$tmp/two1.ck" ||
+        { echo "FAIL: --mpi: 2 processes resumed differ from 2 straight"; fails=$((fails + 1)); }
+    mpi 3 $dp --stop-after 1 --save "$tmp/three1.ck" >/dev/null 2>&1 || fails=$((fails + 1))
+    mpi 2 $dp --resume "$tmp/three1.ck" >"$tmp/three2.out" 2>&1 || fails=$((fails + 1))
+    loss() { sed -n 's/.*epoch 2\/2 .*test_loss \([0-9.]*\) .*/\1/p' "$1"; }
+    for run in two three2; do
+        a=$(loss "$tmp/one.out") b=$(loss "$tmp/$run.out")
+        if [ -z "$a" ] || [ -z "$b" ] || ! awk -v a="$a" -v b="$b" \
+            'BEGIN { d = a - b; exit !(d < 0.002 && d > -0.002) }'; then
+            echo "FAIL: --mpi ($run): test loss '$b', one process '$a'"
+            fails=$((fails + 1))
+        fi
+    done
+    acc=$(sed -n 's/.*epoch 2\/2 .*test_acc \([0-9.]*\)%.*/\1/p' "$tmp/two.out")
+    "$tool" --layers 64 --data "$tmp/small" --eval "$tmp/two.ck" >"$tmp/twoeval.out" 2>&1 ||
+        fails=$((fails + 1))
+    [ -n "$acc" ] && grep -q "test_acc $acc%" "$tmp/twoeval.out" ||
+        { echo "FAIL: --mpi: --eval gave '$(cat "$tmp/twoeval.out")', training said '$acc'"
+          fails=$((fails + 1)); }
+    mpi 3 --layers 64 --data "$tmp/small" --epochs 1 --quiet >"$tmp/out" 2>"$tmp/err"
+    [ $? = 2 ] && grep -q "64 is not a multiple of the 3 processes" "$tmp/err" ||
+        { echo "FAIL: --mpi with 3 processes and --batch 64: $(cat "$tmp/err")"
+          fails=$((fails + 1)); }
+    expect 2 "--mpi cannot be combined" -- --mpi --batch-norm
+fi
 
 echo "stg-train: $fails failure(s)"
 [ $fails -eq 0 ]

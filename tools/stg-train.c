@@ -191,12 +191,19 @@ _Noreturn static void die(int status, const char *fmt, ...)
 {
     end_progress_line();
     fflush(stdout);
-    va_list ap;
-    va_start(ap, fmt);
-    fputs(PROG ": ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
+    /* in an MPI run a usage error is every process's: rank 0 says it; other
+     * errors name the process */
+    if (status != 2 || dist_rank() == 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        if (dist_size() > 1)
+            fprintf(stderr, PROG " (rank %d of %d): ", dist_rank(), dist_size());
+        else
+            fputs(PROG ": ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        va_end(ap);
+    }
     dist_abort(status); /* every process of an MPI run, or this one */
 }
 
