@@ -37,7 +37,7 @@ static kind kind_of(const stg_plan *p, const bool *is_grad, int32_t b)
     case STG_ROLE_CONST: return K_INPUT;
     default: break;
     }
-    if (is_grad[id])
+    if (is_grad[id] || p->bufs[b].in_region) /* the gradient region: gradients, flags */
         return K_GRAD;
     return id < p->nfwd ? K_ACTIVATION : K_TEMP;
 }
@@ -54,6 +54,8 @@ STG_API stg_status stg_plan_memory(const stg_plan *p, stg_memory_report *r)
     r->buffer_bytes = p->buffer_bytes;
     size_t by[K_COUNT] = {0};
     for (int32_t b = 0; b < p->nbufs; b++) {
+        if (p->bufs[b].in_region && p->g->nodes[p->bufs[b].owner].op == &stg_op_grad_sum_wait)
+            continue; /* a bucket: the bytes of its gradients */
         if (p->bufs[b].persistent)
             r->persistent_bytes += p->bufs[b].bytes;
         by[kind_of(p, is_grad, b)] += p->bufs[b].bytes;

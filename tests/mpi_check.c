@@ -165,7 +165,7 @@ int main(int argc, char **argv)
     MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    run_opts r = {.steps = 8, .bad_step = -1, .label_step = -1};
+    run_opts r = {.steps = 20, .bad_step = -1, .label_step = -1};
     const char *out = NULL, *expect = NULL;
     double tol = 0.0;
     int faults = 0;

@@ -183,7 +183,7 @@ static void run_single(int steps, float *params)
 
 /* ---- tests ------------------------------------------------------------------ */
 
-#define STEPS 8
+#define STEPS 20
 
 /* 1, 2 and 3 ranks: every rank holds the same bits, a second run the same
  * bits again, and the parameters are the single process's on the whole
@@ -376,6 +376,14 @@ static void test_region_and_schedule(void **state)
             first_start = i;
     assert_int_equal(first_start, written[order[0]] + 1);
     assert_true(first_start < written[order[3]]);
+    /* the memory report counts each gradient once, as a gradient */
+    stg_memory_report mr;
+    assert_int_equal(stg_plan_memory(p, &mr), STG_OK);
+    assert_int_equal(mr.grad_bytes, (size_t)(NPARAM_FLOATS + 1) * sizeof(float)); /* + 1 flag */
+    assert_true(mr.persistent_bytes <= mr.buffer_bytes);
+    assert_int_equal(mr.param_bytes + mr.grad_bytes + mr.state_bytes + mr.input_bytes +
+                         mr.activation_bytes + mr.temp_bytes + mr.scratch_bytes,
+                     mr.buffer_bytes);
     /* a step: five starts and five waits */
     for (int64_t i = 0; i < 4 * IN; i++)
         stg_plan_data(p, m.x)[i] = 0.1f * (float)i;
