@@ -23,6 +23,7 @@
 
 #define MAXR 4
 #define MAXB 64
+#define STEPS 20 /* a run's steps, at most */
 
 /* ---- the loopback group --------------------------------------------------- */
 
@@ -98,8 +99,8 @@ typedef struct job {
     const char *resume, *save; /* checkpoints (rank 0 saves) */
     int bad_step, bad_rank;    /* a NaN input at step bad_step on bad_rank (-1: none) */
     int label_step, label_rank; /* an out-of-range label */
-    stg_status status[16];
-    char msg[16][256];
+    stg_status status[STEPS];
+    char msg[STEPS][256];
     float params[NPARAM_FLOATS];
     float before[NPARAM_FLOATS], after[NPARAM_FLOATS];
     int changed_on_failure; /* failed steps after which the parameters differed */
@@ -182,8 +183,6 @@ static void run_single(int steps, float *params)
 }
 
 /* ---- tests ------------------------------------------------------------------ */
-
-#define STEPS 20
 
 /* 1, 2 and 3 ranks: every rank holds the same bits, a second run the same
  * bits again, and the parameters are the single process's on the whole
