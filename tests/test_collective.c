@@ -475,6 +475,47 @@ static void test_misuse(void **state)
     stg_graph_free(m.g);
 }
 
+/* Creating a data-parallel plan with each of its allocations failing in
+ * turn: STG_NOMEM every time, nothing leaked. */
+static void test_allocation_failures(void **state)
+{
+    (void)state;
+    if (!allochook_works())
+        skip();
+    lb_group g;
+    lb_init(&g, 1);
+    lb_rank me = {&g, 0};
+    stg_collective c = {.size = 1, .rank = 0, .start_sum = lb_start, .wait_sum = lb_wait,
+                        .ctx = &me, .bucket_bytes = 64};
+    model m = build(4);
+    stg_plan_options o;
+    options(&o, &c);
+    stg_plan *p = NULL;
+    assert_int_equal(stg_plan_create(m.g, m.loss, &o, &p), STG_OK); /* kernels chosen first */
+    stg_plan_free(p);
+    int failures = 0;
+    for (long n = 0;; n++) {
+        long before = allochook_live();
+        allochook_fail_after(n);
+        stg_status st = stg_plan_create(m.g, m.loss, &o, &p);
+        allochook_fail_after(-1);
+        if (st == STG_OK) {
+            stg_plan_free(p);
+            assert_int_equal(allochook_live(), before);
+            break;
+        }
+        if (st != STG_NOMEM)
+            fail_msg("allocation %ld failing gave %s, not STG_NOMEM", n, stg_status_name(st));
+        assert_null(p);
+        if (allochook_live() != before)
+            fail_msg("allocation %ld failing leaked %ld blocks", n, allochook_live() - before);
+        failures++;
+    }
+    assert_true(failures > 10);
+    stg_graph_free(m.g);
+    lb_free(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -486,6 +527,7 @@ int main(void)
         cmocka_unit_test(test_no_allocations),
         cmocka_unit_test(test_region_and_schedule),
         cmocka_unit_test(test_misuse),
+        cmocka_unit_test(test_allocation_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
