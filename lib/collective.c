@@ -90,6 +90,10 @@ stg_status stgC_add_collectives(stg_plan *p)
         pair[n][0] = gid, pair[n][1] = i;
         n++;
     }
+    if (!stgG_ok(g)) { /* a copy could not be added */
+        free(pair), free(taken);
+        return g->status;
+    }
     qsort(pair, (size_t)n, sizeof *pair, by_node);
 
     /* buckets: [first, end) of the pairs each, and the flags bucket last */
@@ -111,7 +115,7 @@ stg_status stgC_add_collectives(stg_plan *p)
             first[nb++] = k;
         r->bucket_floats[nb - 1] += f;
     }
-    first[nb] = n;
+    first[nb] = first[nb + 1] = n; /* the flags bucket holds no gradient */
     r->nbuckets = nb + 1;
     r->bucket_floats[nb] = padded(h->size);
 
@@ -149,7 +153,7 @@ stg_status stgC_add_collectives(stg_plan *p)
         int k = 1;
         if (b == nb)
             in[k++] = flags;
-        for (int m = b < nb ? first[b] : n; m < (b < nb ? first[b + 1] : n); m++)
+        for (int m = first[b]; m < first[b + 1]; m++)
             in[k++] = pair[m][0];
         at.bucket = b, at.floats = r->bucket_floats[b];
         stg_shape ws = {1, {r->bucket_floats[b]}};
@@ -158,7 +162,7 @@ stg_status stgC_add_collectives(stg_plan *p)
             break;
         add_part(r, wait, bucket_at);
         int64_t off = 0;
-        for (int m = b < nb ? first[b] : n; m < (b < nb ? first[b + 1] : n); m++) {
+        for (int m = first[b]; m < first[b + 1]; m++) {
             stg_shape s = g->nodes[pair[m][1]].shape; /* the parameter's */
             stg_layout lay;
             stgS_contiguous(&s, &lay);

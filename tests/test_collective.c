@@ -95,6 +95,7 @@ static void lb_free(lb_group *g)
 typedef struct job {
     lb_group *g;
     int rank, size, from, steps;
+    int threads; /* per rank (0: 1) */
     size_t bucket_bytes;
     const char *resume, *save; /* checkpoints (rank 0 saves) */
     int bad_step, bad_rank;    /* a NaN input at step bad_step on bad_rank (-1: none) */
@@ -117,6 +118,7 @@ static void *run_rank(void *arg)
     assert_int_equal(stg_graph_status(m.g), STG_OK);
     stg_plan_options o;
     options(&o, &c);
+    o.threads = j->threads ? j->threads : 1;
     stg_plan *p = tu_plan_with(m.g, m.loss, &o);
     assert_int_equal(init_params(p, &m), STG_OK);
     if (j->resume)
@@ -212,16 +214,21 @@ static void test_ranks_match_one_process(void **state)
     }
 }
 
-/* Buckets of one gradient each (bucket_bytes tiny) behave the same. */
-static void test_small_buckets(void **state)
+/* Buckets of one gradient each (bucket_bytes tiny), and ranks of two
+ * threads, give the same bits. */
+static void test_small_buckets_and_threads(void **state)
 {
     (void)state;
-    job like = {.bad_step = -1, .label_step = -1, .bucket_bytes = 4};
-    job a[MAXR], b[MAXR];
+    job small = {.bad_step = -1, .label_step = -1, .bucket_bytes = 4};
+    job two = {.bad_step = -1, .label_step = -1, .threads = 2};
+    job a[MAXR], b[MAXR], c[MAXR];
     run_group(a, 2, 0, STEPS, NULL);
-    run_group(b, 2, 0, STEPS, &like);
-    for (int r = 0; r < 2; r++)
+    run_group(b, 2, 0, STEPS, &small);
+    run_group(c, 2, 0, STEPS, &two);
+    for (int r = 0; r < 2; r++) {
         assert_memory_equal(b[r].params, a[0].params, sizeof a[0].params);
+        assert_memory_equal(c[r].params, a[0].params, sizeof a[0].params);
+    }
 }
 
 /* A NaN on one rank, then a bad label on another: every rank fails that
@@ -520,7 +527,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ranks_match_one_process),
-        cmocka_unit_test(test_small_buckets),
+        cmocka_unit_test(test_small_buckets_and_threads),
         cmocka_unit_test(test_failure_on_one_rank),
         cmocka_unit_test(test_failed_steps_change_nothing),
         cmocka_unit_test(test_resume_with_another_count),

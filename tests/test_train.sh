@@ -144,6 +144,9 @@ if [ "${HAVE_MPI:-no}" = yes ] && [ -n "${MPIRUN:-}" ]; then
         fails=$((fails + 1))
     cmp -s "$tmp/two.ck" "$tmp/two1.ck" ||
         { echo "FAIL: --mpi: 2 processes resumed differ from 2 straight"; fails=$((fails + 1)); }
+    mpi 2 $dp --threads 2 --save "$tmp/two2t.ck" >/dev/null 2>&1 || fails=$((fails + 1))
+    cmp -s "$tmp/two.ck" "$tmp/two2t.ck" ||
+        { echo "FAIL: --mpi: 2 processes of 2 threads differ from 1 thread"; fails=$((fails + 1)); }
     mpi 3 $dp --stop-after 1 --save "$tmp/three1.ck" >/dev/null 2>&1 || fails=$((fails + 1))
     mpi 2 $dp --resume "$tmp/three1.ck" >"$tmp/three2.out" 2>&1 || fails=$((fails + 1))
     loss() { sed -n 's/.*epoch 2\/2 .*test_loss \([0-9.]*\) .*/\1/p' "$1"; }
