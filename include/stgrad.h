@@ -454,9 +454,10 @@ typedef enum stg_wait {
  * any of them.
  *
  * stgrad calls the functions from the thread that runs the step, one
- * bucket at a time, buckets started in increasing order and each waited
- * for once per step, and never touches a started bucket's floats before
- * its wait returns.  Each returns 0, or nonzero to fail the step with
+ * bucket at a time: in every step, a failed one included, each bucket is
+ * started once, in increasing order, and waited for once (also after its
+ * start returned an error), and stgrad never touches a started bucket's
+ * floats before its wait returns.  Each returns 0, or nonzero to fail the step with
  * STG_COMM.  The sum must give the same bits on every process, or the
  * processes' parameters drift apart.
  */
