@@ -7,7 +7,11 @@
  *  - otherwise the sum of the last tensor is the loss, and the plan (1 or
  *    2 threads) must pass stg_plan_check and run steps; after a warm-up
  *    step, two steps must call no allocator (counted through the
- *    sanitizer's allocation hooks).
+ *    sanitizer's allocation hooks);
+ *  - for one input in two, the plan is a data-parallel one with a hook of
+ *    one process (the sum is the identity): every bucket is started and
+ *    waited for once a step, and its parameters must be the same bits as
+ *    those of the plan without the hook after the same steps.
  * A crash, a leak or a sanitizer report is a finding.
  */
 #include <sanitizer/allocator_interface.h>
@@ -35,6 +39,32 @@ static unsigned byte(program *r)
 }
 
 static int small(program *r, int lo, int hi) { return lo + (int)(byte(r) % (unsigned)(hi - lo + 1)); }
+
+/* A hook of one process: the sum is the identity; it checks the order of
+ * its calls and counts the steps they complete. */
+typedef struct alone {
+    int buckets, next_start, next_wait, steps;
+} alone;
+
+static int alone_start(void *ctx, int bucket, float *data, int64_t count)
+{
+    alone *a = ctx;
+    (void)data;
+    if (bucket != a->next_start || bucket >= a->buckets || count <= 0)
+        abort(); /* buckets start in order, each once a step */
+    a->next_start++;
+    return 0;
+}
+
+static int alone_wait(void *ctx, int bucket)
+{
+    alone *a = ctx;
+    if (bucket != a->next_wait || bucket >= a->next_start)
+        abort(); /* waited for in order, after their start */
+    if (++a->next_wait == a->buckets)
+        a->next_start = a->next_wait = 0, a->steps++;
+    return 0;
+}
 
 static volatile long allocations;
 static void count_malloc(const volatile void *p, size_t n)
@@ -188,8 +218,19 @@ int fuzz_graph(const uint8_t *data, size_t size)
     stg_plan_options o;
     stg_plan_options_init(&o);
     o.threads = 1 + (int)(size & 1);
-    stg_plan *p = NULL;
+    alone hook_state = {0};
+    stg_collective hook = {.size = 1, .rank = 0, .start_sum = alone_start,
+                           .wait_sum = alone_wait, .ctx = &hook_state, .bucket_bytes = 256};
+    stg_plan *p = NULL, *twin = NULL;
+    if (size & 2) { /* data parallel: the same plan without the hook is the reference */
+        if (stg_plan_create(g, loss, &o, &twin) != STG_OK)
+            twin = NULL;
+        o.collective = &hook;
+    }
     stg_status s = stg_plan_create(g, loss, &o, &p);
+    if (s == STG_OK && (size & 2) && !twin)
+        abort(); /* the hook made a plan possible that was not without it */
+    hook_state.buckets = s == STG_OK ? stg_plan_buckets(p) : 0;
     if (s == STG_OK) {
         char msg[256];
         if (stg_plan_check(p, msg, sizeof msg) != STG_OK) {
@@ -197,10 +238,12 @@ int fuzz_graph(const uint8_t *data, size_t size)
             abort();
         }
         for (int i = 0; i < leaves; i++) {
-            float *d = stg_plan_data(p, t[i]);
+            float *d = stg_plan_data(p, t[i]), *e = twin ? stg_plan_data(twin, t[i]) : NULL;
             int64_t n = stg_tensor_numel(g, t[i]);
             for (int64_t k = 0; d && k < n; k++)
                 d[k] = (float)((k * 7 + i) % 11) / 8.0f - 0.6f;
+            if (e && d)
+                memcpy(e, d, (size_t)n * sizeof *d);
         }
         stg_plan_step(p); /* warm-up */
         long before = allocations;
@@ -213,10 +256,25 @@ int fuzz_graph(const uint8_t *data, size_t size)
             fprintf(stderr, "a step allocated %ld times\n", allocations - before);
             abort();
         }
+        if (twin) {
+            if (hook_state.steps != 3 || hook_state.next_start || hook_state.next_wait)
+                abort(); /* three steps, each with every bucket */
+            for (int i = 0; i < 3; i++)
+                stg_plan_step(twin);
+            for (int i = 0; i < leaves; i++) {
+                const float *d = stg_plan_data(p, t[i]), *e = stg_plan_data(twin, t[i]);
+                size_t bytes = (size_t)stg_tensor_numel(g, t[i]) * sizeof *d;
+                if (d && e && memcmp(d, e, bytes)) {
+                    fprintf(stderr, "leaf %d differs with a one-process hook\n", i);
+                    abort();
+                }
+            }
+        }
         stg_plan_free(p);
     } else if (s != STG_NOMEM && s != STG_INVALID && s != STG_SHAPE) {
         abort();
     }
+    stg_plan_free(twin);
     stg_graph_free(g);
     return 0;
 }
