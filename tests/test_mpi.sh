@@ -14,7 +14,10 @@ fi
 # leaks are checked by the other tests, test_collective's data-parallel
 # plans included.
 ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
-export ASAN_OPTIONS
+# Containers often forbid the cross-process reads Open MPI's shared-memory
+# transport uses by default; copying through shared memory works anywhere.
+OMPI_MCA_btl_vader_single_copy_mechanism=none
+export ASAN_OPTIONS OMPI_MCA_btl_vader_single_copy_mechanism
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 status=0
