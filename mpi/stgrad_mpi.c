@@ -163,10 +163,11 @@ static int wait_sum(void *ctx, int bucket_id)
         return 3; /* its start failed */
     double t = now();
     int e = progress(m, bucket_id) ? MPI_ERR_OTHER : MPI_SUCCESS;
-    if (e == MPI_SUCCESS && b->phase == 2)
-        e = MPI_Wait(&b->req, MPI_STATUS_IGNORE);
+    int done = MPI_Wait(&b->req, MPI_STATUS_IGNORE); /* nothing left in flight */
+    if (b->phase == 1) /* its all-gather was never posted: an earlier start failed */
+        e = MPI_ERR_OTHER;
     else if (e == MPI_SUCCESS)
-        e = MPI_ERR_OTHER; /* not posted: an earlier bucket was never started */
+        e = done;
     b->phase = 0;
     if (bucket_id == m->nb - 1)
         m->next2 = 0; /* the step's last bucket: the next step starts over */
