@@ -90,6 +90,22 @@ static void lb_free(lb_group *g)
         free(g->sum[r]);
 }
 
+/* A group of one, and the hook of its only rank. */
+typedef struct lb_alone {
+    lb_group g;
+    lb_rank me;
+    stg_collective hook;
+} lb_alone;
+
+static void lb_alone_init(lb_alone *a, size_t bucket_bytes)
+{
+    lb_init(&a->g, 1);
+    a->me = (lb_rank){&a->g, 0};
+    a->hook = (stg_collective){.size = 1, .rank = 0, .start_sum = lb_start,
+                               .wait_sum = lb_wait, .ctx = &a->me,
+                               .bucket_bytes = bucket_bytes};
+}
+
 /* ---- ranks as threads ------------------------------------------------------ */
 
 typedef struct job {
@@ -331,14 +347,11 @@ static void test_no_allocations(void **state)
 static void test_region_and_schedule(void **state)
 {
     (void)state;
-    lb_group g;
-    lb_init(&g, 1);
-    lb_rank me = {&g, 0};
-    stg_collective c = {.size = 1, .rank = 0, .start_sum = lb_start, .wait_sum = lb_wait,
-                        .ctx = &me, .bucket_bytes = 4};
+    lb_alone one;
+    lb_alone_init(&one, 4);
     model m = build(4);
     stg_plan_options o;
-    options(&o, &c);
+    options(&o, &one.hook);
     stg_plan *p = tu_plan_with(m.g, m.loss, &o);
     /* one gradient per bucket, then the flags */
     assert_int_equal(stg_plan_buckets(p), 5);
@@ -396,11 +409,11 @@ static void test_region_and_schedule(void **state)
     for (int i = 0; i < 4; i++)
         stg_plan_data_i32(p, m.y)[i] = i % OUT;
     assert_int_equal(stg_plan_step(p), STG_OK);
-    assert_int_equal(g.starts, 5);
-    assert_int_equal(g.waits, 5);
+    assert_int_equal(one.g.starts, 5);
+    assert_int_equal(one.g.waits, 5);
     stg_plan_free(p);
     stg_graph_free(m.g);
-    lb_free(&g);
+    lb_free(&one.g);
 }
 
 static int refuse_start(void *ctx, int bucket, float *data, int64_t count)
@@ -459,10 +472,9 @@ static void test_misuse(void **state)
         {.size = 1, .rank = 0, .start_sum = refuse_start, .wait_sum = fine_wait},
         {.size = 1, .rank = 0, .start_sum = lb_start, .wait_sum = refuse_wait},
     };
-    lb_group g;
-    lb_init(&g, 1);
-    lb_rank me = {&g, 0};
-    refusing[1].ctx = &me;
+    lb_alone one;
+    lb_alone_init(&one, 0);
+    refusing[1].ctx = &one.me;
     for (int k = 0; k < 2; k++) {
         options(&o, &refusing[k]);
         p = tu_plan_with(m.g, m.loss, &o);
@@ -478,7 +490,7 @@ static void test_misuse(void **state)
         assert_int_equal(stg_plan_steps(p), 0);
         stg_plan_free(p);
     }
-    lb_free(&g);
+    lb_free(&one.g);
     stg_graph_free(m.g);
 }
 
@@ -489,14 +501,11 @@ static void test_allocation_failures(void **state)
     (void)state;
     if (!allochook_works())
         skip();
-    lb_group g;
-    lb_init(&g, 1);
-    lb_rank me = {&g, 0};
-    stg_collective c = {.size = 1, .rank = 0, .start_sum = lb_start, .wait_sum = lb_wait,
-                        .ctx = &me, .bucket_bytes = 64};
+    lb_alone one;
+    lb_alone_init(&one, 64);
     model m = build(4);
     stg_plan_options o;
-    options(&o, &c);
+    options(&o, &one.hook);
     stg_plan *p = NULL;
     assert_int_equal(stg_plan_create(m.g, m.loss, &o, &p), STG_OK); /* kernels chosen first */
     stg_plan_free(p);
@@ -520,7 +529,7 @@ static void test_allocation_failures(void **state)
     }
     assert_true(failures > 10);
     stg_graph_free(m.g);
-    lb_free(&g);
+    lb_free(&one.g);
 }
 
 int main(void)
